@@ -1,0 +1,43 @@
+"""pgqueue: job queues in PostgreSQL.
+
+    from pgqueue import Queue
+    job = Queue("default").enqueue(count_words, "some text")
+
+Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README and docs/.
+"""
+
+from ._migrate import migrate, schema_sql
+from .decorators import job
+from .exceptions import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    JobFailed,
+    NoSuchJobError,
+    PgQueueError,
+    SchemaMissing,
+)
+from .job import Job, JobStatus, Retry, get_current_job
+from .queue import Queue
+from .worker import SimpleWorker, Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "DatabaseUnavailable",
+    "Job",
+    "JobFailed",
+    "JobStatus",
+    "NoSuchJobError",
+    "PgQueueError",
+    "Queue",
+    "Retry",
+    "SchemaMissing",
+    "SimpleWorker",
+    "Worker",
+    "__version__",
+    "get_current_job",
+    "job",
+    "migrate",
+    "schema_sql",
+]

@@ -1,0 +1,112 @@
+"""Connections: pgqueue's own (one per process and DSN), a caller's psycopg or SQLAlchemy connection
+joined for transactional enqueue, and the translation of driver errors into pgqueue's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+
+from ._config import resolve_dsn
+from .exceptions import ConfigurationError, DatabaseUnavailable, PgQueueError, SchemaMissing
+
+_cache: dict[str, psycopg.Connection[Any]] = {}
+_cache_pid = os.getpid()
+_cache_lock = threading.Lock()
+
+
+def _describe(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparseable DSN>"
+    host = info.get("host") or "localhost"
+    port = info.get("port") or "5432"
+    return f"{info.get('user') or ''}@{host}:{port}/{info.get('dbname') or ''}".lstrip("@")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@contextlib.contextmanager
+def translate_errors(dsn: str | None = None) -> Iterator[None]:
+    """Turn driver errors that mean "the database is not usable" into pgqueue's exceptions."""
+    try:
+        yield
+    except PgQueueError:
+        raise
+    except (pgerrors.UndefinedTable, pgerrors.InvalidSchemaName, pgerrors.UndefinedObject) as exc:
+        if "pgqueue" in str(exc):
+            raise SchemaMissing(_first_line(exc)) from None
+        raise
+    except psycopg.OperationalError as exc:
+        where = f" at {_describe(dsn)}" if dsn else ""
+        raise DatabaseUnavailable(f"cannot reach PostgreSQL{where}: {_first_line(exc)}") from None
+
+
+def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A new connection of pgqueue's own, with errors translated."""
+    resolved = resolve_dsn(dsn)
+    try:
+        psycopg.conninfo.conninfo_to_dict(resolved)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
+    with translate_errors(resolved):
+        return psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
+
+
+def shared_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
+    """This process's autocommit connection for ``dsn``, reconnected if it broke. psycopg serialises
+    use of one connection across threads, so one per process is enough for enqueue and lookups."""
+    global _cache_pid
+    resolved = resolve_dsn(dsn)
+    with _cache_lock:
+        if _cache_pid != os.getpid():  # forked: the parent's sockets are not ours to use or close
+            _cache.clear()
+            _cache_pid = os.getpid()
+        conn = _cache.get(resolved)
+        if conn is None or conn.closed or conn.broken:
+            conn = connect(resolved)
+            _cache[resolved] = conn
+        return conn
+
+
+def close_shared_connections() -> None:
+    with _cache_lock:
+        if _cache_pid == os.getpid():
+            for conn in _cache.values():
+                conn.close()
+        _cache.clear()
+
+
+def caller_connection(connection: Any) -> psycopg.Connection[Any]:
+    """The psycopg 3 connection under what a caller passed as ``connection=``: a psycopg Connection,
+    a SQLAlchemy Connection, or a SQLAlchemy Session (its connection for the current transaction)."""
+    if isinstance(connection, psycopg.Connection):
+        return connection
+    try:
+        from sqlalchemy.engine import Connection as SAConnection
+        from sqlalchemy.orm import Session
+    except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
+        SAConnection = Session = None  # type: ignore[assignment,misc]
+    if Session is not None and isinstance(connection, Session):
+        connection = connection.connection()
+    if SAConnection is not None and isinstance(connection, SAConnection):
+        raw = connection.connection.driver_connection
+        if isinstance(raw, psycopg.Connection):
+            return raw
+        raise ConfigurationError(
+            f"connection= needs SQLAlchemy on the psycopg 3 driver (postgresql+psycopg://), "
+            f"not {type(raw).__module__}"
+        )
+    raise ConfigurationError(
+        "connection= takes a psycopg 3 Connection, a SQLAlchemy Connection or a SQLAlchemy Session, "
+        f"not {type(connection).__name__}"
+    )

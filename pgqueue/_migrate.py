@@ -1,0 +1,68 @@
+"""Bringing a database to pgqueue's newest schema with alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._db import connect, translate_errors
+from .sql import SCHEMA
+
+
+
+def _script_location() -> str:
+    import pgqueue._migrations as pkg  # the repo's migrations/ folder, packaged under this name
+
+    return str(Path(pkg.__file__).resolve().parent)  # type: ignore[arg-type]
+
+
+def migrate(dsn: str | None = None) -> str:
+    """Upgrade the database at ``dsn`` to the newest revision; returns that revision. Safe to run
+    concurrently and repeatedly."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    raw = connect(dsn, autocommit=False)  # resolves the DSN and reports a bad one clearly
+    engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
+    cfg = Config()
+    cfg.set_main_option("script_location", _script_location())
+    try:
+        with translate_errors(dsn), engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        raw.close()
+    return head_revision()
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", _script_location())
+    return str(ScriptDirectory.from_config(cfg).get_current_head())
+
+
+def schema_sql() -> str:
+    """The DDL of the newest schema, for teams that apply SQL with their own tools. It ends by recording
+    the revision in pgqueue's alembic version table, so a later ``pgqueue migrate`` carries on from it."""
+    return (
+        SCHEMA.rstrip()
+        + "\n\n-- What `pgqueue migrate` records, so later migrations carry on from this revision.\n"
+        + "CREATE TABLE pgqueue.alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);\n"
+        + f"INSERT INTO pgqueue.alembic_version (version_num) VALUES ('{head_revision()}');\n"
+    )
+
+
+def current_revision(conn: Any) -> str | None:
+    """The revision the database is at, or ``None`` if pgqueue was never migrated there."""
+    row = conn.execute(
+        "SELECT to_regclass('pgqueue.alembic_version') IS NOT NULL"
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    found = conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchone()
+    return found[0] if found else None

@@ -1,0 +1,70 @@
+"""SQLAlchemy Core tables for pgqueue's schema: for alembic, and for people writing reports
+(``select(jobs.c.queue, func.count()).group_by(jobs.c.queue)``). The DDL itself is sql/schema.sql;
+tests check that the two agree."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    Enum,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(schema="pgqueue")
+
+job_status = Enum("scheduled", "queued", "deferred", "running", "finished", "failed", "canceled",
+                  name="job_status", schema="pgqueue", metadata=metadata)
+
+jobs = Table(
+    "jobs", metadata,
+    Column("id", Text, primary_key=True),
+    Column("queue", Text, nullable=False),
+    Column("func_name", Text, nullable=False),
+    Column("args", JSONB, nullable=False),
+    Column("kwargs", JSONB, nullable=False),
+    Column("status", job_status, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("position", BigInteger, nullable=False),
+    Column("description", Text),
+    Column("meta", JSONB, nullable=False),
+    Column("result", JSONB),
+    Column("exc_info", Text),
+    Column("errors", JSONB, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("retry_intervals", ARRAY(Double), nullable=False),
+    Column("timeout_seconds", Double, nullable=False),
+    Column("result_ttl", Integer),
+    Column("failure_ttl", Integer),
+    Column("ttl", Integer),
+    Column("depends_on", ARRAY(Text), nullable=False),
+    Column("unique_key", Text),
+    Column("worker_id", BigInteger),
+    Column("worker_name", Text),
+    Column("enqueued_at", DateTime(timezone=True), nullable=False),
+    Column("scheduled_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("ended_at", DateTime(timezone=True)),
+)
+
+workers = Table(
+    "workers", metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("hostname", Text, nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", ARRAY(Text), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("lease_seconds", Double, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("stopped_at", DateTime(timezone=True)),
+)

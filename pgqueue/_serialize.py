@@ -1,0 +1,70 @@
+"""JSON in and out: the one place that decides how arguments, results and meta are stored.
+
+Plain JSON types are stored as they are, so they read naturally in SQL. ``datetime``, ``date``,
+``UUID`` and ``Decimal`` are stored as one-key objects (``{"$datetime": "2030-01-01T00:00:00+00:00"}``)
+and come back as the same type. Tuples come back as lists. Anything else raises ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+import uuid
+from typing import Any
+
+_TAGS = ("$datetime", "$date", "$uuid", "$decimal")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, _dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, _dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    raise TypeError(
+        f"pgqueue stores arguments, results and meta as JSON; {type(value).__module__}."
+        f"{type(value).__qualname__} is not JSON-serialisable (supported: str, int, float, bool, None, "
+        "list, tuple, dict with str keys, datetime, date, UUID, Decimal)"
+    )
+
+
+_encoder = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Serialise ``value`` to JSON text, raising ``TypeError`` for anything pgqueue cannot round-trip."""
+    try:
+        return _encoder.encode(value)
+    except ValueError as exc:  # NaN / Infinity: jsonb rejects them
+        raise TypeError(f"pgqueue cannot store {exc}") from None
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        ((key, val),) = obj.items()
+        if key in _TAGS and isinstance(val, str):
+            if key == "$datetime":
+                return _dt.datetime.fromisoformat(val)
+            if key == "$date":
+                return _dt.date.fromisoformat(val)
+            if key == "$uuid":
+                return uuid.UUID(val)
+            return decimal.Decimal(val)
+    return obj
+
+
+_decoder = json.JSONDecoder(object_hook=_hook)
+
+
+def loads(text: str | bytes | None) -> Any:
+    """Parse JSON text written by :func:`dumps`."""
+    if text is None:
+        return None
+    if isinstance(text, bytes):
+        text = text.decode()
+    return _decoder.decode(text)
+

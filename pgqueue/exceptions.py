@@ -1,0 +1,41 @@
+"""pgqueue's exceptions. Every one derives from :class:`PgQueueError`."""
+
+from __future__ import annotations
+
+
+class PgQueueError(Exception):
+    """Base class of every error pgqueue raises on purpose."""
+
+
+class ConfigurationError(PgQueueError):
+    """pgqueue cannot work as configured: a bad DSN, a missing optional package, a bad option."""
+
+
+class DatabaseUnavailable(PgQueueError):
+    """The database could not be reached, or the connection broke mid-operation."""
+
+
+class SchemaMissing(PgQueueError):
+    """The database is reachable but pgqueue's tables are not there yet."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            (message + ": " if message else "")
+            + "pgqueue's schema is not installed in this database; run `pgqueue migrate` "
+            "(or pgqueue.migrate(dsn)), or apply `pgqueue schema --sql` with your own tools"
+        )
+
+
+class NoSuchJobError(PgQueueError):
+    """No job has the given id."""
+
+
+class JobFailed(PgQueueError):
+    """Raised by ``job.wait()`` when the job failed or was canceled; carries the remote traceback text."""
+
+    def __init__(self, job_id: str, status: str, exc_info: str | None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.exc_info = exc_info
+        detail = f"\n{exc_info}" if exc_info else ""
+        super().__init__(f"job {job_id} {status}{detail}")

@@ -1,0 +1,267 @@
+"""Jobs: a row of ``pgqueue.jobs`` seen from Python, its status enum, and the retry policy."""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import random
+import select
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from . import _serialize
+from ._db import connect, shared_connection, translate_errors
+from .exceptions import JobFailed, NoSuchJobError
+from .sql import q
+
+
+class JobStatus(str, enum.Enum):
+    """The lifecycle of a job; the values are the ``status`` column's."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class Retry:
+    """How often a failed job runs again, and after how long.
+
+    ``Retry(max=3)`` allows three retries after the first failure (up to four runs), at once.
+    ``interval`` is seconds before each retry: one number for all, or a list whose last value repeats.
+    :meth:`exponential` builds a capped exponential back-off with jitter.
+    """
+
+    def __init__(self, max: int, interval: float | Sequence[float] = 0) -> None:
+        if not isinstance(max, int) or isinstance(max, bool) or max < 0:
+            raise ValueError("Retry(max=...) must be an int >= 0")
+        intervals = [float(interval)] if isinstance(interval, (int, float)) else [float(i) for i in interval]
+        if any(i < 0 for i in intervals):
+            raise ValueError("Retry intervals must be >= 0 seconds")
+        self.max = max
+        self.intervals: list[float] = intervals
+
+    @classmethod
+    def exponential(
+        cls, max: int, base: float = 1.0, factor: float = 2.0, cap: float = 300.0, jitter: float = 0.1
+    ) -> Retry:
+        """``base * factor**n`` seconds before retry ``n`` (0-based), at most ``cap``, each stretched by a
+        random fraction up to ``jitter`` so that jobs failing together do not retry together."""
+        intervals = [min(cap, base * factor**n) * (1 + random.uniform(0, jitter)) for n in range(max)]
+        return cls(max=max, interval=intervals or [0])
+
+    def __repr__(self) -> str:
+        return f"Retry(max={self.max}, interval={self.intervals!r})"
+
+
+_current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("pgqueue_current_job", default=None)
+
+
+def get_current_job() -> Job | None:
+    """The job being run, when called from inside a job function; ``None`` elsewhere."""
+    return _current_job.get()
+
+
+class Job:
+    """A job. Attributes mirror the columns of ``pgqueue.jobs``; :meth:`refresh` reloads them."""
+
+    id: str
+    queue: str
+    func_name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    status: JobStatus
+    priority: int
+    description: str | None
+    meta: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    errors: list[dict[str, Any]]
+    timeout: float
+    result_ttl: int | None
+    failure_ttl: int | None
+    ttl: int | None
+    depends_on: list[str]
+    unique_key: str | None
+    worker_name: str | None
+    enqueued_at: datetime | None
+    scheduled_at: datetime | None
+    started_at: datetime | None
+    ended_at: datetime | None
+
+    def __init__(self, id: str, dsn: str | None = None, **fields: Any) -> None:
+        self.id = id
+        self._dsn = dsn
+        self._result: Any = None
+        self._exc_info: str | None = None
+        self._final_loaded = False  # whether result/exc_info were loaded once the job had ended
+        self.status = JobStatus.QUEUED
+        self.args, self.kwargs, self.meta, self.errors, self.depends_on = [], {}, {}, [], []
+        self.priority, self.attempts, self.max_attempts, self.timeout = 0, 0, 1, 180.0
+        self.queue = self.func_name = ""
+        self.description = self.unique_key = self.worker_name = None
+        self.result_ttl = self.failure_ttl = self.ttl = None
+        self.enqueued_at = self.scheduled_at = self.started_at = self.ended_at = None
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.func_name} {self.status.value}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Job) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def fetch(cls, id: str, dsn: str | None = None) -> Job:
+        """The job with this id, raising :class:`NoSuchJobError` if there is none."""
+        job = cls(id, dsn)
+        job.refresh()
+        return job
+
+    def refresh(self) -> None:
+        """Reload every attribute from the database."""
+        conn = shared_connection(self._dsn)
+        with translate_errors(self._dsn):
+            row = conn.execute(q("fetch_job"), {"id": self.id}).fetchone()
+        if row is None:
+            raise NoSuchJobError(f"no job with id {self.id!r}")
+        self._load_row(row)
+
+    def _load_row(self, row: Sequence[Any]) -> None:
+        (self.id, self.queue, self.func_name, args, kwargs, status, self.priority, self.description, meta,
+         result, self._exc_info, errors, self.attempts, self.max_attempts, self.timeout, self.result_ttl,
+         self.failure_ttl, self.ttl, depends_on, self.unique_key, self.worker_name, self.enqueued_at,
+         self.scheduled_at, self.started_at, self.ended_at) = row
+        self.args = _serialize.loads(args)
+        self.kwargs = _serialize.loads(kwargs)
+        self.meta = _serialize.loads(meta)
+        self._result = _serialize.loads(result)
+        self.errors = _serialize.loads(errors)
+        self.depends_on = list(depends_on)
+        self.status = JobStatus(status)
+        self._final_loaded = self.status.is_final
+
+    # -- state -----------------------------------------------------------------------------------
+    def get_status(self, refresh: bool = True) -> JobStatus:
+        if refresh:
+            conn = shared_connection(self._dsn)
+            with translate_errors(self._dsn):
+                row = conn.execute(q("job_status"), {"id": self.id}).fetchone()
+            if row is None:
+                raise NoSuchJobError(f"no job with id {self.id!r}")
+            self.status = JobStatus(row[0])
+        return self.status
+
+    def _refresh_unless_final(self) -> None:
+        if not self._final_loaded:
+            self.refresh()
+
+    @property
+    def result(self) -> Any:
+        """The return value of a finished job (``None`` until it finishes)."""
+        self._refresh_unless_final()
+        return self._result
+
+    @property
+    def return_value(self) -> Any:
+        """RQ's newer name for :attr:`result`."""
+        return self.result
+
+    @property
+    def exc_info(self) -> str | None:
+        """The last failure's text: the traceback, or why the job timed out or its process died."""
+        self._refresh_unless_final()
+        return self._exc_info
+
+    @property
+    def is_finished(self) -> bool:
+        return self.get_status() == JobStatus.FINISHED
+
+    @property
+    def is_failed(self) -> bool:
+        return self.get_status() == JobStatus.FAILED
+
+    @property
+    def is_queued(self) -> bool:
+        return self.get_status() == JobStatus.QUEUED
+
+    # -- changes ---------------------------------------------------------------------------------
+    def save_meta(self) -> None:
+        """Write ``job.meta`` to the database (e.g. progress reported from inside a running job)."""
+        conn = shared_connection(self._dsn)
+        with translate_errors(self._dsn):
+            if conn.execute(q("save_meta"), {"id": self.id, "meta": _serialize.dumps(self.meta)}).fetchone() is None:
+                raise NoSuchJobError(f"no job with id {self.id!r}")
+
+    def cancel(self) -> bool:
+        """Cancel the job if it has not ended. Returns whether it was canceled. A running job's process is
+        not interrupted, but its outcome is no longer recorded."""
+        conn = shared_connection(self._dsn)
+        with translate_errors(self._dsn):
+            done = conn.execute(q("cancel_job"), {"id": self.id}).fetchone() is not None
+        self.refresh()
+        return done
+
+    def requeue(self) -> bool:
+        """Put a failed or canceled job back on its queue, allowing one more attempt."""
+        conn = shared_connection(self._dsn)
+        with translate_errors(self._dsn):
+            done = conn.execute(q("requeue_jobs"), {"ids": [self.id], "queue": None}).fetchone() is not None
+        self.refresh()
+        return done
+
+    def delete(self) -> None:
+        """Delete the job's row."""
+        conn = shared_connection(self._dsn)
+        with translate_errors(self._dsn):
+            conn.execute(q("delete_job"), {"id": self.id})
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Block until the job ends and return its result. Woken by the worker's NOTIFY, not by polling.
+        Raises :class:`JobFailed` if it failed or was canceled, ``TimeoutError`` if ``timeout`` passes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with connect(self._dsn) as conn, translate_errors(self._dsn):
+            conn.execute("LISTEN pgqueue_done")
+            while True:
+                self.refresh()  # after LISTEN, so an end between the two cannot be missed
+                if self.status == JobStatus.FINISHED:
+                    return self._result
+                if self.status.is_final:
+                    raise JobFailed(self.id, self.status.value, self._exc_info)
+                if not _wait_for_ids(conn, {self.id}, deadline):
+                    raise TimeoutError(f"job {self.id} did not end within {timeout} seconds")
+
+
+def _wait_for_ids(conn: Any, ids: set[str], deadline: float | None) -> bool:
+    """Wait for a pgqueue_done notification naming one of ``ids``; False if the deadline passes."""
+    pgconn = conn.pgconn
+    while True:
+        pgconn.consume_input()
+        while (note := pgconn.notifies()) is not None:
+            if ids.intersection(note.extra.decode().split(",")):
+                return True
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return False
+        ready, _, _ = select.select([conn.fileno()], [], [], 5.0 if remaining is None else min(remaining, 5.0))
+        if not ready and (remaining is None or remaining > 5.0):
+            return True  # a slow re-check, in case the connection silently lost a notification

@@ -1,0 +1,307 @@
+"""Queues: enqueueing jobs (alone, in bulk, scheduled, inside the caller's transaction) and looking at
+what is waiting."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+
+from . import _serialize
+from ._db import caller_connection, shared_connection, translate_errors
+from .exceptions import PgQueueError
+from .job import Job, JobStatus, Retry
+from .sql import q
+
+DEFAULT_TIMEOUT = 180.0
+
+#: The keyword arguments ``enqueue`` keeps for itself (as RQ does); ``enqueue_call`` passes the
+#: function's own arguments only through ``args=`` and ``kwargs=``.
+RESERVED_OPTIONS = frozenset({
+    "job_id", "job_timeout", "result_ttl", "ttl", "failure_ttl", "retry", "priority", "depends_on",
+    "at_front", "meta", "description", "unique_key", "connection",
+})
+_PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at"}
+
+
+def func_name_of(func: Callable[..., Any] | str) -> str:
+    """The dotted path a worker imports: ``"pkg.module.func"``."""
+    if isinstance(func, str):
+        if not func or func.startswith(".") or func.endswith(".") or "." not in func:
+            raise ValueError(f"a job function given as a string must be a dotted path like 'pkg.mod.func', got {func!r}")
+        return func
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not callable(func) or not module or not qualname:
+        raise TypeError(f"cannot enqueue {func!r}: pass a module-level function or its dotted path")
+    if "<locals>" in qualname or "<lambda>" in qualname:
+        raise ValueError(
+            f"cannot enqueue {module}.{qualname}: workers import job functions by dotted path, so they must "
+            "be defined at module level, not inside another function or as a lambda"
+        )
+    return f"{module}.{qualname}"
+
+
+def _ids_of(depends_on: Any) -> list[str]:
+    if depends_on is None:
+        return []
+    if isinstance(depends_on, (Job, str)):
+        depends_on = [depends_on]
+    return [d.id if isinstance(d, Job) else str(d) for d in depends_on]
+
+
+def _seconds(value: int | float | timedelta | None, name: str) -> float | None:
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0 and name != "result_ttl":
+        raise ValueError(f"{name} must be >= 0")
+    return seconds
+
+
+class EnqueueData:
+    """One job ready to insert: its function, serialised arguments and options. Built by
+    :meth:`Queue.prepare_data`; ``enqueue_many`` writes a list of these in one round trip."""
+
+    __slots__ = ("id", "func_name", "args", "kwargs", "args_json", "kwargs_json", "meta", "meta_json",
+                 "priority", "at_front", "description", "max_attempts", "intervals", "timeout", "result_ttl",
+                 "failure_ttl", "ttl", "depends_on", "unique_key", "scheduled_at", "custom_id")
+
+    def __init__(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
+                 kwargs: dict[str, Any] | None = None, *, job_id: str | None = None,
+                 job_timeout: int | float | timedelta | None = None, result_ttl: int | None = None,
+                 ttl: int | None = None, failure_ttl: int | None = None, retry: Retry | int | None = None,
+                 priority: int = 0, depends_on: Any = None, at_front: bool = False,
+                 meta: dict[str, Any] | None = None, description: str | None = None,
+                 unique_key: str | None = None, scheduled_at: datetime | None = None,
+                 default_timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.func_name = func_name_of(func)
+        self.args = list(args or ())
+        self.kwargs = dict(kwargs or {})
+        if any(not isinstance(k, str) for k in self.kwargs):
+            raise TypeError("keyword argument names must be strings")
+        # Serialise everything first: an unserialisable value raises TypeError before anything is written.
+        self.args_json = _serialize.dumps(self.args)
+        self.kwargs_json = _serialize.dumps(self.kwargs)
+        self.meta = dict(meta or {})
+        self.meta_json = _serialize.dumps(self.meta)
+        self.custom_id = job_id is not None
+        self.id = str(job_id) if job_id is not None else str(uuid.uuid4())
+        if not self.id:
+            raise ValueError("job_id must not be empty")
+        if isinstance(retry, bool):
+            raise TypeError("retry= takes Retry(max=..., interval=...) or an int")
+        if isinstance(retry, int):
+            retry = Retry(max=retry)
+        self.max_attempts = 1 + (retry.max if retry else 0)
+        self.intervals = retry.intervals if retry else []
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise TypeError("priority must be an int (lower runs first)")
+        self.priority = priority
+        self.at_front = bool(at_front)
+        self.description = description
+        timeout = _seconds(job_timeout, "job_timeout")
+        self.timeout = timeout if timeout else default_timeout
+        self.result_ttl = None if result_ttl is None else int(result_ttl)
+        self.failure_ttl = None if failure_ttl is None else int(failure_ttl)
+        self.ttl = None if ttl is None else int(ttl)
+        self.depends_on = _ids_of(depends_on)
+        self.unique_key = unique_key
+        if scheduled_at is not None and scheduled_at.tzinfo is None:
+            raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
+        self.scheduled_at = scheduled_at
+
+    @property
+    def plain(self) -> bool:
+        """Whether COPY can write this job: no option that needs the database to decide at insert time."""
+        return not (self.custom_id or self.depends_on or self.unique_key or self.at_front)
+
+    def to_job(self, queue: str, dsn: str | None, **fields: Any) -> Job:
+        return Job(self.id, dsn, queue=queue, func_name=self.func_name, args=self.args, kwargs=self.kwargs,
+                   meta=self.meta, priority=self.priority, description=self.description,
+                   max_attempts=self.max_attempts, timeout=self.timeout, result_ttl=self.result_ttl,
+                   failure_ttl=self.failure_ttl, ttl=self.ttl, depends_on=self.depends_on,
+                   unique_key=self.unique_key, **fields)
+
+
+class Queue:
+    """A named queue of jobs in PostgreSQL.
+
+    ``dsn`` is where the jobs live (default: ``PGQUEUE_DATABASE_URL``, ``DATABASE_URL``, else the
+    embedded server). ``default_timeout`` applies to jobs enqueued without ``job_timeout``.
+    """
+
+    def __init__(self, name: str = "default", dsn: str | None = None, *,
+                 default_timeout: int | float | None = None) -> None:
+        if not name or not isinstance(name, str):
+            raise ValueError("a queue needs a non-empty name")
+        self.name = name
+        self.dsn = dsn
+        self.default_timeout = float(default_timeout or DEFAULT_TIMEOUT)
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+    # -- enqueueing ------------------------------------------------------------------------------
+    @staticmethod
+    def prepare_data(func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
+                     kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
+        """Prepare one job for :meth:`enqueue_many`; takes the same options as :meth:`enqueue`."""
+        unknown = set(options) - _PREPARE_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown option(s) for prepare_data: {', '.join(sorted(unknown))}")
+        return EnqueueData(func, args, kwargs, **options)
+
+    def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``f(*args, **kwargs)``. The keywords in :data:`RESERVED_OPTIONS` are options of the
+        job, not arguments of ``f``; use :meth:`enqueue_call` to pass such names to ``f``."""
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
+        return self.enqueue_call(f, args=args, kwargs=kwargs, **options)
+
+    def _enqueue_scheduled(self, when: datetime, f: Callable[..., Any] | str, args: Sequence[Any],
+                           kwargs: dict[str, Any]) -> Job:
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
+        return self.enqueue_call(f, args=args, kwargs=kwargs, scheduled_at=when, **options)
+
+    def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
+                     kwargs: dict[str, Any] | None = None, *, connection: Any = None,
+                     **options: Any) -> Job:
+        """Enqueue ``func(*args, **kwargs)`` with options given as keywords."""
+        data = self._prepare(func, args, kwargs, options)
+        return self._insert([data], connection)[0]
+
+    def enqueue_at(self, when: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``f(*args, **kwargs)`` to run at ``when`` (a timezone-aware datetime)."""
+        return self._enqueue_scheduled(when, f, args, kwargs)
+
+    def enqueue_in(self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta, or seconds)."""
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+        return self._enqueue_scheduled(datetime.now(timezone.utc) + timedelta(seconds=seconds), f, args, kwargs)
+
+    def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
+        """Enqueue many prepared jobs in one round trip (COPY for plain jobs). All or none are written."""
+        batch = list(items)
+        for item in batch:
+            if not isinstance(item, EnqueueData):
+                raise TypeError("enqueue_many takes items made by Queue.prepare_data(...)")
+            if item.timeout == DEFAULT_TIMEOUT:
+                item.timeout = self.default_timeout
+        if not batch:
+            return []
+        if all(item.plain for item in batch):
+            return self._copy(batch, connection)
+        return self._insert(batch, connection)
+
+    def _prepare(self, func: Callable[..., Any] | str, args: Sequence[Any] | None,
+                 kwargs: dict[str, Any] | None, options: dict[str, Any]) -> EnqueueData:
+        unknown = set(options) - _PREPARE_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
+        return EnqueueData(func, args, kwargs, default_timeout=self.default_timeout, **options)
+
+    def _connection(self, connection: Any) -> psycopg.Connection[Any]:
+        return shared_connection(self.dsn) if connection is None else caller_connection(connection)
+
+    def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        params = {
+            "ids": [d.id for d in batch], "queues": [self.name] * len(batch),
+            "func_names": [d.func_name for d in batch], "args": [d.args_json for d in batch],
+            "kwargs": [d.kwargs_json for d in batch], "priorities": [d.priority for d in batch],
+            "at_fronts": [d.at_front for d in batch], "descriptions": [d.description for d in batch],
+            "metas": [d.meta_json for d in batch], "max_attempts": [d.max_attempts for d in batch],
+            "retry_intervals": [_serialize.dumps(d.intervals) for d in batch],
+            "timeouts": [d.timeout for d in batch], "result_ttls": [d.result_ttl for d in batch],
+            "failure_ttls": [d.failure_ttl for d in batch], "ttls": [d.ttl for d in batch],
+            "depends_on": [_serialize.dumps(d.depends_on) for d in batch],
+            "unique_keys": [d.unique_key for d in batch], "scheduled_ats": [d.scheduled_at for d in batch],
+        }
+        conn = self._connection(connection)
+        with translate_errors(self.dsn):
+            rows = {r[0]: r for r in conn.execute(q("insert_jobs"), params).fetchall()}
+            jobs = []
+            for data in batch:
+                row = rows.get(data.id)
+                if row is None:  # ON CONFLICT: the live job with this unique key, or with this id
+                    found = conn.execute(q("find_live_duplicate"),
+                                         {"unique_key": data.unique_key, "id": data.id}).fetchone()
+                    if found is None:
+                        raise PgQueueError(f"job {data.id} conflicted with a job that no longer exists; retry")
+                    existing = Job(found[0], self.dsn)
+                    existing._load_row(conn.execute(q("fetch_job"), {"id": found[0]}).fetchone())
+                    jobs.append(existing)
+                    continue
+                _, status, priority, _, enqueued_at, scheduled_at, _ = row
+                jobs.append(data.to_job(self.name, self.dsn, status=JobStatus(status), enqueued_at=enqueued_at,
+                                        scheduled_at=scheduled_at))
+                jobs[-1].priority = priority
+        return jobs
+
+    def _copy(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        conn = self._connection(connection)
+        with translate_errors(self.dsn):
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(q("copy_jobs")) as copy:
+                    for d in batch:
+                        copy.write_row((
+                            d.id, self.name, d.func_name, d.args_json, d.kwargs_json,
+                            "scheduled" if d.scheduled_at else "queued", d.priority, d.description,
+                            d.meta_json, d.max_attempts, d.intervals, d.timeout, d.result_ttl, d.failure_ttl,
+                            d.ttl, d.scheduled_at or _NOW,
+                        ))
+                now = cur.execute(q("wake_queues"), {"queues": [self.name]}).fetchone()[0]  # type: ignore[index]
+        return [d.to_job(self.name, self.dsn, enqueued_at=now, scheduled_at=d.scheduled_at or now,
+                         status=JobStatus.SCHEDULED if d.scheduled_at else JobStatus.QUEUED) for d in batch]
+
+    # -- looking ---------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def count(self) -> int:
+        """The number of jobs in this queue whose status is ``queued``."""
+        with translate_errors(self.dsn):
+            return int(shared_connection(self.dsn).execute(q("queue_count"), {"queue": self.name}).fetchone()[0])  # type: ignore[index]
+
+    def get_job_ids(self, offset: int = 0, length: int = -1) -> list[str]:
+        """Ids of queued jobs in the order workers will take them."""
+        with translate_errors(self.dsn):
+            rows = shared_connection(self.dsn).execute(
+                q("queue_job_ids"), {"queue": self.name, "offset": offset, "limit": None if length < 0 else length}
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    @property
+    def job_ids(self) -> list[str]:
+        return self.get_job_ids()
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The queued jobs, in the order workers will take them."""
+        return [job for job in (self.fetch_job(i) for i in self.job_ids) if job is not None]
+
+    def fetch_job(self, job_id: str) -> Job | None:
+        """The job with this id, or ``None`` if there is none."""
+        conn = shared_connection(self.dsn)
+        with translate_errors(self.dsn):
+            row = conn.execute(q("fetch_job"), {"id": job_id}).fetchone()
+        if row is None:
+            return None
+        job = Job(job_id, self.dsn)
+        job._load_row(row)
+        return job
+
+    def empty(self) -> int:
+        """Delete this queue's queued jobs; returns how many."""
+        with translate_errors(self.dsn):
+            return shared_connection(self.dsn).execute(q("queue_empty"), {"queue": self.name}).rowcount
+
+
+#: COPY writes this for scheduled_at; PostgreSQL reads ``now`` as the transaction's timestamp.
+_NOW = "now"

@@ -1,0 +1,277 @@
+-- Every statement pgqueue runs, as named queries. Values are always bound parameters.
+-- Channels: pgqueue_jobs (payload: queue name; new runnable work) and pgqueue_done (payload:
+-- comma-separated ids of jobs that ended). Payloads carry names and ids, never data.
+
+-- name: insert_jobs
+-- Inserts a batch of jobs (one for enqueue) in one statement and wakes idle workers of their
+-- queues. The NOTIFY is part of the caller's transaction, so a rollback wakes nobody.
+WITH input AS (
+    SELECT * FROM unnest(
+        %(ids)s::text[], %(queues)s::text[], %(func_names)s::text[], %(args)s::jsonb[],
+        %(kwargs)s::jsonb[], %(priorities)s::int[], %(at_fronts)s::bool[], %(descriptions)s::text[],
+        %(metas)s::jsonb[], %(max_attempts)s::int[], %(retry_intervals)s::jsonb[],
+        %(timeouts)s::float8[], %(result_ttls)s::int[], %(failure_ttls)s::int[], %(ttls)s::int[],
+        %(depends_on)s::jsonb[], %(unique_keys)s::text[], %(scheduled_ats)s::timestamptz[]
+    ) WITH ORDINALITY AS t(id, queue, func_name, args, kwargs, priority, at_front, description, meta,
+                           max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
+                           depends_on, unique_key, scheduled_at, ord)
+), rows AS (
+    SELECT i.*, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)) AS deps FROM input i
+), ins AS (
+    INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, position, description,
+                              meta, max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl,
+                              ttl, depends_on, unique_key, scheduled_at)
+    SELECT r.id, r.queue, r.func_name, r.args, r.kwargs,
+           CASE WHEN EXISTS (SELECT 1 FROM pgqueue.jobs d WHERE d.id = ANY (r.deps) AND d.status <> 'finished')
+                     OR r.deps && ARRAY(SELECT id FROM rows) THEN 'deferred'
+                WHEN r.scheduled_at > now() THEN 'scheduled'
+                ELSE 'queued' END::pgqueue.job_status,
+           CASE WHEN r.at_front THEN LEAST(r.priority, (
+                    SELECT min(w.priority) FROM pgqueue.jobs w
+                    WHERE w.queue = r.queue AND w.status IN ('queued', 'scheduled')))
+                ELSE r.priority END,
+           CASE WHEN r.at_front THEN -nextval('pgqueue.job_position_seq')
+                ELSE nextval('pgqueue.job_position_seq') END,
+           r.description, r.meta, r.max_attempts,
+           ARRAY(SELECT jsonb_array_elements_text(r.retry_intervals)::float8),
+           r.timeout_seconds, r.result_ttl, r.failure_ttl, r.ttl, r.deps, r.unique_key,
+           coalesce(r.scheduled_at, now())
+    FROM rows r ORDER BY r.ord
+    ON CONFLICT DO NOTHING
+    RETURNING id, queue, status, priority, position, enqueued_at, scheduled_at
+), wake AS (
+    SELECT pg_notify('pgqueue_jobs', q.queue)
+    FROM (SELECT DISTINCT queue FROM ins WHERE status IN ('queued', 'scheduled')) q
+)
+SELECT ins.id, ins.status::text, ins.priority, ins.position, ins.enqueued_at, ins.scheduled_at,
+       (SELECT count(*) FROM wake) AS woken
+FROM ins
+
+-- name: copy_jobs
+-- enqueue_many's fast path (plain jobs only): COPY, then wake_queues in the same transaction.
+COPY pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, description, meta, max_attempts,
+                   retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl, scheduled_at)
+FROM STDIN
+
+-- name: wake_queues
+-- Returns the transaction's now(), which is the enqueued_at the COPYed rows got by default.
+SELECT now(), (SELECT count(pg_notify('pgqueue_jobs', q)) FROM unnest(%(queues)s::text[]) q)
+
+-- name: find_live_duplicate
+-- After an insert that hit ON CONFLICT: the live job holding the unique key, or the job with that id.
+SELECT id FROM pgqueue.jobs
+WHERE (unique_key = %(unique_key)s AND status IN ('scheduled', 'queued', 'deferred', 'running'))
+   OR (%(unique_key)s::text IS NULL AND id = %(id)s)
+LIMIT 1
+
+-- name: fetch_job
+SELECT id, queue, func_name, args::text, kwargs::text, status::text, priority, description, meta::text,
+       result::text, exc_info,
+       errors::text, attempts, max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on,
+       unique_key, worker_name, enqueued_at, scheduled_at, started_at, ended_at
+FROM pgqueue.jobs WHERE id = %(id)s
+
+-- name: job_status
+SELECT status::text FROM pgqueue.jobs WHERE id = %(id)s
+
+-- name: queue_count
+SELECT count(*) FROM pgqueue.jobs WHERE queue = %(queue)s AND status = 'queued'
+
+-- name: queue_job_ids
+SELECT id FROM pgqueue.jobs WHERE queue = %(queue)s AND status = 'queued'
+ORDER BY priority, position
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: queue_empty
+DELETE FROM pgqueue.jobs WHERE queue = %(queue)s AND status = 'queued'
+
+-- name: save_meta
+UPDATE pgqueue.jobs SET meta = %(meta)s::jsonb WHERE id = %(id)s RETURNING id
+
+-- name: cancel_job
+-- Cancels a job that has not ended. A running job keeps running, but its result can no longer be
+-- recorded (the completion is fenced on status = 'running').
+WITH c AS (
+    UPDATE pgqueue.jobs SET status = 'canceled', ended_at = now()
+    WHERE id = %(id)s AND status IN ('scheduled', 'queued', 'deferred', 'running')
+    RETURNING id
+)
+SELECT c.id, pg_notify('pgqueue_done', c.id) FROM c
+
+-- name: requeue_jobs
+-- Failed or canceled jobs back to their queue, with one more attempt allowed.
+WITH r AS (
+    UPDATE pgqueue.jobs SET status = 'queued', scheduled_at = now(), ended_at = NULL, started_at = NULL,
+                            exc_info = NULL, worker_id = NULL, max_attempts = attempts + 1
+    WHERE status IN ('failed', 'canceled')
+      AND (%(ids)s::text[] IS NULL OR id = ANY (%(ids)s::text[]))
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+    RETURNING id, queue
+), wake AS (
+    SELECT pg_notify('pgqueue_jobs', q.queue) FROM (SELECT DISTINCT queue FROM r) q
+)
+SELECT r.id, (SELECT count(*) FROM wake) FROM r
+
+-- name: delete_job
+DELETE FROM pgqueue.jobs WHERE id = %(id)s
+
+-- name: failed_jobs
+SELECT id, queue, func_name, exc_info, attempts, ended_at FROM pgqueue.jobs
+WHERE status = 'failed' AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+ORDER BY ended_at, id
+
+-- name: claim
+-- Takes up to `limit` runnable jobs of one queue, in priority then FIFO order, skipping rows another
+-- worker holds. attempts counts here; release_unstarted gives it back for jobs that never started.
+WITH c AS (
+    SELECT id FROM pgqueue.jobs
+    WHERE queue = %(queue)s AND status IN ('queued', 'scheduled') AND scheduled_at <= now()
+    ORDER BY priority, position
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pgqueue.jobs j
+SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = %(worker_id)s,
+    worker_name = %(worker_name)s
+FROM c WHERE j.id = c.id
+RETURNING j.id, j.queue, j.func_name, j.args::text, j.kwargs::text, j.timeout_seconds, j.attempts, j.meta::text,
+          j.priority, j.position
+
+-- name: finish_jobs
+-- Records results of a batch, fenced so a stale worker cannot overwrite a newer attempt, promotes
+-- dependents whose dependencies have all finished, and notifies waiters.
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(attempts)s::int[], %(results)s::jsonb[]) AS r(id, attempt, result)
+), done AS (
+    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(), exc_info = NULL
+    FROM r
+    WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = %(worker_id)s
+    RETURNING j.id
+), promoted AS (
+    UPDATE pgqueue.jobs d
+    SET status = CASE WHEN d.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status
+    WHERE d.status = 'deferred' AND d.depends_on && ARRAY(SELECT id FROM done)
+      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs x
+                      WHERE x.id = ANY (d.depends_on) AND x.status <> 'finished'
+                        AND x.id NOT IN (SELECT id FROM done))
+    RETURNING d.queue
+)
+SELECT (SELECT count(*) FROM done),
+       (SELECT count(pg_notify('pgqueue_done', ids)) FROM (SELECT string_agg(id, ',') AS ids FROM done) s
+        WHERE ids IS NOT NULL),
+       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM promoted) p)
+
+-- name: fail_jobs
+-- Records failed attempts of a batch. A job with attempts left goes back to `scheduled` after its
+-- retry interval (retry_intervals[attempt], the last one repeating); otherwise it is `failed`.
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(attempts)s::int[], %(exc_infos)s::text[], %(errors)s::jsonb[])
+        AS r(id, attempt, exc_info, error)
+), upd AS (
+    UPDATE pgqueue.jobs j
+    SET status = CASE WHEN j.attempts < j.max_attempts THEN 'scheduled' ELSE 'failed' END::pgqueue.job_status,
+        scheduled_at = CASE WHEN j.attempts < j.max_attempts
+            THEN now() + make_interval(secs => coalesce(
+                j.retry_intervals[LEAST(j.attempts, cardinality(j.retry_intervals))], 0))
+            ELSE j.scheduled_at END,
+        ended_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+        exc_info = r.exc_info,
+        errors = j.errors || jsonb_build_array(r.error || jsonb_build_object('at', now()))
+    FROM r
+    WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = %(worker_id)s
+    RETURNING j.id, j.queue, j.status
+)
+SELECT (SELECT count(*) FROM upd WHERE status = 'failed'),
+       (SELECT count(pg_notify('pgqueue_done', ids))
+        FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed') s WHERE ids IS NOT NULL),
+       (SELECT count(pg_notify('pgqueue_jobs', q))
+        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p)
+
+-- name: release_unstarted
+-- Jobs claimed in a batch but never started go back to their queue without using an attempt.
+WITH r AS (
+    UPDATE pgqueue.jobs
+    SET status = CASE WHEN scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status,
+        attempts = attempts - 1, started_at = NULL, worker_id = NULL
+    WHERE id = ANY (%(ids)s::text[]) AND status = 'running' AND worker_id = %(worker_id)s
+    RETURNING queue
+)
+SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM r) p
+
+-- name: next_scheduled
+SELECT extract(epoch FROM min(scheduled_at) - now()) FROM pgqueue.jobs
+WHERE status = 'scheduled' AND queue = ANY (%(queues)s::text[])
+
+-- name: register_worker
+INSERT INTO pgqueue.workers (name, hostname, pid, queues, concurrency, lease_seconds)
+VALUES (%(name)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(lease)s)
+RETURNING id
+
+-- name: heartbeat
+UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(worker_id)s
+
+-- name: deregister_worker
+UPDATE pgqueue.workers SET stopped_at = now() WHERE id = %(worker_id)s
+
+-- name: rescue_lost_jobs
+-- Jobs held by a worker that stopped, or whose heartbeat is older than its own lease, count a failed
+-- attempt ("worker lost") and go back to their queue if attempts remain, else fail.
+WITH lost AS (
+    SELECT j.id FROM pgqueue.jobs j
+    LEFT JOIN pgqueue.workers w ON w.id = j.worker_id
+    WHERE j.status = 'running'
+      AND (w.id IS NULL OR w.stopped_at IS NOT NULL
+           OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds))
+    FOR UPDATE OF j SKIP LOCKED
+), upd AS (
+    UPDATE pgqueue.jobs j
+    SET status = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END::pgqueue.job_status,
+        ended_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+        exc_info = 'worker lost: ' || coalesce(j.worker_name, '?') || ' stopped heartbeating',
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'worker', j.worker_name, 'at', now(), 'type', 'WorkerLost',
+            'message', 'worker lost: ' || coalesce(j.worker_name, '?') || ' stopped heartbeating',
+            'traceback', NULL))
+    FROM lost WHERE j.id = lost.id
+    RETURNING j.id, j.queue, j.status
+)
+SELECT (SELECT count(*) FROM upd),
+       (SELECT count(pg_notify('pgqueue_done', ids))
+        FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed') s WHERE ids IS NOT NULL),
+       (SELECT count(pg_notify('pgqueue_jobs', q))
+        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p)
+
+-- name: promote_deferred
+-- Safety net for a dependency that finished while its dependent was being enqueued.
+WITH p AS (
+    UPDATE pgqueue.jobs d SET status = 'queued'
+    WHERE d.status = 'deferred'
+      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs x WHERE x.id = ANY (d.depends_on) AND x.status <> 'finished')
+    RETURNING d.queue
+)
+SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM p) s
+
+-- name: prune_workers
+DELETE FROM pgqueue.workers w
+WHERE (w.stopped_at IS NOT NULL OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds * 10))
+  AND w.heartbeat_at < now() - interval '1 hour'
+  AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs j WHERE j.worker_id = w.id AND j.status = 'running')
+
+-- name: queue_summary
+SELECT queue, count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
+       count(*) FILTER (WHERE status = 'deferred') AS deferred,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       count(*) FILTER (WHERE status = 'finished') AS finished,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'canceled') AS canceled
+FROM pgqueue.jobs
+WHERE %(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[])
+GROUP BY queue ORDER BY queue
+
+-- name: live_workers
+SELECT w.name, w.queues, w.pid, w.hostname, w.concurrency,
+       (SELECT count(*) FROM pgqueue.jobs j WHERE j.worker_id = w.id AND j.status = 'running') AS running
+FROM pgqueue.workers w
+WHERE w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)
+ORDER BY w.name, w.id

@@ -1,0 +1,99 @@
+"""Running one job: import its function by dotted path (honouring the allow-list), call it, and turn
+the outcome into what the supervisor records. Used by child processes and by SimpleWorker alike."""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from .. import _serialize
+from ..job import Job, JobStatus, _current_job
+
+_cache: dict[str, Callable[..., Any]] = {}
+
+
+class AbortJob(BaseException):
+    """Raised inside an in-process job to stop it (a hard timeout, or a second stop signal)."""
+
+
+class Task(NamedTuple):
+    """A claimed job as the supervisor hands it to whatever runs it."""
+
+    id: str
+    queue: str
+    func_name: str
+    args_json: str
+    kwargs_json: str
+    timeout: float
+    attempt: int
+    meta_json: str
+
+
+class Outcome(NamedTuple):
+    """What running a task produced: ``ok`` with ``result_json``, or not, with ``exc_info`` (text) and
+    ``error`` (type and message) for the job's history."""
+
+    id: str
+    attempt: int
+    ok: bool
+    result_json: str | None
+    exc_info: str | None
+    error_type: str | None
+    error_message: str | None
+
+
+def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
+    """Import ``pkg.module.func`` (or ``pkg.module.Class.method``). With an allow-list, only names under
+    one of its module prefixes are imported: whoever can write the jobs table can otherwise name any
+    importable callable."""
+    func = _cache.get(name)
+    if func is not None:
+        return func
+    if allow and not any(name == p or name.startswith(p.rstrip(".") + ".") for p in allow):
+        raise PermissionError(f"{name} is not under an allowed module ({', '.join(allow)})")
+    parts = name.split(".")
+    error: BaseException | None = None
+    for split in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:split])
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):  # this prefix is not a module: try shorter
+                error = exc
+                continue
+            raise
+        try:
+            for attr in parts[split:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            raise ImportError(f"cannot import job function {name!r}: module {module_name!r} has no "
+                              f"attribute {'.'.join(parts[split:])!r}") from None
+        if not callable(obj):
+            raise ImportError(f"job function {name!r} is not callable")
+        _cache[name] = obj
+        return obj  # type: ignore[no-any-return]
+    raise ImportError(f"cannot import job function {name!r}: {error}")
+
+
+def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
+    """Run one task to completion and describe what happened. Never raises for the job's own errors."""
+    job = Job(task.id, dsn, queue=task.queue, func_name=task.func_name, attempts=task.attempt,
+              status=JobStatus.RUNNING, worker_name=worker_name, timeout=task.timeout)
+    token = _current_job.set(job)
+    try:
+        func = import_func(task.func_name, allow)
+        job.args = args = _serialize.loads(task.args_json)
+        job.kwargs = kwargs = _serialize.loads(task.kwargs_json)
+        job.meta = _serialize.loads(task.meta_json)
+        result = func(*args, **kwargs)
+        result_json = _serialize.dumps(result)
+    except AbortJob:
+        raise
+    except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
+        return Outcome(task.id, task.attempt, False, None, traceback.format_exc(), type(exc).__name__,
+                       str(exc))
+    finally:
+        _current_job.reset(token)
+    return Outcome(task.id, task.attempt, True, result_json, None, None, None)

@@ -1,0 +1,455 @@
+"""The worker loop: claim jobs, hand them to slots, record outcomes, sleep on LISTEN.
+
+One process, one thread, one ``select``: on the LISTEN connection (new work), on each child's pipe
+(outcomes) and process sentinel (a crash), and on a self-pipe for signals. Claims and completions are
+batched: a worker takes as many jobs as fill about 50 ms of work per slot, and records all outcomes that
+arrived since the last round trip in one statement each for finished, failed and released jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from .. import _serialize
+from .._db import connect, translate_errors
+from ..exceptions import DatabaseUnavailable
+from ..sql import q
+from ._execute import Outcome, Task
+from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
+
+log = logging.getLogger("pgqueue.worker")
+
+_NOTIFY_BYTES = 7000  # pg_notify payloads must stay under 8000 bytes
+_BATCH_WINDOW = 0.05  # seconds of work a slot is given per claim
+
+
+def _chunks(ids: Sequence[str], *columns: Sequence[Any]) -> Iterator[tuple[list[Any], ...]]:
+    """Split parallel columns so that the ids of one chunk fit in one NOTIFY payload."""
+    start, size = 0, 0
+    for i, job_id in enumerate(ids):
+        size += len(job_id.encode()) + 1
+        if size > _NOTIFY_BYTES:
+            yield (list(ids[start:i]), *(list(c[start:i]) for c in columns))
+            start, size = i, len(job_id.encode()) + 1
+    if start < len(ids):
+        yield (list(ids[start:]), *(list(c[start:]) for c in columns))
+
+
+class _Call:
+    """Formats ``tasks.f(6, 7)`` for the log only if the line is emitted."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def __str__(self) -> str:
+        args = ", ".join(repr(a) for a in _serialize.loads(self.task.args_json))
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in _serialize.loads(self.task.kwargs_json).items())
+        return f"{self.task.func_name}({', '.join(p for p in (args, kwargs) if p)})"
+
+
+class Worker:
+    """Serves ``queues`` in priority order (all runnable work on the first before the second, as in RQ),
+    then job priority, then FIFO.
+
+    ``concurrency`` jobs run at once, each in a long-lived child process. ``lease`` is how long this
+    worker's heartbeat keeps its jobs its own; ``poll_interval`` is the fallback poll when no notification
+    comes. ``allow_modules`` restricts which job functions may be imported (module prefixes).
+    """
+
+    _in_process = False
+
+    def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
+                 name: str | None = None, concurrency: int = 1, lease: float = 30.0,
+                 poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 100) -> None:
+        if isinstance(queues, str) or hasattr(queues, "name"):
+            queues = [queues]
+        names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ValueError("queue names must be non-empty strings")
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        if lease <= 0 or poll_interval <= 0:
+            raise ValueError("lease and poll_interval must be > 0 seconds")
+        self.queues: list[str] = list(dict.fromkeys(names))
+        self.dsn = dsn
+        self.name = name or f"{socket.gethostname()}.{os.getpid()}"
+        self.concurrency = concurrency
+        self.lease = float(lease)
+        self.poll_interval = float(poll_interval)
+        self.allow_modules = tuple(allow_modules)
+        self.max_batch = max(1, max_batch)
+        self.worker_id: int | None = None
+        self._signals = 0
+        self._wake_r = self._wake_w = -1
+        self._avg_duration = 0.01
+        self._finished: list[Outcome] = []
+        self._failed: list[Outcome] = []
+        self._released: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.queues}>"
+
+    # -- signals ---------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop as SIGTERM does: claim nothing more, finish running jobs, return. A second call stops at
+        once, requeueing running jobs. Safe to call from another thread or a signal handler."""
+        self._signals += 1
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self._signals == 0:
+            log.info("Worker %s: %s received, warm shut down: finishing running jobs (again to stop at once)",
+                     self.name, name)
+        else:
+            log.warning("Worker %s: %s received again, cold shut down: requeueing running jobs", self.name, name)
+        self.request_stop()
+
+    # -- the loop --------------------------------------------------------------------------------
+    def work(self, burst: bool = False, max_jobs: int | None = None) -> bool:
+        """Serve jobs until stopped (or, with ``burst``, until nothing is runnable). Returns whether any
+        job ran."""
+        self._signals = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if in_main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        # Children are forked before any connection exists, so they share no socket with us.
+        slots = self._make_slots()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listen: psycopg.Connection[Any] | None = None
+        ran = 0
+        try:
+            self._connect()
+            log.info("Worker %s started with PID %d, version %s", self.name, os.getpid(), _version())
+            log.info("*** Listening on %s...", ", ".join(self.queues))
+            ran = self._loop(slots, burst, max_jobs)
+        finally:
+            self._shutdown(slots)
+            if in_main:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
+        return ran > 0
+
+    def _make_slots(self) -> list[Slot]:
+        if self._in_process:
+            return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0)]
+        return [ChildSlot(i, self.dsn, self.name, self.allow_modules) for i in range(self.concurrency)]
+
+    def _connect(self) -> None:
+        self._conn = connect(self.dsn)
+        self._listen = connect(self.dsn)
+        with translate_errors(self.dsn):
+            self._listen.execute("LISTEN pgqueue_jobs")
+            if self.worker_id is None:
+                row = self._conn.execute(q("register_worker"), {
+                    "name": self.name, "hostname": socket.gethostname(), "pid": os.getpid(),
+                    "queues": self.queues, "concurrency": self.concurrency, "lease": self.lease,
+                }).fetchone()
+                assert row is not None
+                self.worker_id = int(row[0])
+
+    def _close_connections(self) -> None:
+        for conn in (self._conn, self._listen):
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # closing a broken connection must not hide the real error
+                    pass
+        self._conn = self._listen = None
+
+    def _loop(self, slots: list[Slot], burst: bool, max_jobs: int | None) -> int:
+        ran = claimed = 0
+        want_claim = True
+        now = time.monotonic()
+        heartbeat_every = self.lease / 3
+        next_heartbeat = now + heartbeat_every
+        next_maintenance = now  # rescue lost jobs before the first claim
+        next_poll = now + self.poll_interval
+        backoff = 0.0
+        while True:
+            try:
+                if backoff:
+                    self._reconnect()
+                    backoff, want_claim = 0.0, True
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    self._conn.execute(q("heartbeat"), {"worker_id": self.worker_id})  # type: ignore[union-attr]
+                    next_heartbeat = now + heartbeat_every
+                if now >= next_maintenance:
+                    self._maintenance()
+                    next_maintenance, want_claim = now + self.lease / 2, True
+                if now >= next_poll:
+                    next_poll, want_claim = now + self.poll_interval, True
+
+                ran += self._collect(slots)
+                if self._signals >= 2:
+                    self._cold_stop(slots)
+                if self._signals:
+                    for slot in slots:
+                        slot.request_stop()
+                self._flush()
+
+                if (not self._signals and want_claim and (max_jobs is None or claimed < max_jobs)):
+                    hungry = [s for s in slots if len(s.tasks) <= self._batch_size() // 2]
+                    if hungry:
+                        per_slot = self._batch_size()
+                        limit = per_slot * len(hungry)
+                        if max_jobs is not None:
+                            limit = min(limit, max_jobs - claimed)
+                        tasks = self._claim(limit)
+                        claimed += len(tasks)
+                        if len(tasks) < limit:
+                            want_claim = False
+                            next_poll = min(next_poll, self._next_scheduled(now))
+                        self._dispatch(tasks, hungry, per_slot)
+                        if tasks:
+                            continue  # in-process slots have outcomes ready; children have work
+                idle = not any(s.busy for s in slots) and not (self._finished or self._failed or self._released)
+                if idle and (self._signals or (burst and not want_claim)
+                             or (max_jobs is not None and claimed >= max_jobs)):
+                    return ran
+
+                timeout = min(next_heartbeat, next_poll, next_maintenance) - time.monotonic()
+                deadlines = [d for d in (s.deadline() for s in slots) if d is not None]
+                if deadlines:
+                    timeout = min(timeout, min(deadlines) - time.monotonic())
+                if want_claim and not self._signals and any(
+                        len(s.tasks) <= self._batch_size() // 2 for s in slots):
+                    timeout = 0
+                if self._wait(slots, max(0.0, timeout)):
+                    want_claim = True
+            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+                backoff = min(max(backoff * 2, 0.5), 10.0)
+                log.error("Worker %s: database connection lost (%s); reconnecting in %.1fs",
+                          self.name, str(exc).strip().splitlines()[0] if str(exc).strip() else exc, backoff)
+                self._close_connections()
+                self._sleep(backoff)
+                if self._signals >= 2:
+                    return ran
+
+    def _reconnect(self) -> None:
+        self._connect()
+        log.info("Worker %s: reconnected to the database", self.name)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early for a stop signal."""
+        select.select([self._wake_r], [], [], seconds)
+        self._drain_wakeups()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while os.read(self._wake_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _wait(self, slots: list[Slot], timeout: float) -> bool:
+        """Sleep until something happens; returns whether a notification announced work for us."""
+        assert self._listen is not None
+        fds = [self._wake_r, self._listen.fileno()]
+        for slot in slots:
+            fds.extend(slot.fds())
+        ready, _, _ = select.select(fds, [], [], timeout)
+        if self._wake_r in ready:
+            self._drain_wakeups()
+        if self._listen.fileno() not in ready:
+            return False
+        pgconn = self._listen.pgconn
+        if not pgconn.consume_input():
+            raise DatabaseUnavailable(pgconn.get_error_message().decode(errors="replace") or "connection closed")
+        wanted = False
+        while (note := pgconn.notifies()) is not None:
+            if note.extra.decode() in self.queues:
+                wanted = True
+        if pgconn.status != psycopg.pq.ConnStatus.OK:
+            raise DatabaseUnavailable("the LISTEN connection was closed")
+        return wanted
+
+    # -- claiming and dispatching ----------------------------------------------------------------
+    def _batch_size(self) -> int:
+        return max(1, min(self.max_batch, int(_BATCH_WINDOW / max(self._avg_duration, 1e-6))))
+
+    def _claim(self, limit: int) -> list[Task]:
+        assert self._conn is not None
+        tasks: list[Task] = []
+        for queue in self.queues:
+            rows = self._conn.execute(q("claim"), {
+                "queue": queue, "limit": limit - len(tasks), "worker_id": self.worker_id,
+                "worker_name": self.name,
+            }).fetchall()
+            rows.sort(key=lambda r: (r[8], r[9]))
+            tasks.extend(Task(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows)
+            if len(tasks) >= limit:
+                break
+        return tasks
+
+    def _dispatch(self, tasks: list[Task], slots: list[Slot], per_slot: int) -> None:
+        # Spread evenly so that with several slots each gets its share of a small claim.
+        share = max(1, min(per_slot, -(-len(tasks) // len(slots))))
+        for i, slot in enumerate(slots):
+            chunk = tasks[i * share:(i + 1) * share]
+            if not chunk:
+                break
+            if log.isEnabledFor(logging.INFO):
+                for task in chunk:
+                    log.info("%s: %s (%s)", task.queue, _Call(task), task.id)
+            slot.dispatch(chunk)
+
+    def _next_scheduled(self, now: float) -> float:
+        """When the earliest scheduled job of our queues becomes due (monotonic clock)."""
+        assert self._conn is not None
+        row = self._conn.execute(q("next_scheduled"), {"queues": self.queues}).fetchone()
+        if row is None or row[0] is None:
+            return now + self.poll_interval
+        return now + max(0.0, float(row[0]))
+
+    # -- outcomes --------------------------------------------------------------------------------
+    def _collect(self, slots: list[Slot]) -> int:
+        """Take outcomes from every slot; replace dead or timed-out children. Returns jobs that ran."""
+        ran = 0
+        now = time.monotonic()
+        for slot in slots:
+            ran += self._take(slot, slot.received())
+            if isinstance(slot, ChildSlot):
+                deadline = slot.deadline()
+                if deadline is not None and now > deadline and slot.kill_reason is None:
+                    head = slot.tasks[0]
+                    slot.kill(timeout_message(head.timeout))
+                if slot.dead:
+                    ran += self._take(slot, slot.received())  # what it sent before dying
+                    ran += self._replace(slot)
+        return ran
+
+    def _take(self, slot: Slot, messages: list[Message]) -> int:
+        ran = 0
+        for msg in messages:
+            if isinstance(msg, Outcome):
+                ran += 1
+                duration = time.monotonic() - slot.current_start
+                self._avg_duration = 0.8 * self._avg_duration + 0.2 * duration
+                slot.took(msg.id)
+                if msg.ok:
+                    self._finished.append(msg)
+                    log.info("Job OK (%s)", msg.id)
+                else:
+                    self._failed.append(msg)
+                    log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)
+            else:  # ("skipped", ids): never started
+                skipped = set(msg[1])
+                self._released.extend(msg[1])
+                slot.tasks = type(slot.tasks)(t for t in slot.tasks if t.id not in skipped)
+        return ran
+
+    def _replace(self, slot: ChildSlot) -> int:
+        reason = slot.exit_reason()
+        timed_out = slot.kill_reason is not None and "timeout" in slot.kill_reason
+        lost = slot.restart()
+        if lost:
+            head, rest = lost[0], lost[1:]
+            kind = "JobTimeoutError" if timed_out else "WorkHorseKilled"
+            text = reason if timed_out else f"WorkHorseKilled: {reason}"
+            self._failed.append(Outcome(head.id, head.attempt, False, None, text, kind, reason))
+            log.warning("Job failed (%s): %s: %s", head.id, kind, reason)
+            self._released.extend(t.id for t in rest)
+        log.info("Worker %s: replaced its child process (%s)", self.name, reason)
+        return 1 if lost else 0
+
+    def _flush(self) -> None:
+        """Record outcomes: one statement each for finished, failed and never-started jobs."""
+        conn = self._conn
+        assert conn is not None
+        with translate_errors(self.dsn):
+            if self._finished:
+                done = self._finished
+                for ids, attempts, results in _chunks([o.id for o in done], [o.attempt for o in done],
+                                                      [o.result_json for o in done]):
+                    conn.execute(q("finish_jobs"), {"ids": ids, "attempts": attempts, "results": results,
+                                                    "worker_id": self.worker_id})
+                self._finished = []
+            if self._failed:
+                failed = self._failed
+                errors = [_serialize.dumps({"attempt": o.attempt, "worker": self.name, "type": o.error_type,
+                                            "message": o.error_message, "traceback": o.exc_info}) for o in failed]
+                for ids, attempts, exc_infos, errs in _chunks([o.id for o in failed], [o.attempt for o in failed],
+                                                              [o.exc_info for o in failed], errors):
+                    conn.execute(q("fail_jobs"), {"ids": ids, "attempts": attempts, "exc_infos": exc_infos,
+                                                  "errors": errs, "worker_id": self.worker_id})
+                self._failed = []
+            if self._released:
+                conn.execute(q("release_unstarted"), {"ids": self._released, "worker_id": self.worker_id})
+                self._released = []
+
+    def _maintenance(self) -> None:
+        """Rescue jobs of lost workers, promote deferred jobs whose dependencies finished, prune old
+        worker rows. Every statement is safe to run from many workers at once."""
+        assert self._conn is not None
+        rescued = self._conn.execute(q("rescue_lost_jobs")).fetchone()
+        if rescued and rescued[0]:
+            log.warning("Worker %s: rescued %d job(s) of lost workers", self.name, rescued[0])
+        self._conn.execute(q("promote_deferred"))
+        self._conn.execute(q("prune_workers"))
+
+    # -- stopping --------------------------------------------------------------------------------
+    def _cold_stop(self, slots: list[Slot]) -> None:
+        """Second signal: kill running jobs and put everything this worker holds back on its queue."""
+        for slot in slots:
+            if isinstance(slot, ChildSlot) and slot.busy:
+                slot.kill("cold shutdown")
+                slot.process.join(5)
+                self._take(slot, slot.received())
+                self._released.extend(t.id for t in slot.restart())
+
+    def _shutdown(self, slots: list[Slot]) -> None:
+        held = [t.id for s in slots for t in s.tasks]
+        for slot in slots:
+            if isinstance(slot, ChildSlot) and slot.busy:
+                slot.kill("worker stopping")
+        for slot in slots:
+            slot.close()
+        self._released.extend(held)
+        if self._conn is not None and not self._conn.closed and self.worker_id is not None:
+            try:
+                self._flush()
+                self._conn.execute(q("deregister_worker"), {"worker_id": self.worker_id})
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                log.error("Worker %s: could not record its last outcomes (%s); the lease rescues its jobs",
+                          self.name, exc)
+        self._close_connections()
+        log.info("Worker %s: stopped", self.name)
+
+
+class SimpleWorker(Worker):
+    """A worker that runs jobs in its own process, one at a time, without child processes: for tests and
+    debuggers (breakpoints in job code work). Same arguments as :class:`Worker`."""
+
+    _in_process = True
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
