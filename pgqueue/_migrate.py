@@ -52,7 +52,8 @@ def schema_sql() -> str:
     return (
         SCHEMA.rstrip()
         + "\n\n-- What `pgqueue migrate` records, so later migrations carry on from this revision.\n"
-        + "CREATE TABLE pgqueue.alembic_version (version_num varchar(32) NOT NULL PRIMARY KEY);\n"
+        + "CREATE TABLE pgqueue.alembic_version (version_num varchar(32) NOT NULL, "
+        + "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));\n"
         + f"INSERT INTO pgqueue.alembic_version (version_num) VALUES ('{head_revision()}');\n"
     )
 

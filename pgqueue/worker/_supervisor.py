@@ -211,7 +211,8 @@ class Worker:
                 if self._signals:
                     for slot in slots:
                         slot.request_stop()
-                self._flush()
+                if self._flush():
+                    want_claim = True
 
                 if (not self._signals and want_claim and (max_jobs is None or claimed < max_jobs)):
                     hungry = [s for s in slots if len(s.tasks) <= self._batch_size() // 2]
@@ -378,17 +379,20 @@ class Worker:
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
 
-    def _flush(self) -> None:
-        """Record outcomes: one statement each for finished, failed and never-started jobs."""
+    def _flush(self) -> bool:
+        """Record outcomes: one statement each for finished, failed and never-started jobs. Returns
+        whether that made jobs runnable (dependents promoted, retries and released jobs queued)."""
         conn = self._conn
         assert conn is not None
+        woke = 0
         with translate_errors(self.dsn):
             if self._finished:
                 done = self._finished
                 for ids, attempts, results in _chunks([o.id for o in done], [o.attempt for o in done],
                                                       [o.result_json for o in done]):
-                    conn.execute(q("finish_jobs"), {"ids": ids, "attempts": attempts, "results": results,
-                                                    "worker_id": self.worker_id})
+                    row = conn.execute(q("finish_jobs"), {"ids": ids, "attempts": attempts, "results": results,
+                                                          "worker_id": self.worker_id}).fetchone()
+                    woke += row[2] if row else 0
                 self._finished = []
             if self._failed:
                 failed = self._failed
@@ -396,12 +400,15 @@ class Worker:
                                             "message": o.error_message, "traceback": o.exc_info}) for o in failed]
                 for ids, attempts, exc_infos, errs in _chunks([o.id for o in failed], [o.attempt for o in failed],
                                                               [o.exc_info for o in failed], errors):
-                    conn.execute(q("fail_jobs"), {"ids": ids, "attempts": attempts, "exc_infos": exc_infos,
-                                                  "errors": errs, "worker_id": self.worker_id})
+                    row = conn.execute(q("fail_jobs"), {"ids": ids, "attempts": attempts, "exc_infos": exc_infos,
+                                                        "errors": errs, "worker_id": self.worker_id}).fetchone()
+                    woke += row[2] if row else 0
                 self._failed = []
             if self._released:
-                conn.execute(q("release_unstarted"), {"ids": self._released, "worker_id": self.worker_id})
+                row = conn.execute(q("release_unstarted"), {"ids": self._released, "worker_id": self.worker_id}).fetchone()
+                woke += row[0] if row else 0
                 self._released = []
+        return woke > 0
 
     def _maintenance(self) -> None:
         """Rescue jobs of lost workers, promote deferred jobs whose dependencies finished, prune old

@@ -1,0 +1,84 @@
+"""What ``pgqueue info``, ``pgqueue failed`` and ``pgqueue requeue`` show and do, as Python functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ._db import shared_connection, translate_errors
+from .sql import q
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    name: str
+    queued: int
+    scheduled: int
+    deferred: int
+    running: int
+    finished: int
+    failed: int
+    canceled: int
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    queues: list[str]
+    pid: int
+    hostname: str
+    concurrency: int
+    running: int
+
+    @property
+    def state(self) -> str:
+        return "busy" if self.running else "idle"
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    id: str
+    queue: str
+    func_name: str
+    exc_info: str | None
+    attempts: int
+    ended_at: datetime | None
+
+    @property
+    def last_error(self) -> str:
+        """The last line of the failure text: ``ValueError: bad input``."""
+        lines = [line for line in (self.exc_info or "").strip().splitlines() if line.strip()]
+        return lines[-1].strip() if lines else ""
+
+
+def queue_stats(queues: Sequence[str] | None = None, dsn: str | None = None) -> list[QueueStats]:
+    """Job counts by status for each queue that has jobs (or for ``queues``, zeros included)."""
+    with translate_errors(dsn):
+        rows = shared_connection(dsn).execute(q("queue_summary"), {"queues": list(queues) if queues else None})
+        stats = {r[0]: QueueStats(*r) for r in rows.fetchall()}
+    if queues:
+        return [stats.get(name) or QueueStats(name, 0, 0, 0, 0, 0, 0, 0) for name in queues]
+    return list(stats.values())
+
+
+def live_workers(dsn: str | None = None) -> list[WorkerInfo]:
+    """Workers whose heartbeat is within their lease."""
+    with translate_errors(dsn):
+        return [WorkerInfo(*r) for r in shared_connection(dsn).execute(q("live_workers")).fetchall()]
+
+
+def failed_jobs(queues: Sequence[str] | None = None, dsn: str | None = None) -> list[FailedJob]:
+    """Failed jobs, oldest failure first."""
+    with translate_errors(dsn):
+        rows = shared_connection(dsn).execute(q("failed_jobs"), {"queues": list(queues) if queues else None})
+        return [FailedJob(*r) for r in rows.fetchall()]
+
+
+def requeue(job_ids: Sequence[str] | None = None, queue: str | None = None, dsn: str | None = None) -> list[str]:
+    """Put failed (or canceled) jobs back on their queues: those in ``job_ids``, or with ``job_ids=None``
+    every one (of ``queue`` if given). Returns the ids requeued."""
+    with translate_errors(dsn):
+        rows = shared_connection(dsn).execute(
+            q("requeue_jobs"), {"ids": list(job_ids) if job_ids is not None else None, "queue": queue})
+        return [r[0] for r in rows.fetchall()]

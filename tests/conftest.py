@@ -1,0 +1,182 @@
+"""Every test talks to a real PostgreSQL: ``PGQUEUE_TEST_DATABASE_URL`` if set, else the embedded server.
+
+The run gets its own database (created here, migrated once, dropped at the end), so concurrent runs
+and the user's own data are never touched. Each test starts with empty pgqueue tables.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import pgqueue
+from pgqueue import _db
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+
+
+def _server_dsn() -> str:
+    dsn = os.environ.get("PGQUEUE_TEST_DATABASE_URL")
+    if dsn:
+        return dsn
+    from pgqueue._config import embedded_dsn
+
+    return embedded_dsn()
+
+
+def dsn_for(server_dsn: str, dbname: str) -> str:
+    return psycopg.conninfo.make_conninfo(server_dsn, dbname=dbname)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    return _server_dsn()
+
+
+@pytest.fixture(scope="session")
+def new_database(server_dsn: str) -> Iterator[Callable[[], str]]:
+    """A factory of empty databases on the test server, all dropped at the end of the run."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"pgqueue_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        created.append(name)
+        return dsn_for(server_dsn, name)
+
+    yield make
+    _db.close_shared_connections()
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        for name in created:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def dsn(new_database: Callable[[], str]) -> str:
+    """The run's migrated database."""
+    url = new_database()
+    pgqueue.migrate(url)
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _clean(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point pgqueue (and any worker process a test spawns) at the test database, emptied."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    if "nodb" in request.keywords:
+        monkeypatch.delenv("PGQUEUE_DATABASE_URL", raising=False)
+        yield
+        return
+    url = request.getfixturevalue("dsn")
+    monkeypatch.setenv("PGQUEUE_DATABASE_URL", url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE pgqueue.jobs, pgqueue.workers, pgq_test.runs")
+    yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_tables(request: pytest.FixtureRequest) -> None:
+    """``pgq_test.runs``: one row per execution of a test job, written by the job itself."""
+    url = request.getfixturevalue("dsn")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS pgq_test")
+        conn.execute("CREATE TABLE IF NOT EXISTS pgq_test.runs (job_id text, tag text, pid int, "
+                     "at timestamptz NOT NULL DEFAULT clock_timestamp())")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "nodb: the test does not use the shared test database")
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the test database for assertions."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class WorkerProcess:
+    """A real ``pgqueue worker`` process, its output captured to a file."""
+
+    def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pgqueue.cli", "worker", *args],
+            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        wait_for(lambda: "*** Listening on" in self.output or self.proc.poll() is not None, timeout,
+                 message="the worker to start")
+        assert self.proc.poll() is None, f"worker exited early:\n{self.output}"
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        self._log.close()
+
+
+@pytest.fixture
+def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real worker processes; every one is killed at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def spawn(*args: str, ready: bool = True, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(list(args), tmp_path / f"worker{len(started)}.log", env)
+        started.append(worker)
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.stop()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the ``pgqueue`` CLI in a real process."""
+    return subprocess.run([sys.executable, "-m", "pgqueue.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)

@@ -1,0 +1,103 @@
+"""Job functions the tests enqueue. Workers import them by dotted path (tests/ is on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import psycopg
+
+import pgqueue
+
+_conn: psycopg.Connection[Any] | None = None
+_conn_pid = 0
+
+
+def _db() -> psycopg.Connection[Any]:
+    global _conn, _conn_pid
+    if _conn is None or _conn_pid != os.getpid() or _conn.closed:
+        _conn = psycopg.connect(os.environ["PGQUEUE_DATABASE_URL"], autocommit=True)
+        _conn_pid = os.getpid()
+    return _conn
+
+
+def record(tag: str = "") -> str:
+    """Write one row to pgq_test.runs: the proof that this job ran (and how many times)."""
+    job = pgqueue.get_current_job()
+    job_id = job.id if job else None
+    _db().execute("INSERT INTO pgq_test.runs (job_id, tag, pid) VALUES (%s, %s, %s)", (job_id, tag, os.getpid()))
+    return tag
+
+
+def add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+def echo(*args: Any, **kwargs: Any) -> Any:
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def identity(value: Any) -> Any:
+    return value
+
+
+def noop(i: int = 0) -> int:
+    return i
+
+
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+def fail_then_record(tag: str) -> str:
+    record(tag)
+    raise RuntimeError(f"attempt failed: {tag}")
+
+
+def sleep_then_record(seconds: float, tag: str = "") -> str:
+    time.sleep(seconds)
+    return record(tag)
+
+
+def wait_for_peers(tag: str, peers: int, timeout: float = 20.0) -> int:
+    """Record, then wait until ``peers`` jobs with this tag are running at once (needs concurrency)."""
+    record(tag)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = _db().execute("SELECT count(*) FROM pgq_test.runs WHERE tag = %s", (tag,)).fetchone()
+        if row and row[0] >= peers:
+            return int(row[0])
+        time.sleep(0.01)
+    raise TimeoutError(f"only saw fewer than {peers} concurrent jobs")
+
+
+def spin_forever() -> None:
+    while True:
+        pass
+
+
+def exit_process(code: int = 3) -> None:
+    os._exit(code)
+
+
+def kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def current_job_info() -> dict[str, Any]:
+    job = pgqueue.get_current_job()
+    assert job is not None
+    job.meta["progress"] = 50
+    job.save_meta()
+    return {"id": job.id, "queue": job.queue, "attempts": job.attempts, "func_name": job.func_name}
+
+
+def returns_object() -> object:
+    return object()
+
+
+@pgqueue.job("decorated", retry=2, job_timeout=30, description="decorated job")
+def decorated_add(a: int, b: int) -> int:
+    return a + b

@@ -1,0 +1,224 @@
+"""Enqueueing: options, serialisation, bulk, scheduling, lookups, the decorator."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import uuid
+from typing import Any
+
+import psycopg
+import pgq_testjobs as tj
+import pytest
+
+from pgqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, SimpleWorker
+
+UTC = dt.timezone.utc
+
+
+def test_enqueue_function_or_dotted_string(db: psycopg.Connection[Any]) -> None:
+    q = Queue("default")
+    a = q.enqueue(tj.add, 1, 2)
+    b = q.enqueue("pgq_testjobs.add", 3, b=4)
+    assert a.func_name == b.func_name == "pgq_testjobs.add"
+    assert a.status == JobStatus.QUEUED and a.enqueued_at is not None
+    rows = db.execute("SELECT id, func_name, args, kwargs, status::text FROM pgqueue.jobs ORDER BY position").fetchall()
+    assert rows == [(a.id, "pgq_testjobs.add", [1, 2], {}, "queued"), (b.id, "pgq_testjobs.add", [3], {"b": 4}, "queued")]
+
+
+def test_reserved_options_are_stored_not_passed(db: psycopg.Connection[Any]) -> None:
+    q = Queue("default")
+    job = q.enqueue(tj.echo, 1, x=2, job_id="order-42", job_timeout=60, result_ttl=3600, ttl=600,
+                    failure_ttl=86400, retry=Retry(max=3, interval=[10, 30, 60]), priority=10,
+                    meta={"user": 7}, description="an order", unique_key="order:42")
+    fetched = Job.fetch("order-42")
+    assert fetched.args == [1] and fetched.kwargs == {"x": 2}
+    assert (fetched.timeout, fetched.result_ttl, fetched.ttl, fetched.failure_ttl) == (60, 3600, 600, 86400)
+    assert (fetched.max_attempts, fetched.priority, fetched.meta) == (4, 10, {"user": 7})
+    assert (fetched.description, fetched.unique_key) == ("an order", "order:42")
+    assert db.execute("SELECT retry_intervals FROM pgqueue.jobs WHERE id = 'order-42'").fetchone() == ([10, 30, 60],)
+    assert job.id == "order-42"
+
+
+def test_enqueue_call_passes_reserved_names_to_the_function() -> None:
+    q = Queue("default")
+    job = q.enqueue_call(tj.echo, args=(1,), kwargs={"job_id": "is a real kwarg here"}, job_timeout=5)
+    assert job.id != "is a real kwarg here"
+    SimpleWorker(["default"]).work(burst=True)
+    assert job.result == {"args": [1], "kwargs": {"job_id": "is a real kwarg here"}}
+    assert Job.fetch(job.id).timeout == 5
+
+
+def test_default_timeout_is_rq_s_180_seconds() -> None:
+    assert Queue("default").enqueue(tj.noop).timeout == 180
+    assert Queue("default", default_timeout=9).enqueue(tj.noop).timeout == 9
+
+
+def test_special_types_round_trip_through_a_worker() -> None:
+    value = {
+        "when": dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC), "day": dt.date(2030, 1, 2),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"), "amount": decimal.Decimal("10.25"),
+        "nested": [1, "two", None, True, 2.5],
+    }
+    job = Queue("default").enqueue(tj.identity, value)
+    assert Job.fetch(job.id).args == [value]
+    SimpleWorker(["default"]).work(burst=True)
+    assert job.result == value
+
+
+@pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan")])
+def test_unserialisable_argument_raises_type_error_and_writes_nothing(db: psycopg.Connection[Any], bad: Any) -> None:
+    q = Queue("default")
+    with pytest.raises(TypeError):
+        q.enqueue(tj.identity, bad)
+    with pytest.raises(TypeError):
+        q.enqueue(tj.identity, x=bad)
+    with pytest.raises(TypeError):
+        q.enqueue(tj.identity, 1, meta={"x": bad})
+    with pytest.raises(TypeError):
+        q.enqueue_many([Queue.prepare_data(tj.identity, args=(1,)), Queue.prepare_data(tj.identity, args=(bad,))])
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (0,)
+
+
+def test_functions_that_a_worker_cannot_import_are_refused_at_enqueue() -> None:
+    def local() -> None: ...
+
+    with pytest.raises(ValueError, match="module level"):
+        Queue().enqueue(local)
+    with pytest.raises(ValueError, match="module level"):
+        Queue().enqueue(lambda: None)
+    with pytest.raises(ValueError, match="dotted path"):
+        Queue().enqueue("nodots")
+
+
+def test_enqueue_at_and_in_are_scheduled_and_run_when_due() -> None:
+    q = Queue("default")
+    later = q.enqueue_at(dt.datetime(2100, 1, 1, tzinfo=UTC), tj.noop, 1)
+    soon = q.enqueue_in(dt.timedelta(seconds=0.5), tj.noop, 2)
+    past = q.enqueue_at(dt.datetime(2000, 1, 1, tzinfo=UTC), tj.noop, 3)
+    assert later.get_status() == soon.get_status() == JobStatus.SCHEDULED
+    assert past.get_status() == JobStatus.QUEUED
+    assert later.scheduled_at == dt.datetime(2100, 1, 1, tzinfo=UTC)
+    assert len(q) == 1  # only the runnable one counts as queued
+    with pytest.raises(ValueError, match="timezone-aware"):
+        q.enqueue_at(dt.datetime(2030, 1, 1), tj.noop)
+    # A worker (not burst) sleeps until the scheduled time, then runs it; max_jobs stops it after.
+    SimpleWorker(["default"], poll_interval=30).work(max_jobs=2)
+    assert soon.get_status() == past.get_status() == JobStatus.FINISHED
+    assert later.get_status() == JobStatus.SCHEDULED
+
+
+def test_enqueue_many_writes_all_in_one_transaction(db: psycopg.Connection[Any]) -> None:
+    q = Queue("bulk")
+    jobs = q.enqueue_many([Queue.prepare_data(tj.add, args=(i, i), priority=i % 3) for i in range(1000)])
+    assert len(jobs) == 1000 and len({j.id for j in jobs}) == 1000
+    assert all(j.status == JobStatus.QUEUED and j.enqueued_at is not None for j in jobs)
+    assert q.count == 1000
+    assert db.execute("SELECT count(DISTINCT enqueued_at) FROM pgqueue.jobs").fetchone() == (1,)
+    SimpleWorker(["bulk"]).work(burst=True)
+    assert [j.result for j in jobs[:3]] == [0, 2, 4]
+
+
+def test_enqueue_many_with_options_that_need_the_database() -> None:
+    q = Queue("bulk")
+    first = q.enqueue(tj.noop, 0)
+    jobs = q.enqueue_many([
+        Queue.prepare_data(tj.noop, args=(1,), job_id="custom-1"),
+        Queue.prepare_data(tj.noop, args=(2,), depends_on=first),
+        Queue.prepare_data(tj.noop, args=(3,), unique_key="k"),
+        Queue.prepare_data(tj.noop, args=(4,), unique_key="k"),  # same key: the same job comes back
+    ])
+    assert jobs[0].id == "custom-1"
+    assert jobs[1].get_status() == JobStatus.DEFERRED
+    assert jobs[2].id == jobs[3].id
+    assert q.enqueue_many([]) == []
+
+
+def test_fetch_and_lookups() -> None:
+    q = Queue("default")
+    job = q.enqueue(tj.noop, description="hello")
+    fetched = Job.fetch(job.id)
+    assert (fetched.id, fetched.queue, fetched.func_name, fetched.description) == (job.id, "default", "pgq_testjobs.noop", "hello")
+    assert fetched.attempts == 0 and fetched.worker_name is None and fetched.result is None
+    assert q.fetch_job("nope") is None
+    with pytest.raises(NoSuchJobError):
+        Job.fetch("nope")
+    assert q.job_ids == [job.id] and q.jobs == [job] and len(q) == 1 and q.name == "default"
+    assert q.empty() == 1 and len(q) == 0
+
+
+def test_queue_order_is_priority_then_fifo_and_at_front_jumps_ahead() -> None:
+    q = Queue("default")
+    a = q.enqueue(tj.noop, priority=5)
+    b = q.enqueue(tj.noop)
+    c = q.enqueue(tj.noop)
+    d = q.enqueue(tj.noop, priority=-1)
+    e = q.enqueue(tj.noop, priority=5, at_front=True)
+    assert q.job_ids == [e.id, d.id, b.id, c.id, a.id]
+
+
+def test_unique_key_returns_the_live_job_and_frees_when_it_ends() -> None:
+    q = Queue("default")
+    first = q.enqueue(tj.noop, 1, unique_key="email:7")
+    again = q.enqueue(tj.noop, 2, unique_key="email:7")
+    assert again.id == first.id and again.args == [1]
+    SimpleWorker(["default"]).work(burst=True)
+    third = q.enqueue(tj.noop, 3, unique_key="email:7")
+    assert third.id != first.id
+
+
+def test_unique_key_is_race_free_under_concurrent_enqueues() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pgqueue._db import connect
+
+    def enqueue_on_own_connection(i: int) -> str:
+        with connect() as conn:
+            return Queue("default").enqueue(tj.noop, i, unique_key="race", connection=conn).id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(enqueue_on_own_connection, range(32)))
+    assert len(ids) == 1
+
+
+def test_job_id_is_idempotent() -> None:
+    q = Queue("default")
+    a = q.enqueue(tj.noop, 1, job_id="same")
+    b = q.enqueue(tj.noop, 2, job_id="same")
+    assert a.id == b.id == "same" and b.args == [1]
+
+
+def test_depends_on_waits_for_the_dependency_to_finish() -> None:
+    q = Queue("default")
+    parent = q.enqueue(tj.record, "parent")
+    child = q.enqueue(tj.record, "child", depends_on=parent)
+    assert child.get_status() == JobStatus.DEFERRED
+    assert q.job_ids == [parent.id]
+    SimpleWorker(["default"]).work(burst=True)
+    assert parent.get_status() == child.get_status() == JobStatus.FINISHED
+    # and a dependency that already finished does not defer
+    assert q.enqueue(tj.noop, depends_on=[parent.id]).get_status() == JobStatus.QUEUED
+
+
+def test_decorator_delay_and_plain_call() -> None:
+    assert tj.decorated_add(2, 3) == 5
+    job = tj.decorated_add.delay(2, 3)
+    assert job.queue == "decorated" and job.max_attempts == 3 and job.timeout == 30
+    assert job.description == "decorated job"
+    SimpleWorker(["decorated"]).work(burst=True)
+    assert job.result == 5
+
+
+def test_job_cancel_delete_and_save_meta() -> None:
+    q = Queue("default")
+    job = q.enqueue(tj.noop)
+    job.meta["step"] = 1
+    job.save_meta()
+    assert Job.fetch(job.id).meta == {"step": 1}
+    assert job.cancel() and job.get_status() == JobStatus.CANCELED
+    assert not job.cancel()
+    assert len(q) == 0
+    assert job.requeue() and job.get_status() == JobStatus.QUEUED
+    job.delete()
+    with pytest.raises(NoSuchJobError):
+        job.refresh()
