@@ -21,6 +21,16 @@ dsn_option = click.option("--dsn", "-u", "dsn", default=None, metavar="URL",
                           help="PostgreSQL URL (default: $PGQUEUE_DATABASE_URL, $DATABASE_URL, else embedded).")
 
 
+def _log_to_stderr(level: int) -> None:
+    """pgqueue's own log lines, RQ-style (``14:23:01 Job OK (id)``); other libraries stay quiet."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("pgqueue")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
 def _friendly(func: F) -> F:
     """One clear line and exit code 1 for pgqueue's errors: no traceback for a user's mistake."""
     @functools.wraps(func)
@@ -66,7 +76,7 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
     from .worker import SimpleWorker, Worker
 
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    _log_to_stderr(level)
     cls = SimpleWorker if simple else Worker
     w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
             poll_interval=poll_interval, allow_modules=allow_modules)
@@ -186,7 +196,7 @@ def demo(dsn: str | None) -> None:
     """Enqueue a few jobs, run a burst worker, show the results (uses the embedded server by default)."""
     from . import demo as demo_module
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    _log_to_stderr(logging.INFO)
     demo_module.run(dsn)
 
 

@@ -101,3 +101,10 @@ def returns_object() -> object:
 @pgqueue.job("decorated", retry=2, job_timeout=30, description="decorated job")
 def decorated_add(a: int, b: int) -> int:
     return a + b
+
+
+def record_sleep_record(seconds: float, tag: str) -> str:
+    """Record ``started:TAG``, sleep, record ``TAG``: tests wait for the first row to know it started."""
+    record(f"started:{tag}")
+    time.sleep(seconds)
+    return record(tag)

@@ -118,7 +118,7 @@ DELETE FROM pgqueue.jobs WHERE id = %(id)s
 -- name: failed_jobs
 SELECT id, queue, func_name, exc_info, attempts, ended_at FROM pgqueue.jobs
 WHERE status = 'failed' AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
-ORDER BY ended_at, id
+ORDER BY ended_at, position
 
 -- name: claim
 -- Takes up to `limit` runnable jobs of one queue, in priority then FIFO order, skipping rows another

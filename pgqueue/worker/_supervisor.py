@@ -126,6 +126,7 @@ class Worker:
         """Serve jobs until stopped (or, with ``burst``, until nothing is runnable). Returns whether any
         job ran."""
         self._signals = 0
+        self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -280,8 +281,7 @@ class Worker:
         if self._listen.fileno() not in ready:
             return False
         pgconn = self._listen.pgconn
-        if not pgconn.consume_input():
-            raise DatabaseUnavailable(pgconn.get_error_message().decode(errors="replace") or "connection closed")
+        pgconn.consume_input()  # raises OperationalError if the connection broke
         wanted = False
         while (note := pgconn.notifies()) is not None:
             if note.extra.decode() in self.queues:
@@ -446,7 +446,8 @@ class Worker:
                 log.error("Worker %s: could not record its last outcomes (%s); the lease rescues its jobs",
                           self.name, exc)
         self._close_connections()
-        log.info("Worker %s: stopped", self.name)
+        if self.worker_id is not None:
+            log.info("Worker %s: stopped", self.name)
 
 
 class SimpleWorker(Worker):

@@ -1,0 +1,114 @@
+"""The `pgqueue` CLI in real processes: info, failed, requeue, and one-line errors."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pgq_testjobs as tj
+import pytest
+from conftest import run_cli
+
+from pgqueue import JobStatus, Queue, Worker
+
+
+def test_info_shows_bars_totals_and_workers(spawn_worker: Any) -> None:
+    for _ in range(4):
+        Queue("high").enqueue(tj.noop)
+    Queue("low").enqueue(tj.noop)
+    spawn_worker("nothing-here", "other", "--name", "idler")
+    result = run_cli("info")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"high\s+\|█{40} 4", lines[0])
+    assert re.fullmatch(r"low\s+\|█{10} 1", lines[1])
+    assert "2 queues, 5 jobs total" in lines
+    assert "idler idle: nothing-here, other" in lines
+    assert "1 workers, 2 queues" in lines
+
+
+def test_info_raw_and_by_queue(spawn_worker: Any) -> None:
+    Queue("pending").enqueue(tj.noop)  # a queue nobody serves, so the job stays queued
+    spawn_worker("high", "low", "--name", "w1")
+    raw = run_cli("info", "--raw")
+    assert raw.stdout.splitlines() == ["queue pending 1", "worker w1 idle high,low"]
+    by_queue = run_cli("info", "--by-queue", "high", "low")
+    assert re.search(r"^high:\s+w1 \(idle\)$", by_queue.stdout, re.M)
+    assert re.search(r"^low:\s+w1 \(idle\)$", by_queue.stdout, re.M)
+    assert re.search(r"^low\s+\| 0$", by_queue.stdout, re.M)  # a named queue with no jobs shows 0
+
+
+def test_info_interval_refreshes_until_interrupted() -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "pgqueue.cli", "info", "--raw", "--interval", "0.1"],
+                            stdout=subprocess.PIPE, text=True, env=os.environ)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    Queue("later").enqueue(tj.noop)
+    deadline = time.monotonic() + 20
+    while "queue later 1" not in proc.stdout.readline():
+        assert time.monotonic() < deadline, "info --interval never showed the new job"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(10) == 0
+    assert first is not None
+
+
+def test_failed_lists_and_requeue_puts_back() -> None:
+    bad = Queue("a").enqueue(tj.fail, "first")
+    other = Queue("b").enqueue(tj.fail, "second")
+    Worker(["a", "b"]).work(burst=True)
+    listing = run_cli("failed")
+    assert listing.returncode == 0
+    lines = listing.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [bad.id, other.id]
+    assert "ValueError: first" in lines[0]
+    assert run_cli("failed", "b").stdout.split()[0] == other.id
+
+    one = run_cli("requeue", bad.id)
+    assert one.returncode == 0 and bad.get_status() == JobStatus.QUEUED
+    assert other.get_status() == JobStatus.FAILED
+    missing = run_cli("requeue", "no-such-id")
+    assert missing.returncode == 1 and "no-such-id" in missing.stderr
+    everything = run_cli("requeue", "--all", "--queue", "b")
+    assert everything.returncode == 0 and other.get_status() == JobStatus.QUEUED
+    assert run_cli("requeue").returncode == 2  # usage error: nothing named
+
+
+def test_job_requeue_gives_one_more_attempt() -> None:
+    job = Queue().enqueue(tj.fail)
+    Worker().work(burst=True)
+    assert job.requeue()
+    Worker().work(burst=True)
+    job.refresh()
+    assert job.status == JobStatus.FAILED and job.attempts == 2
+
+
+@pytest.mark.nodb
+@pytest.mark.parametrize("command", [["info"], ["failed"], ["worker", "--burst"], ["requeue", "--all"],
+                                     ["migrate"], ["demo"]])
+@pytest.mark.parametrize("dsn", ["postgresql://nobody@127.0.0.1:1/none", "not a dsn = = ="])
+def test_bad_or_unreachable_database_is_one_line_exit_1(command: list[str], dsn: str) -> None:
+    result = run_cli(*command, "--dsn", dsn)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("Error: "), result.stderr
+
+
+@pytest.mark.nodb
+def test_database_url_from_the_environment_is_used() -> None:
+    result = run_cli("info", env={"PGQUEUE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/from-env"})
+    assert result.returncode == 1 and "from-env" in result.stderr
+    result = run_cli("info", env={"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/from-database-url"})
+    assert result.returncode == 1 and "from-database-url" in result.stderr
+
+
+def test_migrate_and_schema_commands(dsn: str) -> None:
+    assert run_cli("migrate", "--dsn", dsn).stdout.strip() == "pgqueue schema at revision 0001"
+    printed = run_cli("schema", "--sql").stdout
+    assert "CREATE TABLE pgqueue.jobs" in printed and "jobs_claim_idx" in printed

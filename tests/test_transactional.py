@@ -1,0 +1,121 @@
+"""Transactional enqueue: with a psycopg Connection, a SQLAlchemy Connection and a SQLAlchemy Session the
+job row and the worker wake-up exist only if the caller's transaction commits."""
+
+from __future__ import annotations
+
+import select
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pgq_testjobs as tj
+import pytest
+import sqlalchemy as sa
+from conftest import wait_for
+from sqlalchemy.orm import Session
+
+from pgqueue import ConfigurationError, JobStatus, Queue
+
+
+@contextmanager
+def psycopg_txn(dsn: str) -> Iterator[Any]:
+    with psycopg.connect(dsn) as conn:  # not autocommit: a transaction is open after the first statement
+        yield conn, conn.commit, conn.rollback
+
+
+@contextmanager
+def sa_connection_txn(dsn: str) -> Iterator[Any]:
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+        yield conn, conn.commit, conn.rollback
+    engine.dispose()
+
+
+@contextmanager
+def sa_session_txn(dsn: str) -> Iterator[Any]:
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
+    with Session(engine) as session:
+        session.execute(sa.text("SELECT 1"))
+        yield session, session.commit, session.rollback
+    engine.dispose()
+
+
+KINDS = {"psycopg": psycopg_txn, "sqlalchemy-connection": sa_connection_txn, "sqlalchemy-session": sa_session_txn}
+
+
+def count_jobs(db: psycopg.Connection[Any]) -> int:
+    return int(db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0])  # type: ignore[index]
+
+
+@pytest.fixture
+def listener(dsn: str) -> Iterator[Callable[[float], list[str]]]:
+    """Notifications on pgqueue_jobs (the worker wake-up channel) as another session sees them."""
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("LISTEN pgqueue_jobs")
+
+    def received(wait: float) -> list[str]:
+        select.select([conn.fileno()], [], [], wait)
+        conn.pgconn.consume_input()
+        payloads = []
+        while (note := conn.pgconn.notifies()) is not None:
+            payloads.append(note.extra.decode())
+        return payloads
+
+    yield received
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_commit_keeps_job_and_wakes_workers(kind: str, dsn: str, db: psycopg.Connection[Any],
+                                            listener: Callable[[float], list[str]]) -> None:
+    with KINDS[kind](dsn) as (conn, commit, _):
+        job = Queue("txn").enqueue(tj.noop, 1, connection=conn)
+        many = Queue("txn").enqueue_many([Queue.prepare_data(tj.noop, args=(i,)) for i in range(3)], connection=conn)
+        assert count_jobs(db) == 0  # invisible to others until commit
+        assert listener(0.2) == []  # and nobody is woken yet
+        commit()
+    assert count_jobs(db) == 4
+    assert "txn" in listener(5)
+    assert job.get_status() == JobStatus.QUEUED and all(j.get_status() == JobStatus.QUEUED for j in many)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rollback_leaves_no_trace(kind: str, dsn: str, db: psycopg.Connection[Any],
+                                  listener: Callable[[float], list[str]]) -> None:
+    with KINDS[kind](dsn) as (conn, _, rollback):
+        Queue("txn").enqueue(tj.noop, 1, connection=conn)
+        Queue("txn").enqueue_many([Queue.prepare_data(tj.noop, args=(i,)) for i in range(3)], connection=conn)
+        rollback()
+    assert count_jobs(db) == 0
+    assert listener(0.5) == []
+
+
+def test_enqueue_never_commits_the_callers_transaction(dsn: str, db: psycopg.Connection[Any]) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TEMP TABLE marker (x int)")
+        Queue("txn").enqueue(tj.noop, connection=conn)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        conn.rollback()
+    assert count_jobs(db) == 0
+
+
+def test_idle_worker_wakes_for_committed_jobs_only(dsn: str, db: psycopg.Connection[Any], spawn_worker: Any) -> None:
+    # A 60 s poll interval: anything that runs within the deadline below was started by NOTIFY.
+    worker = spawn_worker("txn", "--poll-interval", "60")
+    with psycopg.connect(dsn) as conn:
+        rolled_back = Queue("txn").enqueue(tj.record, "rolled back", connection=conn)
+        conn.rollback()
+        committed = Queue("txn").enqueue(tj.record, "committed", connection=conn)
+        conn.commit()
+    wait_for(lambda: committed.get_status() == JobStatus.FINISHED, timeout=15, message="the committed job to run")
+    assert db.execute("SELECT tag FROM pgq_test.runs").fetchall() == [("committed",)]
+    assert Queue("txn").fetch_job(rolled_back.id) is None
+    assert f"Job OK ({committed.id})" in worker.output
+    assert rolled_back.id not in worker.output
+
+
+def test_rejects_what_it_cannot_join() -> None:
+    with pytest.raises(ConfigurationError, match="psycopg 3 Connection"):
+        Queue("txn").enqueue(tj.noop, connection=object())

@@ -1,0 +1,172 @@
+"""The worker: order, outcomes, waiting, signals, concurrency, and jobs that misbehave."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import psycopg
+import pgq_testjobs as tj
+import pytest
+from conftest import wait_for
+
+from pgqueue import Job, JobFailed, JobStatus, Queue, Retry, SimpleWorker, Worker
+
+
+def tags(db: psycopg.Connection[Any]) -> list[str]:
+    return [r[0] for r in db.execute("SELECT tag FROM pgq_test.runs ORDER BY at, tag").fetchall()]
+
+
+@pytest.mark.parametrize("worker_class", [SimpleWorker, Worker])
+def test_queues_in_priority_order_then_job_priority_then_fifo(worker_class: type[Worker],
+                                                              db: psycopg.Connection[Any]) -> None:
+    low, high = Queue("low"), Queue("high")
+    low.enqueue(tj.record, "low-1")
+    high.enqueue(tj.record, "high-2")
+    high.enqueue(tj.record, "high-3")
+    high.enqueue(tj.record, "high-1", priority=-5)
+    low.enqueue(tj.record, "low-2")
+    assert worker_class(["high", "low"]).work(burst=True)
+    assert tags(db) == ["high-1", "high-2", "high-3", "low-1", "low-2"]
+
+
+def test_no_queue_named_serves_default(db: psycopg.Connection[Any]) -> None:
+    Queue().enqueue(tj.record, "d")
+    Queue("other").enqueue(tj.record, "o")
+    SimpleWorker().work(burst=True)
+    assert tags(db) == ["d"]
+
+
+def test_results_and_failures_are_stored() -> None:
+    q = Queue()
+    ok = q.enqueue(tj.add, 6, 7)
+    bad = q.enqueue(tj.fail, "bad input")
+    unknown = q.enqueue("pgq_testjobs.does_not_exist")
+    missing_module = q.enqueue("no_such_module.f")
+    unserialisable = q.enqueue(tj.returns_object)
+    after = q.enqueue(tj.add, 1, 1)
+    Worker(["default"]).work(burst=True)
+    assert ok.result == 13 and ok.get_status() == JobStatus.FINISHED
+    fetched = Job.fetch(ok.id)
+    assert fetched.attempts == 1 and fetched.worker_name and fetched.started_at and fetched.ended_at
+    assert fetched.started_at <= fetched.ended_at
+    assert bad.get_status() == JobStatus.FAILED
+    assert "Traceback" in bad.exc_info and "ValueError: bad input" in bad.exc_info
+    error = Job.fetch(bad.id).errors[-1]
+    assert (error["type"], error["message"], error["attempt"]) == ("ValueError", "bad input", 1)
+    assert "ImportError" in unknown.exc_info and "does_not_exist" in unknown.exc_info
+    assert "no_such_module" in missing_module.exc_info
+    assert "not JSON-serialisable" in unserialisable.exc_info
+    assert after.result == 2  # the worker kept serving
+
+
+def test_wait_returns_the_result_woken_by_notify(spawn_worker: Any) -> None:
+    spawn_worker("default", "--poll-interval", "60")
+    assert Queue().enqueue(tj.add, 2, 3).wait(timeout=15) == 5
+    failing = Queue().enqueue(tj.fail, "nope")
+    with pytest.raises(JobFailed, match="ValueError: nope") as info:
+        failing.wait(timeout=15)
+    assert "Traceback" in (info.value.exc_info or "")
+
+
+def test_wait_times_out() -> None:
+    with pytest.raises(TimeoutError):
+        Queue("nobody-serves-this").enqueue(tj.noop).wait(timeout=0.3)
+
+
+def test_current_job_inside_a_job() -> None:
+    job = Queue().enqueue(tj.current_job_info, meta={"keep": True})
+    Worker().work(burst=True)
+    assert job.result == {"id": job.id, "queue": "default", "attempts": 1, "func_name": "pgq_testjobs.current_job_info"}
+    assert Job.fetch(job.id).meta == {"keep": True, "progress": 50}
+
+
+def test_concurrency_runs_jobs_at_once(db: psycopg.Connection[Any]) -> None:
+    jobs = [Queue().enqueue(tj.wait_for_peers, "together", 3, 20) for _ in range(3)]
+    Worker(concurrency=3).work(burst=True)
+    assert all(j.get_status() == JobStatus.FINISHED for j in jobs), [j.exc_info for j in jobs]
+    assert len({r[0] for r in db.execute("SELECT pid FROM pgq_test.runs").fetchall()}) == 3
+
+
+def test_sigterm_finishes_the_running_job_and_exits_0(spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("default")
+    running = Queue().enqueue(tj.record_sleep_record, 1.5, "finished anyway")
+    waiting = Queue().enqueue(tj.record, "never started")
+    wait_for(lambda: "started:finished anyway" in tags(db), message="the job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert running.get_status() == JobStatus.FINISHED
+    assert waiting.get_status() == JobStatus.QUEUED and Job.fetch(waiting.id).attempts == 0
+    assert tags(db) == ["started:finished anyway", "finished anyway"]
+    with psycopg.connect(db.info.dsn) as conn:
+        assert conn.execute("SELECT stopped_at IS NOT NULL FROM pgqueue.workers").fetchall() == [(True,)]
+
+
+def test_second_signal_stops_at_once_and_requeues(spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("default")
+    job = Queue().enqueue(tj.record_sleep_record, 60, "too slow")
+    wait_for(lambda: "started:too slow" in tags(db), message="the job to start")
+    worker.signal(signal.SIGINT)
+    wait_for(lambda: "warm shut down" in worker.output, message="the first signal to register")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(30) == 0
+    assert job.get_status() == JobStatus.QUEUED
+    assert "too slow" not in tags(db)
+
+
+def test_hard_timeout_kills_a_stuck_job_and_the_worker_goes_on() -> None:
+    stuck = Queue().enqueue(tj.spin_forever, job_timeout=1)
+    after = Queue().enqueue(tj.add, 1, 2)
+    Worker().work(burst=True)
+    assert stuck.get_status() == JobStatus.FAILED
+    assert "timeout of 1 seconds" in stuck.exc_info
+    assert after.result == 3
+
+
+def test_simple_worker_enforces_timeouts_too() -> None:
+    stuck = Queue().enqueue(tj.spin_forever, job_timeout=0.5)
+    SimpleWorker().work(burst=True)
+    assert stuck.get_status() == JobStatus.FAILED and "timeout" in stuck.exc_info
+
+
+@pytest.mark.parametrize("func, text", [(tj.exit_process, "exited with code 3"), (tj.kill_self, "signal SIGKILL")])
+def test_a_job_that_kills_its_process_fails_clearly(func: Any, text: str) -> None:
+    crash = Queue().enqueue(func)
+    after = Queue().enqueue(tj.add, 2, 2)
+    Worker().work(burst=True)
+    assert crash.get_status() == JobStatus.FAILED
+    assert text in crash.exc_info
+    assert after.result == 4
+
+
+def test_retries_then_fails_keeping_every_attempts_error(db: psycopg.Connection[Any]) -> None:
+    job = Queue().enqueue(tj.fail_then_record, "try", retry=Retry(max=2))
+    Worker().work(burst=True)
+    fetched = Job.fetch(job.id)
+    assert fetched.status == JobStatus.FAILED and fetched.attempts == 3
+    assert [e["attempt"] for e in fetched.errors] == [1, 2, 3]
+    assert tags(db) == ["try", "try", "try"]
+
+
+def test_retry_interval_reschedules(db: psycopg.Connection[Any]) -> None:
+    job = Queue().enqueue(tj.fail_then_record, "later", retry=Retry(max=1, interval=3600))
+    Worker().work(burst=True)
+    fetched = Job.fetch(job.id)
+    assert fetched.status == JobStatus.SCHEDULED and fetched.attempts == 1
+    assert db.execute("SELECT scheduled_at > now() + interval '59 minutes' FROM pgqueue.jobs").fetchone() == (True,)
+
+
+def test_allow_list_refuses_other_modules() -> None:
+    allowed = Queue().enqueue(tj.add, 1, 1)
+    refused = Queue().enqueue("os.getcwd")
+    Worker(allow_modules=["pgq_testjobs"]).work(burst=True)
+    assert allowed.result == 2
+    assert refused.get_status() == JobStatus.FAILED and "not under an allowed module" in refused.exc_info
+
+
+def test_workers_register_and_show_in_info(spawn_worker: Any) -> None:
+    from pgqueue import monitor
+
+    spawn_worker("high", "low", "--name", "w-one")
+    workers = monitor.live_workers()
+    assert [(w.name, w.queues, w.state) for w in workers] == [("w-one", ["high", "low"], "idle")]
