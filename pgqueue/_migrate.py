@@ -9,11 +9,10 @@ from ._db import connect, translate_errors
 from .sql import SCHEMA
 
 
-
 def _script_location() -> str:
     import pgqueue._migrations as pkg  # the repo's migrations/ folder, packaged under this name
 
-    return str(Path(pkg.__file__).resolve().parent)  # type: ignore[arg-type]
+    return str(Path(str(pkg.__file__)).resolve().parent)
 
 
 def migrate(dsn: str | None = None) -> str:

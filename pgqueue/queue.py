@@ -31,7 +31,8 @@ def func_name_of(func: Callable[..., Any] | str) -> str:
     """The dotted path a worker imports: ``"pkg.module.func"``."""
     if isinstance(func, str):
         if not func or func.startswith(".") or func.endswith(".") or "." not in func:
-            raise ValueError(f"a job function given as a string must be a dotted path like 'pkg.mod.func', got {func!r}")
+            raise ValueError(
+                f"a job function given as a string must be a dotted path like 'pkg.mod.func', got {func!r}")
         return func
     module = getattr(func, "__module__", None)
     qualname = getattr(func, "__qualname__", None)
@@ -231,7 +232,8 @@ class Queue:
                     if found is None:
                         raise PgQueueError(f"job {data.id} conflicted with a job that no longer exists; retry")
                     existing = Job(found[0], self.dsn)
-                    existing._load_row(conn.execute(q("fetch_job"), {"id": found[0]}).fetchone())
+                    # Loaded on the same connection: it may be in the caller's uncommitted transaction.
+                    existing._load_row(conn.execute(q("fetch_job"), {"id": found[0]}).fetchone() or ())
                     jobs.append(existing)
                     continue
                 _, status, priority, _, enqueued_at, scheduled_at, _ = row

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import pgq_testjobs as tj
+import psycopg
 
 from pgqueue import Queue
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 import pgq_testjobs as tj
+import psycopg
 import pytest
 import sqlalchemy as sa
 from conftest import wait_for

@@ -5,8 +5,8 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-import psycopg
 import pgq_testjobs as tj
+import psycopg
 import pytest
 from conftest import wait_for
 

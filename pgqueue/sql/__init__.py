@@ -15,7 +15,7 @@ def _read(filename: str) -> str:
 def _parse(text: str) -> dict[str, str]:
     parts = _NAME.split(text)
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         lines = [line for line in body.strip().splitlines() if not line.lstrip().startswith("--")]
         queries[name] = "\n".join(lines).strip()
     return queries

@@ -73,7 +73,7 @@ def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
         if not callable(obj):
             raise ImportError(f"job function {name!r} is not callable")
         _cache[name] = obj
-        return obj  # type: ignore[no-any-return]
+        return obj
     raise ImportError(f"cannot import job function {name!r}: {error}")
 
 

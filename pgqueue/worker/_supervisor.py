@@ -405,7 +405,8 @@ class Worker:
                     woke += row[2] if row else 0
                 self._failed = []
             if self._released:
-                row = conn.execute(q("release_unstarted"), {"ids": self._released, "worker_id": self.worker_id}).fetchone()
+                row = conn.execute(q("release_unstarted"),
+                                   {"ids": self._released, "worker_id": self.worker_id}).fetchone()
                 woke += row[0] if row else 0
                 self._released = []
         return woke > 0
