@@ -53,6 +53,7 @@ jobs = Table(
     Column("scheduled_at", DateTime(timezone=True), nullable=False),
     Column("started_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
+    Column("delete_at", DateTime(timezone=True)),
 )
 
 workers = Table(

@@ -35,8 +35,23 @@ def _default(value: Any) -> Any:
 _encoder = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def _check_keys(value: Any) -> None:
+    """JSON would silently turn ``{1: "a"}`` into ``{"1": "a"}``; refuse keys that would not round-trip."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"pgqueue stores dicts as JSON objects, whose keys must be str, not {key!r}")
+            if isinstance(item, (dict, list, tuple)):
+                _check_keys(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            if isinstance(item, (dict, list, tuple)):
+                _check_keys(item)
+
+
 def dumps(value: Any) -> str:
     """Serialise ``value`` to JSON text, raising ``TypeError`` for anything pgqueue cannot round-trip."""
+    _check_keys(value)
     try:
         return _encoder.encode(value)
     except ValueError as exc:  # NaN / Infinity: jsonb rejects them

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import click
+import psycopg
 
 from . import monitor
 from .exceptions import PgQueueError
@@ -40,6 +41,10 @@ def _friendly(func: F) -> F:
         except PgQueueError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(1)
+        except psycopg.Error as exc:  # e.g. permission denied: the server's own words, on one line
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            click.echo(f"Error: database error: {first}", err=True)
+            sys.exit(1)
     return wrapper  # type: ignore[return-value]
 
 
@@ -65,16 +70,22 @@ def main() -> None:
               help="Only run job functions under this module prefix (repeatable).")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no child processes), like RQ's SimpleWorker.")
 @click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
+@click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
+              help="Put this folder on sys.path, so job modules import from it (repeatable; as in RQ).")
 @click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
 @click.option("--verbose", "-v", is_flag=True, help="Log debug messages too.")
 @dsn_option
 @_friendly
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
            lease: float, poll_interval: float, allow_modules: tuple[str, ...], simple: bool,
-           max_jobs: int | None, quiet: bool, verbose: bool, dsn: str | None) -> None:
+           max_jobs: int | None, paths: tuple[str, ...], quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
+    import os
+
     from .worker import SimpleWorker, Worker
 
+    for path in reversed(paths):
+        sys.path.insert(0, os.path.abspath(path))
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     _log_to_stderr(level)
     cls = SimpleWorker if simple else Worker

@@ -222,7 +222,7 @@ class Job:
         return done
 
     def requeue(self) -> bool:
-        """Put a failed or canceled job back on its queue, allowing one more attempt."""
+        """Put a failed job back on its queue, allowing one more attempt. Returns whether it was failed."""
         conn = shared_connection(self._dsn)
         with translate_errors(self._dsn):
             done = conn.execute(q("requeue_jobs"), {"ids": [self.id], "queue": None}).fetchone() is not None

@@ -76,7 +76,7 @@ def failed_jobs(queues: Sequence[str] | None = None, dsn: str | None = None) -> 
 
 
 def requeue(job_ids: Sequence[str] | None = None, queue: str | None = None, dsn: str | None = None) -> list[str]:
-    """Put failed (or canceled) jobs back on their queues: those in ``job_ids``, or with ``job_ids=None``
+    """Put failed jobs back on their queues: those in ``job_ids``, or with ``job_ids=None``
     every one (of ``queue`` if given). Returns the ids requeued."""
     with translate_errors(dsn):
         rows = shared_connection(dsn).execute(

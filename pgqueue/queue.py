@@ -3,9 +3,10 @@ what is waiting."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -24,7 +25,7 @@ RESERVED_OPTIONS = frozenset({
     "job_id", "job_timeout", "result_ttl", "ttl", "failure_ttl", "retry", "priority", "depends_on",
     "at_front", "meta", "description", "unique_key", "connection",
 })
-_PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at"}
+_PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "scheduled_in"}
 
 
 def func_name_of(func: Callable[..., Any] | str) -> str:
@@ -69,7 +70,7 @@ class EnqueueData:
 
     __slots__ = ("id", "func_name", "args", "kwargs", "args_json", "kwargs_json", "meta", "meta_json",
                  "priority", "at_front", "description", "max_attempts", "intervals", "timeout", "result_ttl",
-                 "failure_ttl", "ttl", "depends_on", "unique_key", "scheduled_at", "custom_id")
+                 "failure_ttl", "ttl", "depends_on", "unique_key", "scheduled_at", "scheduled_in", "custom_id")
 
     def __init__(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                  kwargs: dict[str, Any] | None = None, *, job_id: str | None = None,
@@ -78,7 +79,7 @@ class EnqueueData:
                  priority: int = 0, depends_on: Any = None, at_front: bool = False,
                  meta: dict[str, Any] | None = None, description: str | None = None,
                  unique_key: str | None = None, scheduled_at: datetime | None = None,
-                 default_timeout: float = DEFAULT_TIMEOUT) -> None:
+                 scheduled_in: float | None = None, default_timeout: float = DEFAULT_TIMEOUT) -> None:
         self.func_name = func_name_of(func)
         self.args = list(args or ())
         self.kwargs = dict(kwargs or {})
@@ -106,19 +107,22 @@ class EnqueueData:
         self.description = description
         timeout = _seconds(job_timeout, "job_timeout")
         self.timeout = timeout if timeout else default_timeout
-        self.result_ttl = None if result_ttl is None else int(result_ttl)
-        self.failure_ttl = None if failure_ttl is None else int(failure_ttl)
+        # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
+        self.result_ttl = None if result_ttl is None or result_ttl < 0 else int(result_ttl)
+        self.failure_ttl = None if failure_ttl is None or failure_ttl < 0 else int(failure_ttl)
         self.ttl = None if ttl is None else int(ttl)
         self.depends_on = _ids_of(depends_on)
         self.unique_key = unique_key
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
         self.scheduled_at = scheduled_at
+        self.scheduled_in = scheduled_in  # seconds after the database's now(), not this machine's clock
 
     @property
     def plain(self) -> bool:
         """Whether COPY can write this job: no option that needs the database to decide at insert time."""
-        return not (self.custom_id or self.depends_on or self.unique_key or self.at_front)
+        return not (self.custom_id or self.depends_on or self.unique_key or self.at_front
+                    or self.scheduled_in is not None)
 
     def to_job(self, queue: str, dsn: str | None, **fields: Any) -> Job:
         return Job(self.id, dsn, queue=queue, func_name=self.func_name, args=self.args, kwargs=self.kwargs,
@@ -162,10 +166,10 @@ class Queue:
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
         return self.enqueue_call(f, args=args, kwargs=kwargs, **options)
 
-    def _enqueue_scheduled(self, when: datetime, f: Callable[..., Any] | str, args: Sequence[Any],
+    def _enqueue_scheduled(self, when: dict[str, Any], f: Callable[..., Any] | str, args: Sequence[Any],
                            kwargs: dict[str, Any]) -> Job:
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
-        return self.enqueue_call(f, args=args, kwargs=kwargs, scheduled_at=when, **options)
+        return self.enqueue_call(f, args=args, kwargs=kwargs, **when, **options)
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, *, connection: Any = None,
@@ -176,12 +180,12 @@ class Queue:
 
     def enqueue_at(self, when: datetime, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)`` to run at ``when`` (a timezone-aware datetime)."""
-        return self._enqueue_scheduled(when, f, args, kwargs)
+        return self._enqueue_scheduled({"scheduled_at": when}, f, args, kwargs)
 
     def enqueue_in(self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta, or seconds)."""
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        return self._enqueue_scheduled(datetime.now(timezone.utc) + timedelta(seconds=seconds), f, args, kwargs)
+        return self._enqueue_scheduled({"scheduled_in": seconds}, f, args, kwargs)
 
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs in one round trip (COPY for plain jobs). All or none are written."""
@@ -219,6 +223,7 @@ class Queue:
             "failure_ttls": [d.failure_ttl for d in batch], "ttls": [d.ttl for d in batch],
             "depends_on": [_serialize.dumps(d.depends_on) for d in batch],
             "unique_keys": [d.unique_key for d in batch], "scheduled_ats": [d.scheduled_at for d in batch],
+            "delays": [d.scheduled_in for d in batch],
         }
         conn = self._connection(connection)
         with translate_errors(self.dsn):
@@ -244,8 +249,11 @@ class Queue:
 
     def _copy(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
         conn = self._connection(connection)
+        # Our own connection: one transaction of our own. A caller's: its transaction, never committed here
+        # (psycopg's transaction() would COMMIT if the caller had not started one yet).
+        txn = conn.transaction() if connection is None else contextlib.nullcontext()
         with translate_errors(self.dsn):
-            with conn.transaction(), conn.cursor() as cur:
+            with txn, conn.cursor() as cur:
                 with cur.copy(q("copy_jobs")) as copy:
                     for d in batch:
                         copy.write_row((

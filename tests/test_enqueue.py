@@ -67,7 +67,7 @@ def test_special_types_round_trip_through_a_worker() -> None:
     assert job.result == value
 
 
-@pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan")])
+@pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan"), {1: "int key"}, [{"ok": {2: "deep"}}]])
 def test_unserialisable_argument_raises_type_error_and_writes_nothing(db: psycopg.Connection[Any], bad: Any) -> None:
     q = Queue("default")
     with pytest.raises(TypeError):
@@ -220,7 +220,32 @@ def test_job_cancel_delete_and_save_meta() -> None:
     assert job.cancel() and job.get_status() == JobStatus.CANCELED
     assert not job.cancel()
     assert len(q) == 0
-    assert job.requeue() and job.get_status() == JobStatus.QUEUED
+    assert not job.requeue()  # only failed jobs are requeued
     job.delete()
     with pytest.raises(NoSuchJobError):
         job.refresh()
+
+
+def test_result_ttl_and_failure_ttl_prune_ended_jobs(db: psycopg.Connection[Any]) -> None:
+    q = Queue()
+    gone = q.enqueue(tj.noop, result_ttl=0)
+    kept = q.enqueue(tj.noop)
+    forever = q.enqueue(tj.noop, result_ttl=-1)
+    failed_gone = q.enqueue(tj.fail, failure_ttl=0)
+    SimpleWorker().work(burst=True)  # runs them
+    assert gone.get_status() == JobStatus.FINISHED
+    SimpleWorker().work(burst=True)  # its maintenance pass prunes
+    assert q.fetch_job(gone.id) is None and q.fetch_job(failed_gone.id) is None
+    assert kept.get_status() == forever.get_status() == JobStatus.FINISHED
+
+
+def test_ttl_cancels_a_job_that_did_not_start_in_time(db: psycopg.Connection[Any]) -> None:
+    from conftest import wait_for
+
+    job = Queue().enqueue(tj.record, "too late", ttl=1)
+    wait_for(lambda: db.execute("SELECT enqueued_at + interval '1 second' < now() FROM pgqueue.jobs").fetchone()[0],
+             message="the ttl to pass")
+    SimpleWorker().work(burst=True)
+    assert job.get_status() == JobStatus.CANCELED
+    assert "ttl" in (job.exc_info or "")
+    assert db.execute("SELECT count(*) FROM pgq_test.runs").fetchone() == (0,)

@@ -119,3 +119,16 @@ def test_idle_worker_wakes_for_committed_jobs_only(dsn: str, db: psycopg.Connect
 def test_rejects_what_it_cannot_join() -> None:
     with pytest.raises(ConfigurationError, match="psycopg 3 Connection"):
         Queue("txn").enqueue(tj.noop, connection=object())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_enqueue_many_as_the_first_statement_still_joins_the_transaction(
+        kind: str, dsn: str, db: psycopg.Connection[Any]) -> None:
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn))
+    with psycopg.connect(dsn) as pconn, engine.connect() as sconn, Session(engine) as session:
+        conn, rollback = {"psycopg": (pconn, pconn.rollback), "sqlalchemy-connection": (sconn, sconn.rollback),
+                          "sqlalchemy-session": (session, session.rollback)}[kind]
+        Queue("txn").enqueue_many([Queue.prepare_data(tj.noop, args=(i,)) for i in range(3)], connection=conn)
+        rollback()
+    engine.dispose()
+    assert count_jobs(db) == 0

@@ -170,3 +170,32 @@ def test_workers_register_and_show_in_info(spawn_worker: Any) -> None:
     spawn_worker("high", "low", "--name", "w-one")
     workers = monitor.live_workers()
     assert [(w.name, w.queues, w.state) for w in workers] == [("w-one", ["high", "low"], "idle")]
+
+
+def test_allow_list_applies_even_to_functions_already_imported() -> None:
+    first = Queue().enqueue(tj.add, 1, 1)
+    SimpleWorker().work(burst=True)
+    assert first.result == 2
+    again = Queue().enqueue(tj.add, 1, 1)
+    SimpleWorker(allow_modules=["somewhere.else"]).work(burst=True)
+    assert again.get_status() == JobStatus.FAILED and "not under an allowed module" in again.exc_info
+
+
+def test_simple_worker_second_signal_interrupts_and_requeues(spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("default", "--simple")
+    job = Queue().enqueue(tj.record_sleep_record, 60, "interrupted")
+    wait_for(lambda: "started:interrupted" in tags(db), message="the job to start")
+    worker.signal(signal.SIGTERM)
+    wait_for(lambda: "warm shut down" in worker.output, message="the first signal to register")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output
+    assert job.get_status() == JobStatus.QUEUED and Job.fetch(job.id).attempts == 0
+    assert "Traceback" not in worker.output
+
+
+def test_worker_imports_job_modules_from_path(spawn_worker: Any, tmp_path: Any) -> None:
+    (tmp_path / "mytasks.py").write_text("def triple(x):\n    return 3 * x\n")
+    job = Queue().enqueue("mytasks.triple", 5)
+    worker = spawn_worker("--burst", "--path", str(tmp_path), ready=False)
+    assert worker.wait(30) == 0
+    assert job.result == 15

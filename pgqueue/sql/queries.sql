@@ -11,12 +11,15 @@ WITH input AS (
         %(kwargs)s::jsonb[], %(priorities)s::int[], %(at_fronts)s::bool[], %(descriptions)s::text[],
         %(metas)s::jsonb[], %(max_attempts)s::int[], %(retry_intervals)s::jsonb[],
         %(timeouts)s::float8[], %(result_ttls)s::int[], %(failure_ttls)s::int[], %(ttls)s::int[],
-        %(depends_on)s::jsonb[], %(unique_keys)s::text[], %(scheduled_ats)s::timestamptz[]
+        %(depends_on)s::jsonb[], %(unique_keys)s::text[], %(scheduled_ats)s::timestamptz[],
+        %(delays)s::float8[]
     ) WITH ORDINALITY AS t(id, queue, func_name, args, kwargs, priority, at_front, description, meta,
                            max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
-                           depends_on, unique_key, scheduled_at, ord)
+                           depends_on, unique_key, scheduled_at, delay, ord)
 ), rows AS (
-    SELECT i.*, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)) AS deps FROM input i
+    SELECT i.*, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)) AS deps,
+           coalesce(i.scheduled_at, now() + make_interval(secs => i.delay), now()) AS run_at
+    FROM input i
 ), ins AS (
     INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, position, description,
                               meta, max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl,
@@ -24,7 +27,7 @@ WITH input AS (
     SELECT r.id, r.queue, r.func_name, r.args, r.kwargs,
            CASE WHEN EXISTS (SELECT 1 FROM pgqueue.jobs d WHERE d.id = ANY (r.deps) AND d.status <> 'finished')
                      OR r.deps && ARRAY(SELECT id FROM rows) THEN 'deferred'
-                WHEN r.scheduled_at > now() THEN 'scheduled'
+                WHEN r.run_at > now() THEN 'scheduled'
                 ELSE 'queued' END::pgqueue.job_status,
            CASE WHEN r.at_front THEN LEAST(r.priority, (
                     SELECT min(w.priority) FROM pgqueue.jobs w
@@ -35,7 +38,7 @@ WITH input AS (
            r.description, r.meta, r.max_attempts,
            ARRAY(SELECT jsonb_array_elements_text(r.retry_intervals)::float8),
            r.timeout_seconds, r.result_ttl, r.failure_ttl, r.ttl, r.deps, r.unique_key,
-           coalesce(r.scheduled_at, now())
+           r.run_at
     FROM rows r ORDER BY r.ord
     ON CONFLICT DO NOTHING
     RETURNING id, queue, status, priority, position, enqueued_at, scheduled_at
@@ -60,8 +63,9 @@ SELECT now(), (SELECT count(pg_notify('pgqueue_jobs', q)) FROM unnest(%(queues)s
 -- name: find_live_duplicate
 -- After an insert that hit ON CONFLICT: the live job holding the unique key, or the job with that id.
 SELECT id FROM pgqueue.jobs
-WHERE (unique_key = %(unique_key)s AND status IN ('scheduled', 'queued', 'deferred', 'running'))
-   OR (%(unique_key)s::text IS NULL AND id = %(id)s)
+WHERE id = %(id)s
+   OR (unique_key = %(unique_key)s AND status IN ('scheduled', 'queued', 'deferred', 'running'))
+ORDER BY id = %(id)s DESC
 LIMIT 1
 
 -- name: fetch_job
@@ -99,11 +103,11 @@ WITH c AS (
 SELECT c.id, pg_notify('pgqueue_done', c.id) FROM c
 
 -- name: requeue_jobs
--- Failed or canceled jobs back to their queue, with one more attempt allowed.
+-- Failed jobs back to their queue, with one more attempt allowed.
 WITH r AS (
     UPDATE pgqueue.jobs SET status = 'queued', scheduled_at = now(), ended_at = NULL, started_at = NULL,
-                            exc_info = NULL, worker_id = NULL, max_attempts = attempts + 1
-    WHERE status IN ('failed', 'canceled')
+                            exc_info = NULL, worker_id = NULL, max_attempts = attempts + 1, delete_at = NULL
+    WHERE status = 'failed'
       AND (%(ids)s::text[] IS NULL OR id = ANY (%(ids)s::text[]))
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     RETURNING id, queue
@@ -126,6 +130,7 @@ ORDER BY ended_at, position
 WITH c AS (
     SELECT id FROM pgqueue.jobs
     WHERE queue = %(queue)s AND status IN ('queued', 'scheduled') AND scheduled_at <= now()
+      AND (ttl IS NULL OR enqueued_at + make_interval(secs => ttl) >= now())
     ORDER BY priority, position
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -143,7 +148,8 @@ RETURNING j.id, j.queue, j.func_name, j.args::text, j.kwargs::text, j.timeout_se
 WITH r AS (
     SELECT * FROM unnest(%(ids)s::text[], %(attempts)s::int[], %(results)s::jsonb[]) AS r(id, attempt, result)
 ), done AS (
-    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(), exc_info = NULL
+    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(), exc_info = NULL,
+                              delete_at = now() + make_interval(secs => j.result_ttl)
     FROM r
     WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = %(worker_id)s
     RETURNING j.id
@@ -175,6 +181,8 @@ WITH r AS (
                 j.retry_intervals[LEAST(j.attempts, cardinality(j.retry_intervals))], 0))
             ELSE j.scheduled_at END,
         ended_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+        delete_at = CASE WHEN j.attempts < j.max_attempts THEN NULL
+                         ELSE now() + make_interval(secs => j.failure_ttl) END,
         exc_info = r.exc_info,
         errors = j.errors || jsonb_build_array(r.error || jsonb_build_object('at', now()))
     FROM r
@@ -227,6 +235,8 @@ WITH lost AS (
     UPDATE pgqueue.jobs j
     SET status = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END::pgqueue.job_status,
         ended_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
+        delete_at = CASE WHEN j.attempts < j.max_attempts THEN NULL
+                         ELSE now() + make_interval(secs => j.failure_ttl) END,
         exc_info = 'worker lost: ' || coalesce(j.worker_name, '?') || ' stopped heartbeating',
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts, 'worker', j.worker_name, 'at', now(), 'type', 'WorkerLost',
@@ -250,6 +260,24 @@ WITH p AS (
     RETURNING d.queue
 )
 SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM p) s
+
+-- name: prune_jobs
+-- Cancels jobs that did not start within their ttl, and deletes ended jobs past their result_ttl or
+-- failure_ttl, a bounded batch at a time so pruning never holds long locks.
+WITH expired AS (
+    UPDATE pgqueue.jobs SET status = 'canceled', ended_at = now(),
+        exc_info = 'expired: not started within its ttl of ' || ttl || ' seconds'
+    WHERE id IN (SELECT id FROM pgqueue.jobs
+                 WHERE ttl IS NOT NULL AND status IN ('scheduled', 'queued', 'deferred')
+                   AND enqueued_at + make_interval(secs => ttl) < now()
+                 LIMIT 1000 FOR UPDATE SKIP LOCKED)
+    RETURNING id
+), deleted AS (
+    DELETE FROM pgqueue.jobs
+    WHERE id IN (SELECT id FROM pgqueue.jobs WHERE delete_at < now() LIMIT 1000 FOR UPDATE SKIP LOCKED)
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM deleted)
 
 -- name: prune_workers
 DELETE FROM pgqueue.workers w

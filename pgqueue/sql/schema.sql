@@ -62,6 +62,8 @@ CREATE TABLE pgqueue.jobs (
     scheduled_at     timestamptz NOT NULL DEFAULT now(),
     started_at       timestamptz,
     ended_at         timestamptz,
+    -- when pruning deletes an ended job: ended_at + result_ttl (finished) or + failure_ttl (failed)
+    delete_at        timestamptz,
     CONSTRAINT jobs_ended_has_time CHECK (
         status NOT IN ('finished', 'failed') OR ended_at IS NOT NULL),
     CONSTRAINT jobs_running_has_worker CHECK (
@@ -80,6 +82,10 @@ CREATE INDEX jobs_deferred_idx ON pgqueue.jobs USING gin (depends_on) WHERE stat
 -- Reporting and pruning of history.
 CREATE INDEX jobs_queue_status_idx ON pgqueue.jobs (queue, status);
 CREATE INDEX jobs_ended_at_idx ON pgqueue.jobs (ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX jobs_delete_at_idx ON pgqueue.jobs (delete_at) WHERE delete_at IS NOT NULL;
+-- Jobs with a ttl that may expire before they start.
+CREATE INDEX jobs_ttl_idx ON pgqueue.jobs (enqueued_at)
+    WHERE ttl IS NOT NULL AND status IN ('scheduled', 'queued', 'deferred');
 -- unique_key: at most one live job per key; race-free through ON CONFLICT.
 CREATE UNIQUE INDEX jobs_unique_key_idx ON pgqueue.jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'queued', 'deferred', 'running');

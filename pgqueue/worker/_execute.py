@@ -48,11 +48,11 @@ def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
     """Import ``pkg.module.func`` (or ``pkg.module.Class.method``). With an allow-list, only names under
     one of its module prefixes are imported: whoever can write the jobs table can otherwise name any
     importable callable."""
+    if allow and not any(name == p or name.startswith(p.rstrip(".") + ".") for p in allow):
+        raise PermissionError(f"{name} is not under an allowed module ({', '.join(allow)})")
     func = _cache.get(name)
     if func is not None:
         return func
-    if allow and not any(name == p or name.startswith(p.rstrip(".") + ".") for p in allow):
-        raise PermissionError(f"{name} is not under an allowed module ({', '.join(allow)})")
     parts = name.split(".")
     error: BaseException | None = None
     for split in range(len(parts) - 1, 0, -1):

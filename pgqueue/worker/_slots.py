@@ -197,8 +197,8 @@ class InProcessSlot(Slot):
         try:
             return run(task, self._dsn, self._worker_name, self._allow)
         except _Timeout:
-            return Outcome(task.id, task.attempt, False, None, timeout_message(task.timeout), "JobTimeoutError",
-                           timeout_message(task.timeout))
+            return Outcome(task.id, task.attempt, False, None, f"JobTimeoutError: {timeout_message(task.timeout)}",
+                           "JobTimeoutError", timeout_message(task.timeout))
         finally:
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -210,4 +210,4 @@ class InProcessSlot(Slot):
 
 
 def timeout_message(seconds: float) -> str:
-    return f"JobTimeoutError: the job exceeded its timeout of {seconds:g} seconds and was stopped"
+    return f"the job exceeded its timeout of {seconds:g} seconds and was stopped"

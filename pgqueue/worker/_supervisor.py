@@ -24,7 +24,7 @@ from .. import _serialize
 from .._db import connect, translate_errors
 from ..exceptions import DatabaseUnavailable
 from ..sql import q
-from ._execute import Outcome, Task
+from ._execute import AbortJob, Outcome, Task
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
@@ -120,6 +120,8 @@ class Worker:
         else:
             log.warning("Worker %s: %s received again, cold shut down: requeueing running jobs", self.name, name)
         self.request_stop()
+        if self._in_process and self._signals >= 2:
+            raise AbortJob()  # interrupts the job running in this very thread; work() requeues it
 
     # -- the loop --------------------------------------------------------------------------------
     def work(self, burst: bool = False, max_jobs: int | None = None) -> bool:
@@ -145,6 +147,8 @@ class Worker:
             log.info("Worker %s started with PID %d, version %s", self.name, os.getpid(), _version())
             log.info("*** Listening on %s...", ", ".join(self.queues))
             ran = self._loop(slots, burst, max_jobs)
+        except AbortJob:
+            log.warning("Worker %s: stopped at once; requeueing the job it was running", self.name)
         finally:
             self._shutdown(slots)
             if in_main:
@@ -367,12 +371,12 @@ class Worker:
 
     def _replace(self, slot: ChildSlot) -> int:
         reason = slot.exit_reason()
-        timed_out = slot.kill_reason is not None and "timeout" in slot.kill_reason
+        timed_out = slot.kill_reason is not None and slot.kill_reason.startswith("the job exceeded its timeout")
         lost = slot.restart()
         if lost:
             head, rest = lost[0], lost[1:]
             kind = "JobTimeoutError" if timed_out else "WorkHorseKilled"
-            text = reason if timed_out else f"WorkHorseKilled: {reason}"
+            text = f"{kind}: {reason}"
             self._failed.append(Outcome(head.id, head.attempt, False, None, text, kind, reason))
             log.warning("Job failed (%s): %s: %s", head.id, kind, reason)
             self._released.extend(t.id for t in rest)
@@ -419,6 +423,7 @@ class Worker:
         if rescued and rescued[0]:
             log.warning("Worker %s: rescued %d job(s) of lost workers", self.name, rescued[0])
         self._conn.execute(q("promote_deferred"))
+        self._conn.execute(q("prune_jobs"))
         self._conn.execute(q("prune_workers"))
 
     # -- stopping --------------------------------------------------------------------------------
@@ -432,6 +437,8 @@ class Worker:
                 self._released.extend(t.id for t in slot.restart())
 
     def _shutdown(self, slots: list[Slot]) -> None:
+        for slot in slots:  # outcomes that arrived (or, in process, were produced) before the stop
+            self._take(slot, slot.received())
         held = [t.id for s in slots for t in s.tasks]
         for slot in slots:
             if isinstance(slot, ChildSlot) and slot.busy:
