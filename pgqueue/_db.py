@@ -59,7 +59,13 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
     with translate_errors(resolved):
-        return psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
+        conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
+        if autocommit:
+            # pgqueue's statements are prepared (psycopg does it after a few runs), but PostgreSQL keeps
+            # re-planning them with custom plans (~2 ms for the enqueue statement); their generic plans
+            # are the right ones. A SET, not a startup option, so PgBouncer accepts it.
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+        return conn
 
 
 def shared_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
