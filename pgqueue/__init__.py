@@ -16,7 +16,7 @@ from .exceptions import (
     PgQueueError,
     SchemaMissing,
 )
-from .job import Job, JobStatus, Retry, get_current_job
+from .job import Job, JobStatus, Retry, atomic, get_current_job
 from .queue import Queue
 from .worker import SimpleWorker, Worker
 
@@ -36,6 +36,7 @@ __all__ = [
     "SimpleWorker",
     "Worker",
     "__version__",
+    "atomic",
     "get_current_job",
     "job",
     "migrate",

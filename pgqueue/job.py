@@ -7,9 +7,9 @@ import enum
 import random
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _serialize
 from ._db import connect, shared_connection, translate_errors
@@ -72,6 +72,20 @@ class Retry:
 _current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("pgqueue_current_job", default=None)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def atomic(func: F) -> F:
+    """Mark a job function whose database writes must commit together with its completion.
+
+    The worker opens a transaction, the function writes through ``get_current_job().connection``, and the
+    same transaction records the job as finished (fenced like every completion). A crash, a timeout or a
+    lost lease therefore keeps both or neither: the writes happen exactly once per finished job.
+    """
+    func.__pgqueue_atomic__ = True  # type: ignore[attr-defined]
+    return func
+
+
 def get_current_job() -> Job | None:
     """The job being run, when called from inside a job function; ``None`` elsewhere."""
     return _current_job.get()
@@ -104,9 +118,14 @@ class Job:
     started_at: datetime | None
     ended_at: datetime | None
 
+    connection: Any
+    """Inside an :func:`atomic` job: the psycopg connection whose transaction also marks the job
+    finished. ``None`` elsewhere."""
+
     def __init__(self, id: str, dsn: str | None = None, **fields: Any) -> None:
         self.id = id
         self._dsn = dsn
+        self.connection = None
         self._result: Any = None
         self._exc_info: str | None = None
         self._final_loaded = False  # whether result/exc_info were loaded once the job had ended

@@ -108,3 +108,17 @@ def record_sleep_record(seconds: float, tag: str) -> str:
     record(f"started:{tag}")
     time.sleep(seconds)
     return record(tag)
+
+
+@pgqueue.atomic
+def atomic_write(tag: str, fail: bool = False, steal_first: bool = False) -> str:
+    """Writes through the job's own transaction, which also marks it finished."""
+    job = pgqueue.get_current_job()
+    assert job is not None and job.connection is not None
+    job.connection.execute("INSERT INTO pgq_test.runs (job_id, tag) VALUES (%s, %s)", (job.id, tag))
+    if fail:
+        raise RuntimeError("fails after writing")
+    if steal_first and job.attempts == 1:
+        # Another session takes the job away, as a rescue after a lost lease would.
+        _db().execute("UPDATE pgqueue.jobs SET status = 'queued', worker_id = NULL WHERE id = %s", (job.id,))
+    return tag

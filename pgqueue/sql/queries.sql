@@ -252,11 +252,13 @@ SELECT (SELECT count(*) FROM upd),
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p)
 
 -- name: promote_deferred
--- Safety net for a dependency that finished while its dependent was being enqueued.
+-- Safety net for a dependency that finished while its dependent was being enqueued. Every dependency
+-- must still be there and finished: a failed one deleted by its failure_ttl releases nobody.
 WITH p AS (
     UPDATE pgqueue.jobs d SET status = 'queued'
     WHERE d.status = 'deferred'
-      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs x WHERE x.id = ANY (d.depends_on) AND x.status <> 'finished')
+      AND cardinality(d.depends_on) = (SELECT count(*) FROM pgqueue.jobs x
+                                       WHERE x.id = ANY (d.depends_on) AND x.status = 'finished')
     RETURNING d.queue
 )
 SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM p) s

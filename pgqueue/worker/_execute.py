@@ -8,8 +8,12 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+import psycopg
+
 from .. import _serialize
+from .._db import connect
 from ..job import Job, JobStatus, _current_job
+from ..sql import q
 
 _cache: dict[str, Callable[..., Any]] = {}
 
@@ -29,6 +33,7 @@ class Task(NamedTuple):
     timeout: float
     attempt: int
     meta_json: str
+    worker_id: int
 
 
 class Outcome(NamedTuple):
@@ -42,6 +47,7 @@ class Outcome(NamedTuple):
     exc_info: str | None
     error_type: str | None
     error_message: str | None
+    recorded: bool = False  # an atomic job's completion was already committed with its own writes
 
 
 def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
@@ -77,18 +83,53 @@ def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
     raise ImportError(f"cannot import job function {name!r}: {error}")
 
 
+_atomic_conn: psycopg.Connection[Any] | None = None
+
+
+def _connection(dsn: str | None) -> psycopg.Connection[Any]:
+    """This process's connection for atomic jobs (a child process keeps it across jobs)."""
+    global _atomic_conn
+    if _atomic_conn is None or _atomic_conn.closed or _atomic_conn.broken:
+        _atomic_conn = connect(dsn)
+    return _atomic_conn
+
+
+class LeaseLost(Exception):
+    """An atomic job's completion found the job no longer held by this worker (it was rescued after the
+    lease ran out): its writes were rolled back, so the run that holds the job now has the only effect."""
+
+
+def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any], args: Any, kwargs: Any) -> str:
+    conn = _connection(dsn)
+    with conn.transaction():
+        job.connection = conn
+        try:
+            result_json = _serialize.dumps(func(*args, **kwargs))
+            row = conn.execute(q("finish_jobs"), {"ids": [task.id], "attempts": [task.attempt],
+                                                  "results": [result_json], "worker_id": task.worker_id}).fetchone()
+            if not row or row[0] != 1:
+                raise LeaseLost(f"job {task.id} is no longer held by this worker; its writes were rolled back")
+        finally:
+            job.connection = None
+    return result_json
+
+
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
     """Run one task to completion and describe what happened. Never raises for the job's own errors."""
     job = Job(task.id, dsn, queue=task.queue, func_name=task.func_name, attempts=task.attempt,
               status=JobStatus.RUNNING, worker_name=worker_name, timeout=task.timeout)
     token = _current_job.set(job)
+    atomic = False
     try:
         func = import_func(task.func_name, allow)
         job.args = args = _serialize.loads(task.args_json)
         job.kwargs = kwargs = _serialize.loads(task.kwargs_json)
         job.meta = _serialize.loads(task.meta_json)
-        result = func(*args, **kwargs)
-        result_json = _serialize.dumps(result)
+        atomic = bool(getattr(func, "__pgqueue_atomic__", False))
+        if atomic:
+            result_json = _call_atomic(task, dsn, job, func, args, kwargs)
+        else:
+            result_json = _serialize.dumps(func(*args, **kwargs))
     except AbortJob:
         raise
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
@@ -96,4 +137,4 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
                        str(exc))
     finally:
         _current_job.reset(token)
-    return Outcome(task.id, task.attempt, True, result_json, None, None, None)
+    return Outcome(task.id, task.attempt, True, result_json, None, None, None, recorded=atomic)

@@ -307,7 +307,8 @@ class Worker:
                 "worker_name": self.name,
             }).fetchall()
             rows.sort(key=lambda r: (r[8], r[9]))
-            tasks.extend(Task(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]) for r in rows)
+            tasks.extend(Task(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], self.worker_id)  # type: ignore[arg-type]
+                         for r in rows)
             if len(tasks) >= limit:
                 break
         return tasks
@@ -358,7 +359,8 @@ class Worker:
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * duration
                 slot.took(msg.id)
                 if msg.ok:
-                    self._finished.append(msg)
+                    if not msg.recorded:
+                        self._finished.append(msg)
                     log.info("Job OK (%s)", msg.id)
                 else:
                     self._failed.append(msg)
