@@ -52,7 +52,7 @@ def _ids_of(depends_on: Any) -> list[str]:
         return []
     if isinstance(depends_on, (Job, str)):
         depends_on = [depends_on]
-    return [d.id if isinstance(d, Job) else str(d) for d in depends_on]
+    return list(dict.fromkeys(d.id if isinstance(d, Job) else str(d) for d in depends_on))
 
 
 def _seconds(value: int | float | timedelta | None, name: str) -> float | None:
@@ -79,17 +79,15 @@ class EnqueueData:
                  priority: int = 0, depends_on: Any = None, at_front: bool = False,
                  meta: dict[str, Any] | None = None, description: str | None = None,
                  unique_key: str | None = None, scheduled_at: datetime | None = None,
-                 scheduled_in: float | None = None, default_timeout: float = DEFAULT_TIMEOUT) -> None:
+                 scheduled_in: float | None = None) -> None:
         self.func_name = func_name_of(func)
         self.args = list(args or ())
-        self.kwargs = dict(kwargs or {})
-        if any(not isinstance(k, str) for k in self.kwargs):
-            raise TypeError("keyword argument names must be strings")
         # Serialise everything first: an unserialisable value raises TypeError before anything is written.
         self.args_json = _serialize.dumps(self.args)
-        self.kwargs_json = _serialize.dumps(self.kwargs)
+        self.kwargs = dict(kwargs or {})
+        self.kwargs_json = _serialize.dumps(self.kwargs) if self.kwargs else "{}"
         self.meta = dict(meta or {})
-        self.meta_json = _serialize.dumps(self.meta)
+        self.meta_json = _serialize.dumps(self.meta) if self.meta else "{}"
         self.custom_id = job_id is not None
         self.id = str(job_id) if job_id is not None else str(uuid.uuid4())
         if not self.id:
@@ -105,8 +103,7 @@ class EnqueueData:
         self.priority = priority
         self.at_front = bool(at_front)
         self.description = description
-        timeout = _seconds(job_timeout, "job_timeout")
-        self.timeout = timeout if timeout else default_timeout
+        self.timeout = _seconds(job_timeout, "job_timeout") or None  # None: the queue's default_timeout
         # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
         self.result_ttl = None if result_ttl is None or result_ttl < 0 else int(result_ttl)
         self.failure_ttl = None if failure_ttl is None or failure_ttl < 0 else int(failure_ttl)
@@ -124,12 +121,37 @@ class EnqueueData:
         return not (self.custom_id or self.depends_on or self.unique_key or self.at_front
                     or self.scheduled_in is not None)
 
-    def to_job(self, queue: str, dsn: str | None, **fields: Any) -> Job:
-        return Job(self.id, dsn, queue=queue, func_name=self.func_name, args=self.args, kwargs=self.kwargs,
-                   meta=self.meta, priority=self.priority, description=self.description,
-                   max_attempts=self.max_attempts, timeout=self.timeout, result_ttl=self.result_ttl,
-                   failure_ttl=self.failure_ttl, ttl=self.ttl, depends_on=self.depends_on,
-                   unique_key=self.unique_key, **fields)
+    def to_job(self, queue: str, dsn: str | None, timeout: float, **fields: Any) -> Job:
+        return Job._from_fields(self.id, dsn, {
+            "queue": queue, "func_name": self.func_name, "args": self.args, "kwargs": self.kwargs,
+            "meta": self.meta, "priority": self.priority, "description": self.description,
+            "max_attempts": self.max_attempts, "timeout": timeout, "result_ttl": self.result_ttl,
+            "failure_ttl": self.failure_ttl, "ttl": self.ttl, "depends_on": self.depends_on,
+            "unique_key": self.unique_key, **fields})
+
+    def copy_line(self, queue: str, timeout: float) -> str:
+        """This job as one line of COPY text, in the column order of the copy_jobs query."""
+        return "\t".join((
+            self.id if not self.custom_id else _copy_text(self.id), queue, _copy_text(self.func_name),
+            self.args_json.replace("\\", "\\\\"), self.kwargs_json.replace("\\", "\\\\"),
+            "scheduled" if self.scheduled_at else "queued", str(self.priority),
+            "\\N" if self.description is None else _copy_text(self.description),
+            self.meta_json.replace("\\", "\\\\"), str(self.max_attempts),
+            "{" + ",".join(map(repr, self.intervals)) + "}", repr(timeout),
+            "\\N" if self.result_ttl is None else str(self.result_ttl),
+            "\\N" if self.failure_ttl is None else str(self.failure_ttl),
+            "\\N" if self.ttl is None else str(self.ttl),
+            self.scheduled_at.isoformat() if self.scheduled_at else "now",
+        ))
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: str) -> str:
+    """Escape a value for COPY's text format. (JSON text needs only its backslashes doubled: it never
+    holds a raw tab or newline.)"""
+    return value.translate(_COPY_ESCAPES)
 
 
 class Queue:
@@ -190,11 +212,8 @@ class Queue:
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs in one round trip (COPY for plain jobs). All or none are written."""
         batch = list(items)
-        for item in batch:
-            if not isinstance(item, EnqueueData):
-                raise TypeError("enqueue_many takes items made by Queue.prepare_data(...)")
-            if item.timeout == DEFAULT_TIMEOUT:
-                item.timeout = self.default_timeout
+        if not all(isinstance(item, EnqueueData) for item in batch):
+            raise TypeError("enqueue_many takes items made by Queue.prepare_data(...)")
         if not batch:
             return []
         if all(item.plain for item in batch):
@@ -206,7 +225,7 @@ class Queue:
         unknown = set(options) - _PREPARE_OPTIONS
         if unknown:
             raise TypeError(f"unknown enqueue option(s): {', '.join(sorted(unknown))}")
-        return EnqueueData(func, args, kwargs, default_timeout=self.default_timeout, **options)
+        return EnqueueData(func, args, kwargs, **options)
 
     def _connection(self, connection: Any) -> psycopg.Connection[Any]:
         return shared_connection(self.dsn) if connection is None else caller_connection(connection)
@@ -219,7 +238,8 @@ class Queue:
             "at_fronts": [d.at_front for d in batch], "descriptions": [d.description for d in batch],
             "metas": [d.meta_json for d in batch], "max_attempts": [d.max_attempts for d in batch],
             "retry_intervals": [_serialize.dumps(d.intervals) for d in batch],
-            "timeouts": [d.timeout for d in batch], "result_ttls": [d.result_ttl for d in batch],
+            "timeouts": [d.timeout or self.default_timeout for d in batch],
+            "result_ttls": [d.result_ttl for d in batch],
             "failure_ttls": [d.failure_ttl for d in batch], "ttls": [d.ttl for d in batch],
             "depends_on": [_serialize.dumps(d.depends_on) for d in batch],
             "unique_keys": [d.unique_key for d in batch], "scheduled_ats": [d.scheduled_at for d in batch],
@@ -242,9 +262,9 @@ class Queue:
                     jobs.append(existing)
                     continue
                 _, status, priority, _, enqueued_at, scheduled_at, _ = row
-                jobs.append(data.to_job(self.name, self.dsn, status=JobStatus(status), enqueued_at=enqueued_at,
-                                        scheduled_at=scheduled_at))
-                jobs[-1].priority = priority
+                jobs.append(data.to_job(self.name, self.dsn, data.timeout or self.default_timeout,
+                                        status=JobStatus(status), enqueued_at=enqueued_at, scheduled_at=scheduled_at,
+                                        priority=priority))
         return jobs
 
     def _copy(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
@@ -252,18 +272,16 @@ class Queue:
         # Our own connection: one transaction of our own. A caller's: its transaction, never committed here
         # (psycopg's transaction() would COMMIT if the caller had not started one yet).
         txn = conn.transaction() if connection is None else contextlib.nullcontext()
+        queue, default = _copy_text(self.name), self.default_timeout
         with translate_errors(self.dsn):
             with txn, conn.cursor() as cur:
                 with cur.copy(q("copy_jobs")) as copy:
-                    for d in batch:
-                        copy.write_row((
-                            d.id, self.name, d.func_name, d.args_json, d.kwargs_json,
-                            "scheduled" if d.scheduled_at else "queued", d.priority, d.description,
-                            d.meta_json, d.max_attempts, d.intervals, d.timeout, d.result_ttl, d.failure_ttl,
-                            d.ttl, d.scheduled_at or _NOW,
-                        ))
+                    for start in range(0, len(batch), 5000):  # text we build ourselves, sent in large chunks
+                        chunk = batch[start:start + 5000]
+                        copy.write("\n".join(d.copy_line(queue, d.timeout or default) for d in chunk) + "\n")
                 now = cur.execute(q("wake_queues"), {"queues": [self.name]}).fetchone()[0]  # type: ignore[index]
-        return [d.to_job(self.name, self.dsn, enqueued_at=now, scheduled_at=d.scheduled_at or now,
+        return [d.to_job(self.name, self.dsn, d.timeout or default, enqueued_at=now,
+                         scheduled_at=d.scheduled_at or now,
                          status=JobStatus.SCHEDULED if d.scheduled_at else JobStatus.QUEUED) for d in batch]
 
     # -- looking ---------------------------------------------------------------------------------
@@ -311,7 +329,3 @@ class Queue:
         """Delete this queue's queued jobs; returns how many."""
         with translate_errors(self.dsn):
             return shared_connection(self.dsn).execute(q("queue_empty"), {"queue": self.name}).rowcount
-
-
-#: COPY writes this for scheduled_at; PostgreSQL reads ``now`` as the transaction's timestamp.
-_NOW = "now"

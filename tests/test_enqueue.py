@@ -249,3 +249,15 @@ def test_ttl_cancels_a_job_that_did_not_start_in_time(db: psycopg.Connection[Any
     assert job.get_status() == JobStatus.CANCELED
     assert "ttl" in (job.exc_info or "")
     assert db.execute("SELECT count(*) FROM pgq_test.runs").fetchone() == (0,)
+
+
+def test_enqueue_many_copies_awkward_text_exactly() -> None:
+    awkward = "tab\there\nnewline \\ backslash \\N é ✓ \r"
+    jobs = Queue("bulk").enqueue_many([Queue.prepare_data(tj.identity, args=(awkward,), kwargs=None,
+                                                          description=awkward, meta={awkward: awkward},
+                                                          retry=Retry(max=2, interval=[0.5, 2]))])
+    fetched = Job.fetch(jobs[0].id)
+    assert fetched.args == [awkward] and fetched.description == awkward and fetched.meta == {awkward: awkward}
+    assert fetched.max_attempts == 3
+    SimpleWorker(["bulk"]).work(burst=True)
+    assert jobs[0].result == awkward
