@@ -36,5 +36,6 @@ def run(dsn: str | None = None) -> None:
     for job in jobs:
         job.refresh()
         outcome = repr(job.result) if job.status == "finished" else (job.exc_info or "").strip().splitlines()[-1]
-        click.echo(f"{job.status.value:9} {job.func_name}{tuple(job.args)!r:40} -> {outcome}")
+        call = f"{job.func_name.rsplit('.', 1)[-1]}({', '.join(map(repr, job.args))})"
+        click.echo(f"{job.status.value:9} {call:52} -> {outcome}")
     click.echo("\nThe jobs are rows you can query: SELECT status, count(*) FROM pgqueue.jobs GROUP BY 1;")

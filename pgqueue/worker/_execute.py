@@ -116,15 +116,16 @@ def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any]
 
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
     """Run one task to completion and describe what happened. Never raises for the job's own errors."""
-    job = Job(task.id, dsn, queue=task.queue, func_name=task.func_name, attempts=task.attempt,
-              status=JobStatus.RUNNING, worker_name=worker_name, timeout=task.timeout)
+    job = Job._from_fields(task.id, dsn, {
+        "queue": task.queue, "func_name": task.func_name, "attempts": task.attempt, "status": JobStatus.RUNNING,
+        "worker_name": worker_name, "timeout": task.timeout})
     token = _current_job.set(job)
     atomic = False
     try:
         func = import_func(task.func_name, allow)
         job.args = args = _serialize.loads(task.args_json)
-        job.kwargs = kwargs = _serialize.loads(task.kwargs_json)
-        job.meta = _serialize.loads(task.meta_json)
+        job.kwargs = kwargs = {} if task.kwargs_json == "{}" else _serialize.loads(task.kwargs_json)
+        job.meta = {} if task.meta_json == "{}" else _serialize.loads(task.meta_json)
         atomic = bool(getattr(func, "__pgqueue_atomic__", False))
         if atomic:
             result_json = _call_atomic(task, dsn, job, func, args, kwargs)

@@ -7,10 +7,12 @@ worker's own process (SimpleWorker), for tests and debuggers.
 
 from __future__ import annotations
 
+import marshal
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import struct
 import threading
 import time
 from collections import deque
@@ -61,8 +63,21 @@ class Slot:
         pass
 
 
-def _child_main(conn: multiprocessing.connection.Connection, stop: Any, dsn: str | None, worker_name: str,
-                allow: Sequence[str]) -> None:
+# Outcomes travel child -> supervisor as frames on a raw pipe: a 4-byte length, then marshal of a tuple
+# of str/int/bool/None. The supervisor drains every frame that arrived with one read; this costs a
+# fraction of a pickled message per job through multiprocessing.Connection.
+_FRAME = struct.Struct("!I")
+
+
+def _send_frame(fd: int, message: tuple[Any, ...]) -> None:
+    data = marshal.dumps(message)
+    view = memoryview(_FRAME.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _child_main(conn: multiprocessing.connection.Connection, out_fd: int, stop: Any, dsn: str | None,
+                worker_name: str, allow: Sequence[str]) -> None:
     # Ctrl-C reaches the whole process group; the supervisor decides what happens to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -75,9 +90,9 @@ def _child_main(conn: multiprocessing.connection.Connection, stop: Any, dsn: str
             return
         for i, task in enumerate(tasks):
             if stop.is_set():
-                conn.send(("skipped", [t.id for t in tasks[i:]]))
+                _send_frame(out_fd, ("skipped", [t.id for t in tasks[i:]]))
                 break
-            conn.send(run(task, dsn, worker_name, allow))
+            _send_frame(out_fd, tuple(run(task, dsn, worker_name, allow)))
 
 
 class ChildSlot(Slot):
@@ -91,12 +106,15 @@ class ChildSlot(Slot):
         self._start()
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        self.process = self._ctx.Process(target=_child_main, args=(child, self.stop_event, *self._args),
+        parent, child = self._ctx.Pipe(duplex=False)[::-1]  # tasks: supervisor -> child
+        out_r, out_w = os.pipe()  # outcomes: child -> supervisor
+        self.process = self._ctx.Process(target=_child_main, args=(child, out_w, self.stop_event, *self._args),
                                          name=self._name, daemon=False)
         self.process.start()
         child.close()
-        self.conn = parent
+        os.close(out_w)
+        os.set_blocking(out_r, False)
+        self.conn, self.out_fd, self._buffer = parent, out_r, b""
         self.kill_reason = None
 
     def dispatch(self, tasks: Sequence[Task]) -> None:
@@ -106,16 +124,28 @@ class ChildSlot(Slot):
         self.conn.send(list(tasks))
 
     def received(self) -> list[Message]:
-        messages: list[Message] = []
+        chunks = [self._buffer]
         try:
-            while self.conn.poll():
-                messages.append(self.conn.recv())
-        except (EOFError, OSError):
+            while chunk := os.read(self.out_fd, 1 << 16):
+                chunks.append(chunk)
+        except BlockingIOError:
             pass
+        data = b"".join(chunks)
+        messages: list[Message] = []
+        pos, size = 0, len(data)
+        while pos + 4 <= size:
+            (length,) = _FRAME.unpack_from(data, pos)
+            if pos + 4 + length > size:
+                break
+            msg = marshal.loads(data[pos + 4:pos + 4 + length])
+            # An outcome has Outcome's fields; ("skipped", ids) has two (a job id may well be "skipped").
+            messages.append(Outcome(*msg) if len(msg) == len(Outcome._fields) else ("skipped", msg[1]))
+            pos += 4 + length
+        self._buffer = data[pos:]
         return messages
 
     def fds(self) -> list[int]:
-        return [self.conn.fileno(), self.process.sentinel]
+        return [self.out_fd, self.process.sentinel]
 
     @property
     def dead(self) -> bool:
@@ -144,6 +174,7 @@ class ChildSlot(Slot):
         lost = list(self.tasks)
         self.tasks.clear()
         self.conn.close()
+        os.close(self.out_fd)
         self._start()
         return lost
 
@@ -161,6 +192,7 @@ class ChildSlot(Slot):
             self.process.kill()
             self.process.join(5)
         self.conn.close()
+        os.close(self.out_fd)
 
 
 class _Timeout(AbortJob):
