@@ -39,6 +39,7 @@ jobs = Table(
     Column("exc_info", Text),
     Column("errors", JSONB, nullable=False),
     Column("attempts", Integer, nullable=False),
+    Column("claim_count", Integer, nullable=False),
     Column("max_attempts", Integer, nullable=False),
     Column("retry_intervals", ARRAY(Double), nullable=False),
     Column("timeout_seconds", Double, nullable=False),

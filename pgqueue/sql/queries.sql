@@ -126,32 +126,48 @@ ORDER BY ended_at, position
 
 -- name: claim
 -- Takes up to `limit` runnable jobs of one queue, in priority then FIFO order, skipping rows another
--- worker holds. attempts counts here; release_unstarted gives it back for jobs that never started.
+-- worker holds. The claim is numbered (claim_count); attempts only counts once a run starts. The first
+-- `start_now` jobs go to idle job processes and start at once, so their run counts here.
 WITH c AS (
-    SELECT id FROM pgqueue.jobs
+    SELECT id, priority, position FROM pgqueue.jobs
     WHERE queue = %(queue)s AND status IN ('queued', 'scheduled') AND scheduled_at <= now()
       AND (ttl IS NULL OR enqueued_at + make_interval(secs => ttl) >= now())
     ORDER BY priority, position
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), n AS (
+    SELECT id, row_number() OVER (ORDER BY priority, position) <= %(start_now)s AS starts FROM c
 )
 UPDATE pgqueue.jobs j
-SET status = 'running', attempts = j.attempts + 1, started_at = now(), worker_id = %(worker_id)s,
-    worker_name = %(worker_name)s
-FROM c WHERE j.id = c.id
-RETURNING j.id, j.queue, j.func_name, j.args::text, j.kwargs::text, j.timeout_seconds, j.attempts, j.meta::text,
-          j.priority, j.position
+SET status = 'running', claim_count = j.claim_count + 1, worker_id = %(worker_id)s,
+    worker_name = %(worker_name)s, attempts = j.attempts + n.starts::int,
+    started_at = CASE WHEN n.starts THEN now() END
+FROM n WHERE j.id = n.id
+RETURNING j.id, j.queue, j.func_name, j.args::text, j.kwargs::text, j.timeout_seconds,
+          j.attempts + (NOT n.starts)::int, j.meta::text, j.claim_count, n.starts, j.priority, j.position
+
+-- name: mark_started
+-- Jobs that started and are still running when outcomes are recorded: their run now counts.
+UPDATE pgqueue.jobs j
+SET attempts = j.attempts + 1, started_at = now() - make_interval(secs => r.elapsed)
+FROM unnest(%(ids)s::text[], %(claims)s::int[], %(elapsed)s::float8[]) AS r(id, claim, elapsed)
+WHERE j.id = r.id AND j.claim_count = r.claim AND j.status = 'running' AND j.worker_id = %(worker_id)s
+  AND j.started_at IS NULL
 
 -- name: finish_jobs
--- Records results of a batch, fenced so a stale worker cannot overwrite a newer attempt, promotes
--- dependents whose dependencies have all finished, and notifies waiters.
+-- Records results of a batch, fenced on the claim so a stale worker cannot overwrite a newer one,
+-- counts the run (if mark_started did not yet), promotes dependents whose dependencies have all
+-- finished, and notifies waiters.
 WITH r AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(attempts)s::int[], %(results)s::jsonb[]) AS r(id, attempt, result)
+    SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[])
+        AS r(id, claim, result, duration)
 ), done AS (
     UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(), exc_info = NULL,
-                              delete_at = now() + make_interval(secs => j.result_ttl)
+                              delete_at = now() + make_interval(secs => j.result_ttl),
+                              attempts = j.attempts + (j.started_at IS NULL)::int,
+                              started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration))
     FROM r
-    WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = %(worker_id)s
+    WHERE j.id = r.id AND j.status = 'running' AND j.claim_count = r.claim AND j.worker_id = %(worker_id)s
     RETURNING j.id
 ), promoted AS (
     UPDATE pgqueue.jobs d
@@ -171,22 +187,26 @@ SELECT (SELECT count(*) FROM done),
 -- Records failed attempts of a batch. A job with attempts left goes back to `scheduled` after its
 -- retry interval (retry_intervals[attempt], the last one repeating); otherwise it is `failed`.
 WITH r AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(attempts)s::int[], %(exc_infos)s::text[], %(errors)s::jsonb[])
-        AS r(id, attempt, exc_info, error)
+    SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs
+    FROM unnest(%(ids)s::text[], %(claims)s::int[], %(exc_infos)s::text[], %(errors)s::jsonb[],
+                %(durations)s::float8[]) AS r(id, claim, exc_info, error, duration)
+    JOIN pgqueue.jobs j ON j.id = r.id
 ), upd AS (
     UPDATE pgqueue.jobs j
-    SET status = CASE WHEN j.attempts < j.max_attempts THEN 'scheduled' ELSE 'failed' END::pgqueue.job_status,
-        scheduled_at = CASE WHEN j.attempts < j.max_attempts
+    SET status = CASE WHEN r.runs < j.max_attempts THEN 'scheduled' ELSE 'failed' END::pgqueue.job_status,
+        scheduled_at = CASE WHEN r.runs < j.max_attempts
             THEN now() + make_interval(secs => coalesce(
-                j.retry_intervals[LEAST(j.attempts, cardinality(j.retry_intervals))], 0))
+                j.retry_intervals[LEAST(r.runs, cardinality(j.retry_intervals))], 0))
             ELSE j.scheduled_at END,
-        ended_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
-        delete_at = CASE WHEN j.attempts < j.max_attempts THEN NULL
+        ended_at = CASE WHEN r.runs < j.max_attempts THEN NULL ELSE now() END,
+        delete_at = CASE WHEN r.runs < j.max_attempts THEN NULL
                          ELSE now() + make_interval(secs => j.failure_ttl) END,
+        attempts = r.runs,
+        started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration)),
         exc_info = r.exc_info,
         errors = j.errors || jsonb_build_array(r.error || jsonb_build_object('at', now()))
     FROM r
-    WHERE j.id = r.id AND j.status = 'running' AND j.attempts = r.attempt AND j.worker_id = %(worker_id)s
+    WHERE j.id = r.id AND j.status = 'running' AND j.claim_count = r.claim AND j.worker_id = %(worker_id)s
     RETURNING j.id, j.queue, j.status
 )
 SELECT (SELECT count(*) FROM upd WHERE status = 'failed'),
@@ -195,14 +215,16 @@ SELECT (SELECT count(*) FROM upd WHERE status = 'failed'),
        (SELECT count(pg_notify('pgqueue_jobs', q))
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p)
 
--- name: release_unstarted
--- Jobs claimed in a batch but never started go back to their queue without using an attempt.
+-- name: release_claims
+-- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and
+-- jobs stopped by a cold shutdown (their run, if it was counted, is taken back). Fenced on the claim.
 WITH r AS (
-    UPDATE pgqueue.jobs
-    SET status = CASE WHEN scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status,
-        attempts = attempts - 1, started_at = NULL, worker_id = NULL
-    WHERE id = ANY (%(ids)s::text[]) AND status = 'running' AND worker_id = %(worker_id)s
-    RETURNING queue
+    UPDATE pgqueue.jobs j
+    SET status = CASE WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status,
+        attempts = j.attempts - (j.started_at IS NOT NULL)::int, started_at = NULL, worker_id = NULL
+    FROM unnest(%(ids)s::text[], %(claims)s::int[]) AS c(id, claim)
+    WHERE j.id = c.id AND j.claim_count = c.claim AND j.status = 'running' AND j.worker_id = %(worker_id)s
+    RETURNING j.queue
 )
 SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM r) p
 
@@ -222,10 +244,11 @@ UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(worker_id)s
 UPDATE pgqueue.workers SET stopped_at = now() WHERE id = %(worker_id)s
 
 -- name: rescue_lost_jobs
--- Jobs held by a worker that stopped, or whose heartbeat is older than its own lease, count a failed
--- attempt ("worker lost") and go back to their queue if attempts remain, else fail.
+-- Jobs held by a worker that stopped, or whose heartbeat is older than its own lease. A job whose run
+-- had started counts a failed attempt ("worker lost") and goes back to its queue if attempts remain,
+-- else fails; a job that was only claimed goes back to its queue as it was.
 WITH lost AS (
-    SELECT j.id FROM pgqueue.jobs j
+    SELECT j.id, j.started_at IS NOT NULL AS started FROM pgqueue.jobs j
     LEFT JOIN pgqueue.workers w ON w.id = j.worker_id
     WHERE j.status = 'running'
       AND (w.id IS NULL OR w.stopped_at IS NOT NULL
@@ -233,15 +256,19 @@ WITH lost AS (
     FOR UPDATE OF j SKIP LOCKED
 ), upd AS (
     UPDATE pgqueue.jobs j
-    SET status = CASE WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END::pgqueue.job_status,
-        ended_at = CASE WHEN j.attempts < j.max_attempts THEN NULL ELSE now() END,
-        delete_at = CASE WHEN j.attempts < j.max_attempts THEN NULL
+    SET status = CASE WHEN NOT lost.started OR j.attempts < j.max_attempts THEN 'queued'
+                      ELSE 'failed' END::pgqueue.job_status,
+        worker_id = NULL,
+        ended_at = CASE WHEN NOT lost.started OR j.attempts < j.max_attempts THEN NULL ELSE now() END,
+        delete_at = CASE WHEN NOT lost.started OR j.attempts < j.max_attempts THEN NULL
                          ELSE now() + make_interval(secs => j.failure_ttl) END,
-        exc_info = 'worker lost: ' || coalesce(j.worker_name, '?') || ' stopped heartbeating',
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
+        exc_info = CASE WHEN lost.started
+                        THEN 'worker lost: ' || coalesce(j.worker_name, '?') || ' stopped heartbeating'
+                        ELSE j.exc_info END,
+        errors = CASE WHEN lost.started THEN j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts, 'worker', j.worker_name, 'at', now(), 'type', 'WorkerLost',
             'message', 'worker lost: ' || coalesce(j.worker_name, '?') || ' stopped heartbeating',
-            'traceback', NULL))
+            'traceback', NULL)) ELSE j.errors END
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.queue, j.status
 )

@@ -47,7 +47,10 @@ CREATE TABLE pgqueue.jobs (
     exc_info         text,
     -- one object per failed attempt: {"attempt", "worker", "at", "type", "message", "traceback"}
     errors           jsonb NOT NULL DEFAULT '[]',
+    -- runs that started; a job claimed in a batch but never started does not count
     attempts         integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    -- times a worker took the job; every completion and release is fenced on it
+    claim_count      integer NOT NULL DEFAULT 0 CHECK (claim_count >= 0),
     max_attempts     integer NOT NULL DEFAULT 1 CHECK (max_attempts >= 1),
     retry_intervals  double precision[] NOT NULL DEFAULT '{}',
     timeout_seconds  double precision NOT NULL DEFAULT 180 CHECK (timeout_seconds > 0),
@@ -66,8 +69,7 @@ CREATE TABLE pgqueue.jobs (
     delete_at        timestamptz,
     CONSTRAINT jobs_ended_has_time CHECK (
         status NOT IN ('finished', 'failed') OR ended_at IS NOT NULL),
-    CONSTRAINT jobs_running_has_worker CHECK (
-        status <> 'running' OR (worker_id IS NOT NULL AND started_at IS NOT NULL AND attempts >= 1))
+    CONSTRAINT jobs_running_has_worker CHECK (status <> 'running' OR (worker_id IS NOT NULL AND claim_count >= 1))
 );
 
 -- The claim query's index: only runnable rows live in it, so finished history never slows a claim.

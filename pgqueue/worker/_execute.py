@@ -4,6 +4,7 @@ the outcome into what the supervisor records. Used by child processes and by Sim
 from __future__ import annotations
 
 import importlib
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -31,8 +32,10 @@ class Task(NamedTuple):
     args_json: str
     kwargs_json: str
     timeout: float
-    attempt: int
+    attempt: int  # the run number this will be if it starts (attempts so far + 1)
     meta_json: str
+    claim: int  # the job's claim_count for this claim: what completions are fenced on
+    marked: bool  # the claim already recorded the run as started (it went to an idle process)
     worker_id: int
 
 
@@ -42,11 +45,13 @@ class Outcome(NamedTuple):
 
     id: str
     attempt: int
+    claim: int
     ok: bool
     result_json: str | None
     exc_info: str | None
     error_type: str | None
     error_message: str | None
+    duration: float = 0.0  # seconds the run took, so started_at = ended_at - duration
     recorded: bool = False  # an atomic job's completion was already committed with its own writes
 
 
@@ -99,14 +104,16 @@ class LeaseLost(Exception):
     lease ran out): its writes were rolled back, so the run that holds the job now has the only effect."""
 
 
-def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any], args: Any, kwargs: Any) -> str:
+def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any], args: Any, kwargs: Any,
+                 started: float) -> str:
     conn = _connection(dsn)
     with conn.transaction():
         job.connection = conn
         try:
             result_json = _serialize.dumps(func(*args, **kwargs))
-            row = conn.execute(q("finish_jobs"), {"ids": [task.id], "attempts": [task.attempt],
-                                                  "results": [result_json], "worker_id": task.worker_id}).fetchone()
+            row = conn.execute(q("finish_jobs"), {
+                "ids": [task.id], "claims": [task.claim], "results": [result_json],
+                "durations": [time.perf_counter() - started], "worker_id": task.worker_id}).fetchone()
             if not row or row[0] != 1:
                 raise LeaseLost(f"job {task.id} is no longer held by this worker; its writes were rolled back")
         finally:
@@ -121,6 +128,7 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
         "worker_name": worker_name, "timeout": task.timeout})
     token = _current_job.set(job)
     atomic = False
+    started = time.perf_counter()
     try:
         func = import_func(task.func_name, allow)
         job.args = args = _serialize.loads(task.args_json)
@@ -128,14 +136,15 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
         job.meta = {} if task.meta_json == "{}" else _serialize.loads(task.meta_json)
         atomic = bool(getattr(func, "__pgqueue_atomic__", False))
         if atomic:
-            result_json = _call_atomic(task, dsn, job, func, args, kwargs)
+            result_json = _call_atomic(task, dsn, job, func, args, kwargs, started)
         else:
             result_json = _serialize.dumps(func(*args, **kwargs))
     except AbortJob:
         raise
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
-        return Outcome(task.id, task.attempt, False, None, traceback.format_exc(), type(exc).__name__,
-                       str(exc))
+        return Outcome(task.id, task.attempt, task.claim, False, None, traceback.format_exc(), type(exc).__name__,
+                       str(exc), time.perf_counter() - started)
     finally:
         _current_job.reset(token)
-    return Outcome(task.id, task.attempt, True, result_json, None, None, None, recorded=atomic)
+    return Outcome(task.id, task.attempt, task.claim, True, result_json, None, None, None,
+                   time.perf_counter() - started, recorded=atomic)

@@ -33,6 +33,7 @@ class Slot:
     def __init__(self) -> None:
         self.tasks = deque()
         self.current_start = 0.0
+        self.head_marked = False  # whether the head task's run was recorded as started
 
     @property
     def busy(self) -> bool:
@@ -41,7 +42,7 @@ class Slot:
     def deadline(self) -> float | None:
         return self.current_start + self.tasks[0].timeout if self.tasks else None
 
-    def dispatch(self, tasks: Sequence[Task]) -> None:
+    def dispatch(self, tasks: Sequence[Task]) -> bool:
         raise NotImplementedError
 
     def received(self) -> list[Message]:
@@ -52,6 +53,7 @@ class Slot:
         if self.tasks and self.tasks[0].id == task_id:
             self.tasks.popleft()
         self.current_start = time.monotonic()
+        self.head_marked = bool(self.tasks) and self.tasks[0].marked
 
     def fds(self) -> list[int]:
         return []
@@ -117,11 +119,17 @@ class ChildSlot(Slot):
         self.conn, self.out_fd, self._buffer = parent, out_r, b""
         self.kill_reason = None
 
-    def dispatch(self, tasks: Sequence[Task]) -> None:
+    def dispatch(self, tasks: Sequence[Task]) -> bool:
+        """Hand tasks to the child; False if it is gone (the caller releases them, _replace restarts it)."""
+        try:
+            self.conn.send(list(tasks))
+        except OSError:  # BrokenPipeError: the child died since we last looked
+            return False
         if not self.tasks:
             self.current_start = time.monotonic()
+            self.head_marked = tasks[0].marked
         self.tasks.extend(tasks)
-        self.conn.send(list(tasks))
+        return True
 
     def received(self) -> list[Message]:
         chunks = [self._buffer]
@@ -209,14 +217,16 @@ class InProcessSlot(Slot):
         self._stopping = stopping  # callable: has a stop been requested?
         self._done: list[Message] = []
 
-    def dispatch(self, tasks: Sequence[Task]) -> None:
+    def dispatch(self, tasks: Sequence[Task]) -> bool:
         self.tasks.extend(tasks)
         self.current_start = time.monotonic()
+        self.head_marked = tasks[0].marked
         for i, task in enumerate(tasks):
             if self._stopping():
                 self._done.append(("skipped", [t.id for t in tasks[i:]]))
-                return
+                break
             self._done.append(self._run_one(task))
+        return True
 
     def _run_one(self, task: Task) -> Message:
         alarm = threading.current_thread() is threading.main_thread()
@@ -229,8 +239,9 @@ class InProcessSlot(Slot):
         try:
             return run(task, self._dsn, self._worker_name, self._allow)
         except _Timeout:
-            return Outcome(task.id, task.attempt, False, None, f"JobTimeoutError: {timeout_message(task.timeout)}",
-                           "JobTimeoutError", timeout_message(task.timeout))
+            return Outcome(task.id, task.attempt, task.claim, False, None,
+                           f"JobTimeoutError: {timeout_message(task.timeout)}", "JobTimeoutError",
+                           timeout_message(task.timeout), task.timeout)
         finally:
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)

@@ -31,6 +31,7 @@ log = logging.getLogger("pgqueue.worker")
 
 _NOTIFY_BYTES = 7000  # pg_notify payloads must stay under 8000 bytes
 _BATCH_WINDOW = 0.05  # seconds of work a slot is given per claim
+_MARK_AFTER = 0.1  # a run still going after this long is recorded as started (it counts as an attempt)
 
 
 def _chunks(ids: Sequence[str], *columns: Sequence[Any]) -> Iterator[tuple[list[Any], ...]]:
@@ -96,7 +97,7 @@ class Worker:
         self._avg_duration = 0.01
         self._finished: list[Outcome] = []
         self._failed: list[Outcome] = []
-        self._released: list[str] = []
+        self._released: list[tuple[str, int]] = []  # (job id, claim) of claims that must not count
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.queues}>"
@@ -216,22 +217,24 @@ class Worker:
                 if self._signals:
                     for slot in slots:
                         slot.request_stop()
-                if self._flush():
+                if self._flush(slots):
                     want_claim = True
 
                 if (not self._signals and want_claim and (max_jobs is None or claimed < max_jobs)):
-                    hungry = [s for s in slots if len(s.tasks) <= self._batch_size() // 2]
+                    # Idle slots first: the first jobs of a claim go to them and start at once.
+                    hungry = sorted((s for s in slots if len(s.tasks) <= self._batch_size() // 2),
+                                    key=lambda s: s.busy)
                     if hungry:
                         per_slot = self._batch_size()
                         limit = per_slot * len(hungry)
                         if max_jobs is not None:
                             limit = min(limit, max_jobs - claimed)
-                        tasks = self._claim(limit)
+                        tasks = self._claim(limit, sum(not s.busy for s in hungry))
                         claimed += len(tasks)
                         if len(tasks) < limit:
                             want_claim = False
                             next_poll = min(next_poll, self._next_scheduled(now))
-                        self._dispatch(tasks, hungry, per_slot)
+                        self._dispatch(tasks, hungry)
                         if tasks:
                             continue  # in-process slots have outcomes ready; children have work
                 idle = not any(s.busy for s in slots) and not (self._finished or self._failed or self._released)
@@ -241,6 +244,7 @@ class Worker:
 
                 timeout = min(next_heartbeat, next_poll, next_maintenance) - time.monotonic()
                 deadlines = [d for d in (s.deadline() for s in slots) if d is not None]
+                deadlines += [s.current_start + _MARK_AFTER for s in slots if s.tasks and not s.head_marked]
                 if deadlines:
                     timeout = min(timeout, min(deadlines) - time.monotonic())
                 if want_claim and not self._signals and any(
@@ -298,32 +302,35 @@ class Worker:
     def _batch_size(self) -> int:
         return max(1, min(self.max_batch, int(_BATCH_WINDOW / max(self._avg_duration, 1e-6))))
 
-    def _claim(self, limit: int) -> list[Task]:
+    def _claim(self, limit: int, start_now: int) -> list[Task]:
+        """Claim up to ``limit`` jobs, queues in priority order; the first ``start_now`` start at once."""
         assert self._conn is not None
         tasks: list[Task] = []
         for queue in self.queues:
             rows = self._conn.execute(q("claim"), {
                 "queue": queue, "limit": limit - len(tasks), "worker_id": self.worker_id,
-                "worker_name": self.name,
+                "worker_name": self.name, "start_now": max(0, start_now - len(tasks)),
             }).fetchall()
-            rows.sort(key=lambda r: (r[8], r[9]))
-            tasks.extend(Task(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], self.worker_id)  # type: ignore[arg-type]
+            rows.sort(key=lambda r: (r[10], r[11]))
+            tasks.extend(Task(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
+                              self.worker_id)  # type: ignore[arg-type]
                          for r in rows)
             if len(tasks) >= limit:
                 break
         return tasks
 
-    def _dispatch(self, tasks: list[Task], slots: list[Slot], per_slot: int) -> None:
-        # Spread evenly so that with several slots each gets its share of a small claim.
-        share = max(1, min(per_slot, -(-len(tasks) // len(slots))))
+    def _dispatch(self, tasks: list[Task], slots: list[Slot]) -> None:
+        # Round robin, idle slots first: the first jobs claimed (those recorded as starting now) become
+        # the idle slots' heads, and each slot gets its share of a small claim.
         for i, slot in enumerate(slots):
-            chunk = tasks[i * share:(i + 1) * share]
+            chunk = tasks[i::len(slots)]
             if not chunk:
                 break
             if log.isEnabledFor(logging.INFO):
                 for task in chunk:
                     log.info("%s: %s (%s)", task.queue, _Call(task), task.id)
-            slot.dispatch(chunk)
+            if not slot.dispatch(chunk):
+                self._released.extend((t.id, t.claim) for t in chunk)
 
     def _next_scheduled(self, now: float) -> float:
         """When the earliest scheduled job of our queues becomes due (monotonic clock)."""
@@ -367,7 +374,7 @@ class Worker:
                     log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)
             else:  # ("skipped", ids): never started
                 skipped = set(msg[1])
-                self._released.extend(msg[1])
+                self._released.extend((t.id, t.claim) for t in slot.tasks if t.id in skipped)
                 slot.tasks = type(slot.tasks)(t for t in slot.tasks if t.id not in skipped)
         return ran
 
@@ -379,42 +386,57 @@ class Worker:
             head, rest = lost[0], lost[1:]
             kind = "JobTimeoutError" if timed_out else "WorkHorseKilled"
             text = f"{kind}: {reason}"
-            self._failed.append(Outcome(head.id, head.attempt, False, None, text, kind, reason))
+            self._failed.append(Outcome(head.id, head.attempt, head.claim, False, None, text, kind, reason,
+                                        time.monotonic() - slot.current_start))
             log.warning("Job failed (%s): %s: %s", head.id, kind, reason)
-            self._released.extend(t.id for t in rest)
+            self._released.extend((t.id, t.claim) for t in rest)
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
 
-    def _flush(self) -> bool:
-        """Record outcomes: one statement each for finished, failed and never-started jobs. Returns
-        whether that made jobs runnable (dependents promoted, retries and released jobs queued)."""
+    def _flush(self, slots: Sequence[Slot] = ()) -> bool:
+        """Record outcomes: one statement each for finished, failed and released claims, and one marking
+        runs that have been going for a while as started. Returns whether that made jobs runnable
+        (dependents promoted, retries and released jobs queued)."""
         conn = self._conn
         assert conn is not None
         woke = 0
         with translate_errors(self.dsn):
             if self._finished:
                 done = self._finished
-                for ids, attempts, results in _chunks([o.id for o in done], [o.attempt for o in done],
-                                                      [o.result_json for o in done]):
-                    row = conn.execute(q("finish_jobs"), {"ids": ids, "attempts": attempts, "results": results,
-                                                          "worker_id": self.worker_id}).fetchone()
+                for ids, claims, results, durations in _chunks(
+                        [o.id for o in done], [o.claim for o in done], [o.result_json for o in done],
+                        [o.duration for o in done]):
+                    row = conn.execute(q("finish_jobs"), {"ids": ids, "claims": claims, "results": results,
+                                                          "durations": durations, "worker_id": self.worker_id}
+                                       ).fetchone()
                     woke += row[2] if row else 0
                 self._finished = []
             if self._failed:
                 failed = self._failed
                 errors = [_serialize.dumps({"attempt": o.attempt, "worker": self.name, "type": o.error_type,
                                             "message": o.error_message, "traceback": o.exc_info}) for o in failed]
-                for ids, attempts, exc_infos, errs in _chunks([o.id for o in failed], [o.attempt for o in failed],
-                                                              [o.exc_info for o in failed], errors):
-                    row = conn.execute(q("fail_jobs"), {"ids": ids, "attempts": attempts, "exc_infos": exc_infos,
-                                                        "errors": errs, "worker_id": self.worker_id}).fetchone()
+                for ids, claims, exc_infos, errs, durations in _chunks(
+                        [o.id for o in failed], [o.claim for o in failed], [o.exc_info for o in failed], errors,
+                        [o.duration for o in failed]):
+                    row = conn.execute(q("fail_jobs"), {"ids": ids, "claims": claims, "exc_infos": exc_infos,
+                                                        "errors": errs, "durations": durations,
+                                                        "worker_id": self.worker_id}).fetchone()
                     woke += row[2] if row else 0
                 self._failed = []
             if self._released:
-                row = conn.execute(q("release_unstarted"),
-                                   {"ids": self._released, "worker_id": self.worker_id}).fetchone()
+                row = conn.execute(q("release_claims"), {
+                    "ids": [i for i, _ in self._released], "claims": [c for _, c in self._released],
+                    "worker_id": self.worker_id}).fetchone()
                 woke += row[0] if row else 0
                 self._released = []
+            now = time.monotonic()
+            started = [s for s in slots if s.tasks and not s.head_marked and now - s.current_start >= _MARK_AFTER]
+            if started:
+                conn.execute(q("mark_started"), {
+                    "ids": [s.tasks[0].id for s in started], "claims": [s.tasks[0].claim for s in started],
+                    "elapsed": [now - s.current_start for s in started], "worker_id": self.worker_id})
+                for slot in started:
+                    slot.head_marked = True
         return woke > 0
 
     def _maintenance(self) -> None:
@@ -436,18 +458,18 @@ class Worker:
                 slot.kill("cold shutdown")
                 slot.process.join(5)
                 self._take(slot, slot.received())
-                self._released.extend(t.id for t in slot.restart())
+                self._released.extend((t.id, t.claim) for t in slot.restart())
 
     def _shutdown(self, slots: list[Slot]) -> None:
-        for slot in slots:  # outcomes that arrived (or, in process, were produced) before the stop
-            self._take(slot, slot.received())
-        held = [t.id for s in slots for t in s.tasks]
-        for slot in slots:
+        for slot in slots:  # only after an error: a normal stop finds every slot idle
             if isinstance(slot, ChildSlot) and slot.busy:
                 slot.kill("worker stopping")
+                slot.process.join(5)
+        for slot in slots:  # outcomes that arrived (or, in process, were produced) before the stop
+            self._take(slot, slot.received())
+        self._released.extend((t.id, t.claim) for s in slots for t in s.tasks)
         for slot in slots:
             slot.close()
-        self._released.extend(held)
         if self._conn is not None and not self._conn.closed and self.worker_id is not None:
             try:
                 self._flush()
