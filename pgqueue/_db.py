@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -78,10 +79,25 @@ def shared_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
             _cache.clear()
             _cache_pid = os.getpid()
         conn = _cache.get(resolved)
-        if conn is None or conn.closed or conn.broken:
+        if conn is None or conn.closed or conn.broken or _server_hung_up(conn):
             conn = connect(resolved)
             _cache[resolved] = conn
         return conn
+
+
+def _server_hung_up(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server closed this idle connection (a restart, pg_terminate_backend). Nothing is due
+    on an idle connection that does not LISTEN, so a readable socket means the server's last words (a
+    FATAL error, then EOF). One poll, no round trip."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        hung_up = bool(select.select([conn.fileno()], [], [], 0)[0])
+    except (OSError, ValueError):
+        hung_up = True
+    if hung_up:
+        conn.close()
+    return hung_up
 
 
 def close_shared_connections() -> None:

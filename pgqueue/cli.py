@@ -68,6 +68,9 @@ def main() -> None:
               help="Fallback poll when no notification comes.")
 @click.option("--allow-module", "allow_modules", multiple=True, metavar="PREFIX",
               help="Only run job functions under this module prefix (repeatable).")
+@click.option("--grace", type=click.FloatRange(min=0), default=None,
+              help="On SIGTERM, stop jobs still running after this many seconds and requeue them "
+                   "(default: wait for them to finish).")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no child processes), like RQ's SimpleWorker.")
 @click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
 @click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
@@ -77,7 +80,7 @@ def main() -> None:
 @dsn_option
 @_friendly
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
-           lease: float, poll_interval: float, allow_modules: tuple[str, ...], simple: bool,
+           lease: float, poll_interval: float, allow_modules: tuple[str, ...], grace: float | None, simple: bool,
            max_jobs: int | None, paths: tuple[str, ...], quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     import os
@@ -90,7 +93,7 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
     _log_to_stderr(level)
     cls = SimpleWorker if simple else Worker
     w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
-            poll_interval=poll_interval, allow_modules=allow_modules)
+            poll_interval=poll_interval, allow_modules=allow_modules, grace=grace)
     w.work(burst=burst, max_jobs=max_jobs)
 
 

@@ -261,3 +261,18 @@ def test_enqueue_many_copies_awkward_text_exactly() -> None:
     assert fetched.max_attempts == 3
     SimpleWorker(["bulk"]).work(burst=True)
     assert jobs[0].result == awkward
+
+
+def test_enqueue_replaces_a_connection_the_server_closed(db: psycopg.Connection[Any]) -> None:
+    from conftest import wait_for
+
+    from pgqueue._db import shared_connection
+
+    q = Queue()
+    q.enqueue(tj.noop)
+    pid = shared_connection().info.backend_pid
+    db.execute("SELECT pg_terminate_backend(%s)", (pid,))  # as a server restart would
+    wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() is None,
+             message="the backend to exit")
+    assert q.enqueue(tj.noop).get_status() == JobStatus.QUEUED  # no DatabaseUnavailable: it reconnected
+    assert shared_connection().info.backend_pid != pid

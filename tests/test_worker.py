@@ -199,3 +199,13 @@ def test_worker_imports_job_modules_from_path(spawn_worker: Any, tmp_path: Any) 
     worker = spawn_worker("--burst", "--path", str(tmp_path), ready=False)
     assert worker.wait(30) == 0
     assert job.result == 15
+
+
+def test_grace_period_bounds_a_warm_shutdown(spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("default", "--grace", "0.5")
+    job = Queue().enqueue(tj.record_sleep_record, 60, "outlives the grace")
+    wait_for(lambda: "started:outlives the grace" in tags(db), message="the job to start")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert "grace period of 0.5s over" in worker.output
+    assert job.get_status() == JobStatus.QUEUED and Job.fetch(job.id).attempts == 0

@@ -66,14 +66,17 @@ class Worker:
 
     ``concurrency`` jobs run at once, each in a long-lived child process. ``lease`` is how long this
     worker's heartbeat keeps its jobs its own; ``poll_interval`` is the fallback poll when no notification
-    comes. ``allow_modules`` restricts which job functions may be imported (module prefixes).
+    comes. ``allow_modules`` restricts which job functions may be imported (module prefixes). ``grace``
+    bounds a warm shutdown: jobs still running that many seconds after the first stop signal are
+    stopped and put back on their queue, as a second signal would (default: wait for them, as RQ does).
     """
 
     _in_process = False
 
     def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
-                 poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 100) -> None:
+                 poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 100,
+                 grace: float | None = None) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -91,6 +94,8 @@ class Worker:
         self.poll_interval = float(poll_interval)
         self.allow_modules = tuple(allow_modules)
         self.max_batch = max(1, max_batch)
+        self.grace = grace
+        self._stop_deadline: float | None = None
         self.worker_id: int | None = None
         self._signals = 0
         self._wake_r = self._wake_w = -1
@@ -107,6 +112,8 @@ class Worker:
         """Stop as SIGTERM does: claim nothing more, finish running jobs, return. A second call stops at
         once, requeueing running jobs. Safe to call from another thread or a signal handler."""
         self._signals += 1
+        if self._signals == 1 and self.grace is not None:
+            self._stop_deadline = time.monotonic() + self.grace
         if self._wake_w >= 0:
             try:
                 os.write(self._wake_w, b"x")
@@ -129,6 +136,7 @@ class Worker:
         """Serve jobs until stopped (or, with ``burst``, until nothing is runnable). Returns whether any
         job ran."""
         self._signals = 0
+        self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -212,6 +220,9 @@ class Worker:
                     next_poll, want_claim = now + self.poll_interval, True
 
                 ran += self._collect(slots)
+                if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline and self._signals < 2:
+                    log.warning("Worker %s: grace period of %gs over, stopping running jobs", self.name, self.grace)
+                    self._signals = 2
                 if self._signals >= 2:
                     self._cold_stop(slots)
                 if self._signals:
@@ -245,6 +256,8 @@ class Worker:
                 timeout = min(next_heartbeat, next_poll, next_maintenance) - time.monotonic()
                 deadlines = [d for d in (s.deadline() for s in slots) if d is not None]
                 deadlines += [s.current_start + _MARK_AFTER for s in slots if s.tasks and not s.head_marked]
+                if self._stop_deadline is not None:
+                    deadlines.append(self._stop_deadline)
                 if deadlines:
                     timeout = min(timeout, min(deadlines) - time.monotonic())
                 if want_claim and not self._signals and any(
