@@ -64,8 +64,9 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -
         if autocommit:
             # pgqueue's statements are prepared (psycopg does it after a few runs), but PostgreSQL keeps
             # re-planning them with custom plans (~2 ms for the enqueue statement); their generic plans
-            # are the right ones. A SET, not a startup option, so PgBouncer accepts it.
-            conn.execute("SET plan_cache_mode = force_generic_plan")
+            # are the right ones. JIT compilation never pays off for statements this short. SETs, not
+            # startup options, so PgBouncer accepts them.
+            conn.execute("SET plan_cache_mode = force_generic_plan; SET jit = off")
         return conn
 
 

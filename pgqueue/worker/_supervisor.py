@@ -75,7 +75,7 @@ class Worker:
 
     def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
-                 poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 100,
+                 poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 1000,
                  grace: float | None = None) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
@@ -175,6 +175,11 @@ class Worker:
 
     def _connect(self) -> None:
         self._conn = connect(self.dsn)
+        # A queue's row counts swing faster than its statistics follow: after a burst of enqueues the
+        # planner may still believe the queue nearly empty and claim by sorting every runnable row.
+        # Without sorts, the claim walks jobs_claim_idx in order and stops at its LIMIT, whatever the
+        # statistics say. No other statement of the worker's needs a sort.
+        self._conn.execute("SET enable_sort = off")
         self._listen = connect(self.dsn)
         with translate_errors(self.dsn):
             self._listen.execute("LISTEN pgqueue_jobs")
