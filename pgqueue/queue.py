@@ -230,8 +230,8 @@ class Queue:
     def _connection(self, connection: Any) -> psycopg.Connection[Any]:
         return shared_connection(self.dsn) if connection is None else caller_connection(connection)
 
-    def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
-        params = {
+    def _batch_params(self, batch: list[EnqueueData]) -> dict[str, Any]:
+        return {
             "ids": [d.id for d in batch], "queues": [self.name] * len(batch),
             "func_names": [d.func_name for d in batch], "args": [d.args_json for d in batch],
             "kwargs": [d.kwargs_json for d in batch], "priorities": [d.priority for d in batch],
@@ -245,9 +245,22 @@ class Queue:
             "unique_keys": [d.unique_key for d in batch], "scheduled_ats": [d.scheduled_at for d in batch],
             "delays": [d.scheduled_in for d in batch],
         }
+
+    def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        if len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front):
+            d = batch[0]
+            query, params = q("insert_job"), {
+                "id": d.id, "queue": self.name, "func_name": d.func_name, "args": d.args_json,
+                "kwargs": d.kwargs_json, "priority": d.priority, "description": d.description,
+                "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": d.intervals,
+                "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
+                "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
+            }
+        else:
+            query, params = q("insert_jobs"), self._batch_params(batch)
         conn = self._connection(connection)
         with translate_errors(self.dsn):
-            rows = {r[0]: r for r in conn.execute(q("insert_jobs"), params).fetchall()}
+            rows = {r[0]: r for r in conn.execute(query, params).fetchall()}
             jobs = []
             for data in batch:
                 row = rows.get(data.id)
