@@ -165,16 +165,21 @@ FROM n WHERE j.id = n.id
 RETURNING j.id, j.queue, j.func_name, j.args::text, j.kwargs::text, j.timeout_seconds,
           j.attempts + (NOT n.starts)::int, j.meta::text, j.claim_count, n.starts, j.priority, j.position
 
--- The fence on worker_id below is written IS NOT DISTINCT FROM (same meaning, the id is never NULL) so
--- it stays a filter after the primary-key lookup: with stale statistics the planner would otherwise
--- walk jobs_running_idx once per outcome, every job the worker holds each time.
+-- Plans that do not depend on statistics. A queue's statistics are always stale (taken on a full queue,
+-- they say running jobs are rare), and the worker keeps one generic plan per statement. So the
+-- statements below write the fence so it cannot select an index: status::text (jobs_running_idx's
+-- predicate is then not implied) and worker_id IS NOT DISTINCT FROM (same meaning, never NULL). With
+-- sequential scans off on the worker's connection, the one plan left looks each outcome's job up by
+-- primary key. Otherwise the planner walks jobs_running_idx once per outcome, every job the worker
+-- holds each time.
 
 -- name: mark_started
 -- Jobs that started and are still running when outcomes are recorded: their run now counts.
 UPDATE pgqueue.jobs j
 SET attempts = j.attempts + 1, started_at = now() - make_interval(secs => r.elapsed)
 FROM unnest(%(ids)s::text[], %(claims)s::int[], %(elapsed)s::float8[]) AS r(id, claim, elapsed)
-WHERE j.id = r.id AND j.claim_count = r.claim AND j.status = 'running' AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
+WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
+  AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
   AND j.started_at IS NULL
 
 -- name: finish_jobs
@@ -190,7 +195,8 @@ WITH r AS (
                               attempts = j.attempts + (j.started_at IS NULL)::int,
                               started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration))
     FROM r
-    WHERE j.id = r.id AND j.status = 'running' AND j.claim_count = r.claim AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
+    WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
+      AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
     RETURNING j.id
 ), promoted AS (
     UPDATE pgqueue.jobs d
@@ -229,7 +235,8 @@ WITH r AS (
         exc_info = r.exc_info,
         errors = j.errors || jsonb_build_array(r.error || jsonb_build_object('at', now()))
     FROM r
-    WHERE j.id = r.id AND j.status = 'running' AND j.claim_count = r.claim AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
+    WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
+      AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
     RETURNING j.id, j.queue, j.status
 )
 SELECT (SELECT count(*) FROM upd WHERE status = 'failed'),
@@ -246,7 +253,8 @@ WITH r AS (
     SET status = CASE WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status,
         attempts = j.attempts - (j.started_at IS NOT NULL)::int, started_at = NULL, worker_id = NULL
     FROM unnest(%(ids)s::text[], %(claims)s::int[]) AS c(id, claim)
-    WHERE j.id = c.id AND j.claim_count = c.claim AND j.status = 'running' AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
+    WHERE j.id = c.id AND j.claim_count = c.claim AND j.status::text = 'running'
+      AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
     RETURNING j.queue
 )
 SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM r) p
