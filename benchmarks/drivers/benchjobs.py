@@ -1,0 +1,6 @@
+"""The benchmark's job: a no-op that returns its argument. Every system runs this same function; the
+workers import it by dotted path (``benchjobs.f``), so this folder is on their PYTHONPATH."""
+
+
+def f(i):
+    return i

@@ -1,0 +1,140 @@
+"""pgqueue driver: runs in benchmarks/.venvs/pgqueue (``pip install -e`` of this repository).
+
+Enqueue: ``Queue.enqueue`` (its own autocommit transaction per call) and ``Queue.enqueue_many`` of
+``Queue.prepare_data`` items (COPY, one round trip). Workers: the ``pgqueue worker`` CLI in burst mode.
+Extra workload (pgqueue only): drain rate with 0 / 100k / 1M finished jobs kept in ``pgqueue.jobs``,
+and the worker's memory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import benchjobs
+import pgutil
+import psycopg
+from base import System, main
+from common import Recorder, run_drain, venv_bin
+
+import pgqueue
+from pgqueue import Job, JobStatus, Queue
+
+QUEUE = "bench"
+
+
+class PgQueue(System):
+    name = "pgqueue"
+    drain_configs = {
+        "default": "pgqueue worker bench --burst (one child process runs the jobs; claims and "
+                   "completions batched automatically)",
+        "best": "pgqueue worker bench --burst --simple (SimpleWorker: jobs run in the worker process, no child "
+                "process; gives up crash isolation, as RQ's SimpleWorker does)",
+    }
+    _config_flags = {"default": [], "best": ["--simple"]}
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        self.dbname = cfg["dbname"]
+        self.dsn = ""
+        self.queue: Queue | None = None
+
+    def versions(self) -> dict[str, str]:
+        root = Path(pgqueue.__file__).resolve().parents[1]
+        rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                             text=True).stdout.strip()
+        return {"pgqueue": f"{pgqueue.__version__} ({rev})" if rev else pgqueue.__version__,
+                "psycopg": psycopg.__version__}
+
+    def setup(self) -> None:
+        self.dsn = pgutil.create_database(self.cfg["admin_dsn"], self.dbname)
+        pgqueue.migrate(self.dsn)
+        self.queue = Queue(QUEUE, dsn=self.dsn)
+
+    def teardown(self) -> None:
+        from pgqueue._db import close_shared_connections  # release the DSN before dropping the database
+
+        close_shared_connections()
+        if self.dsn and not self.cfg.get("keep_databases"):
+            pgutil.drop_database(self.cfg["admin_dsn"], self.dbname)
+
+    def reset(self) -> None:
+        pgutil.execute(self.dsn, "TRUNCATE pgqueue.jobs, pgqueue.workers")
+
+    def settle(self) -> None:
+        pgutil.settle(self.dsn, analyze=self.cfg.get("analyze", True))
+
+    def enqueue_single(self, n: int) -> None:
+        q = self.queue
+        assert q is not None
+        for i in range(n):
+            q.enqueue(benchjobs.f, i)
+
+    def enqueue_bulk(self, n: int) -> None:
+        assert self.queue is not None
+        self.queue.enqueue_many([Queue.prepare_data(benchjobs.f, args=(i,)) for i in range(n)])
+
+    def drain_cmd(self, config: str) -> list[str]:
+        return [venv_bin("pgqueue"), "worker", QUEUE, "--burst", "--quiet", "--dsn", self.dsn,
+                *self._config_flags[config]]
+
+    def latency_cmd(self) -> list[str]:
+        return [venv_bin("pgqueue"), "worker", QUEUE, "--quiet", "--dsn", self.dsn]
+
+    def drain_window(self) -> tuple[int, float, float]:
+        # Finished jobs of this drain (history rows have ids 'hist-*'); started_at is when the worker
+        # claimed the job, ended_at when it recorded the outcome (both the database clock).
+        return pgutil.query_window(self.dsn, """
+            SELECT count(*), extract(epoch FROM min(started_at)), extract(epoch FROM max(ended_at))
+            FROM pgqueue.jobs WHERE queue = %s AND status = 'finished' AND id NOT LIKE 'hist-%%'""", (QUEUE,))
+
+    def latency_enqueue(self, k: int) -> Any:
+        assert self.queue is not None
+        return self.queue.enqueue(benchjobs.f, k)
+
+    def latency_started(self, job: Job) -> float | None:
+        fresh = Job.fetch(job.id, dsn=self.dsn)
+        if fresh.status == JobStatus.FINISHED:
+            return fresh.started_at.timestamp()
+        if fresh.status.is_final:
+            raise RuntimeError(f"latency job {job.id} ended as {fresh.status}: {fresh.exc_info}")
+        return None
+
+    # -- pgqueue only: history and memory ---------------------------------------------------------
+    def extra_workloads(self, rec: Recorder) -> None:
+        for history in self.cfg["history_sizes"]:
+            rec.run(f"history.{history}", lambda history=history: self._history_drain(history))
+
+    def _history_drain(self, history: int) -> dict[str, Any]:
+        self.reset()
+        t = time.perf_counter()
+        if history:
+            # Finished jobs as a worker leaves them (result kept, ended_at set), spread over the last
+            # week, in the same queue. Inserted by SQL because enqueue+drain of 1M jobs would take minutes.
+            pgutil.execute(self.dsn, f"""
+                INSERT INTO pgqueue.jobs (id, queue, func_name, args, status, result, attempts, worker_name,
+                                          enqueued_at, scheduled_at, started_at, ended_at)
+                SELECT 'hist-' || g, '{QUEUE}', 'benchjobs.f', jsonb_build_array(g), 'finished', to_jsonb(g), 1,
+                       'history', ts, ts, ts, ts + interval '1 millisecond'
+                FROM generate_series(1, {int(history)}) AS g,
+                     LATERAL (SELECT now() - (g % 604800) * interval '1 second') AS t(ts)
+            """)
+        insert_s = time.perf_counter() - t
+        jobs = self.cfg["drain_jobs"]
+        self.enqueue_bulk(jobs)
+        self.settle()  # VACUUM ANALYZE (history included) + CHECKPOINT
+        result = run_drain([self.drain_cmd("default")], env=self.env(), window=self.drain_window, total=jobs,
+                           log_path=self.logs / f"pgqueue-history-{history}.log",
+                           timeout=self.cfg["drain_timeout"], max_seconds=self.cfg["drain_max_seconds"])
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            size = conn.execute("SELECT pg_total_relation_size('pgqueue.jobs')").fetchone()[0]  # type: ignore[index]
+        result.update(history=history, history_insert_seconds=round(insert_s, 1),
+                      table_size_mb=round(size / 2**20, 1))
+        return result
+
+
+if __name__ == "__main__":
+    sys.exit(main(PgQueue))
