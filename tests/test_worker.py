@@ -209,3 +209,17 @@ def test_grace_period_bounds_a_warm_shutdown(spawn_worker: Any, db: psycopg.Conn
     assert worker.wait(30) == 0
     assert "grace period of 0.5s over" in worker.output
     assert job.get_status() == JobStatus.QUEUED and Job.fetch(job.id).attempts == 0
+
+
+def test_dead_worker_rows_are_cleaned_up(db: psycopg.Connection[Any]) -> None:
+    old = "INSERT INTO pgqueue.workers (name, hostname, pid, queues, concurrency, lease_seconds, heartbeat_at{}) " \
+          "VALUES (%s, 'h', 1, '{{default}}', 1, 30, now() - interval '2 hours'{}) RETURNING id"
+    stopped = db.execute(old.format(", stopped_at", ", now() - interval '2 hours'"), ("stopped",)).fetchone()
+    vanished = db.execute(old.format("", ""), ("vanished",)).fetchone()
+    recent = db.execute("INSERT INTO pgqueue.workers (name, hostname, pid, queues, concurrency, lease_seconds, "
+                        "stopped_at) VALUES ('recent', 'h', 1, '{default}', 1, 30, now()) RETURNING id").fetchone()
+    SimpleWorker().work(burst=True)  # its maintenance pass prunes
+    left = {r[0] for r in db.execute("SELECT id FROM pgqueue.workers").fetchall()}
+    assert stopped is not None and vanished is not None and recent is not None
+    assert stopped[0] not in left and vanished[0] not in left
+    assert recent[0] in left  # a worker that stopped a moment ago stays visible for a while
