@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ._db import connect, translate_errors
 from .sql import SCHEMA
@@ -55,14 +54,3 @@ def schema_sql() -> str:
         + "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));\n"
         + f"INSERT INTO pgqueue.alembic_version (version_num) VALUES ('{head_revision()}');\n"
     )
-
-
-def current_revision(conn: Any) -> str | None:
-    """The revision the database is at, or ``None`` if pgqueue was never migrated there."""
-    row = conn.execute(
-        "SELECT to_regclass('pgqueue.alembic_version') IS NOT NULL"
-    ).fetchone()
-    if not row or not row[0]:
-        return None
-    found = conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchone()
-    return found[0] if found else None

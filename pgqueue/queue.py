@@ -55,13 +55,8 @@ def _ids_of(depends_on: Any) -> list[str]:
     return list(dict.fromkeys(d.id if isinstance(d, Job) else str(d) for d in depends_on))
 
 
-def _seconds(value: int | float | timedelta | None, name: str) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
-    if seconds < 0 and name != "result_ttl":
-        raise ValueError(f"{name} must be >= 0")
-    return seconds
+def _seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 class EnqueueData:
@@ -103,7 +98,10 @@ class EnqueueData:
         self.priority = priority
         self.at_front = bool(at_front)
         self.description = description
-        self.timeout = _seconds(job_timeout, "job_timeout") or None  # None: the queue's default_timeout
+        timeout = None if job_timeout is None else _seconds(job_timeout)
+        if timeout is not None and timeout < 0:
+            raise ValueError("job_timeout must be >= 0")
+        self.timeout = timeout or None  # None: the queue's default_timeout
         # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
         self.result_ttl = None if result_ttl is None or result_ttl < 0 else int(result_ttl)
         self.failure_ttl = None if failure_ttl is None or failure_ttl < 0 else int(failure_ttl)
@@ -206,8 +204,7 @@ class Queue:
 
     def enqueue_in(self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta, or seconds)."""
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-        return self._enqueue_scheduled({"scheduled_in": seconds}, f, args, kwargs)
+        return self._enqueue_scheduled({"scheduled_in": _seconds(delay)}, f, args, kwargs)
 
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs in one round trip (COPY for plain jobs). All or none are written."""
