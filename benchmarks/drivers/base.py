@@ -78,6 +78,33 @@ class System:
         return worker_env()
 
 
+class PgSystem(System):
+    """A system whose jobs live in a database of its own, ``bench_<system>_<pid>``, created by ``setup``
+    and dropped by ``teardown`` (unless ``--keep-databases``)."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        self.dbname = cfg["dbname"]
+        self.dsn = ""
+
+    def create_database(self) -> str:
+        import pgutil  # not at module level: RQ's venv has no psycopg
+
+        self.dsn = pgutil.create_database(self.cfg["admin_dsn"], self.dbname)
+        return self.dsn
+
+    def drop_database(self) -> None:
+        import pgutil
+
+        if self.dsn and not self.cfg.get("keep_databases"):
+            pgutil.drop_database(self.cfg["admin_dsn"], self.dbname)
+
+    def settle(self) -> None:
+        import pgutil
+
+        pgutil.settle(self.dsn, analyze=self.cfg.get("analyze", True))
+
+
 def run_drains(system: System, rec: Recorder, jobs: int, timeout: float) -> None:
     for config, description in system.drain_configs.items():
         for procs in (1, 2):

@@ -17,7 +17,7 @@ from typing import Any
 import benchjobs
 import pgutil
 import psycopg
-from base import System, main
+from base import PgSystem, main
 from common import Recorder, run_drain, venv_bin
 
 import pgqueue
@@ -26,7 +26,7 @@ from pgqueue import Job, JobStatus, Queue
 QUEUE = "bench"
 
 
-class PgQueue(System):
+class PgQueue(PgSystem):
     name = "pgqueue"
     drain_configs = {
         "default": "pgqueue worker bench --burst (one child process runs the jobs; claims and "
@@ -38,8 +38,6 @@ class PgQueue(System):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        self.dbname = cfg["dbname"]
-        self.dsn = ""
         self.queue: Queue | None = None
 
     def versions(self) -> dict[str, str]:
@@ -50,7 +48,7 @@ class PgQueue(System):
                 "psycopg": psycopg.__version__}
 
     def setup(self) -> None:
-        self.dsn = pgutil.create_database(self.cfg["admin_dsn"], self.dbname)
+        self.create_database()
         pgqueue.migrate(self.dsn)
         self.queue = Queue(QUEUE, dsn=self.dsn)
 
@@ -58,14 +56,10 @@ class PgQueue(System):
         from pgqueue._db import close_shared_connections  # release the DSN before dropping the database
 
         close_shared_connections()
-        if self.dsn and not self.cfg.get("keep_databases"):
-            pgutil.drop_database(self.cfg["admin_dsn"], self.dbname)
+        self.drop_database()
 
     def reset(self) -> None:
         pgutil.execute(self.dsn, "TRUNCATE pgqueue.jobs, pgqueue.workers")
-
-    def settle(self) -> None:
-        pgutil.settle(self.dsn, analyze=self.cfg.get("analyze", True))
 
     def enqueue_single(self, n: int) -> None:
         q = self.queue

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import pgutil
 import psycopg
-from base import System, main
+from base import PgSystem, main
 from common import venv_bin, worker_env
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.queries import Queries
@@ -27,7 +27,7 @@ ENTRYPOINT = "f"
 BEST_BATCH = 100
 
 
-class PgQueuer(System):
+class PgQueuer(PgSystem):
     name = "pgqueuer"
     drain_configs = {
         "default": "pgq run --mode drain (batch size 10, the default; asyncpg driver as in pgqueuer's examples)",
@@ -38,8 +38,6 @@ class PgQueuer(System):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        self.dbname = cfg["dbname"]
-        self.dsn = ""
         self.loop = asyncio.new_event_loop()
         self.conn: Any = None
         self.q: Queries | None = None
@@ -52,7 +50,7 @@ class PgQueuer(System):
         return {"pgqueuer": version("pgqueuer"), "asyncpg": version("asyncpg")}
 
     def setup(self) -> None:
-        self.dsn = pgutil.create_database(self.cfg["admin_dsn"], self.dbname)
+        self.create_database()
         self.conn = self.run(asyncpg.connect(self.dsn))
         self.q = Queries(AsyncpgDriver(self.conn))
         self.run(self.q.install())
@@ -64,17 +62,13 @@ class PgQueuer(System):
         if self.conn is not None:
             self.run(self.conn.close())
         self.loop.close()
-        if self.dsn and not self.cfg.get("keep_databases"):
-            pgutil.drop_database(self.cfg["admin_dsn"], self.dbname)
+        self.drop_database()
 
     def env(self) -> dict[str, str]:
         return worker_env({"BENCH_DSN": self.dsn})
 
     def reset(self) -> None:
         pgutil.execute(self.dsn, "TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")
-
-    def settle(self) -> None:
-        pgutil.settle(self.dsn, analyze=self.cfg.get("analyze", True))
 
     def enqueue_single(self, n: int) -> None:
         q = self.q

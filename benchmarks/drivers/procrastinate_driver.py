@@ -18,14 +18,14 @@ from typing import Any
 
 import pgutil
 import psycopg
-from base import System, main
+from base import PgSystem, main
 from common import venv_bin, worker_env
 
 QUEUE = "bench"
 CONCURRENCY = 10
 
 
-class Procrastinate(System):
+class Procrastinate(PgSystem):
     name = "procrastinate"
     drain_configs = {
         "default": "procrastinate worker --one-shot (concurrency 1, the default)",
@@ -36,8 +36,6 @@ class Procrastinate(System):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        self.dbname = cfg["dbname"]
-        self.dsn = ""
         self.app: Any = None
         self.task: Any = None
         self.poll: psycopg.Connection[Any] | None = None
@@ -46,7 +44,7 @@ class Procrastinate(System):
         return {"procrastinate": version("procrastinate"), "psycopg": version("psycopg")}
 
     def setup(self) -> None:
-        self.dsn = pgutil.create_database(self.cfg["admin_dsn"], self.dbname)
+        self.create_database()
         os.environ["BENCH_DSN"] = self.dsn
         import procrastinate_app  # reads BENCH_DSN
 
@@ -61,17 +59,13 @@ class Procrastinate(System):
             self.poll.close()
         if self.app is not None:
             self.app.close()
-        if self.dsn and not self.cfg.get("keep_databases"):
-            pgutil.drop_database(self.cfg["admin_dsn"], self.dbname)
+        self.drop_database()
 
     def env(self) -> dict[str, str]:
         return worker_env({"BENCH_DSN": self.dsn})
 
     def reset(self) -> None:
         pgutil.execute(self.dsn, "TRUNCATE procrastinate_jobs, procrastinate_workers CASCADE")
-
-    def settle(self) -> None:
-        pgutil.settle(self.dsn, analyze=self.cfg.get("analyze", True))
 
     def enqueue_single(self, n: int) -> None:
         defer = self.task.defer

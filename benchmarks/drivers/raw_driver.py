@@ -15,7 +15,7 @@ from typing import Any
 
 import pgutil
 import psycopg
-from base import System, main
+from base import PgSystem, main
 from common import HERE
 from psycopg.types.json import Jsonb
 
@@ -33,7 +33,7 @@ CREATE INDEX raw_jobs_queued_idx ON raw_jobs (id) WHERE status = 'queued';
 """
 
 
-class Raw(System):
+class Raw(PgSystem):
     name = "raw"
     drain_configs = {
         "default": "raw_worker.py --batch 1 (claim 1 row with FOR UPDATE SKIP LOCKED, commit, run, "
@@ -44,29 +44,23 @@ class Raw(System):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        self.dbname = cfg["dbname"]
-        self.dsn = ""
         self.conn: psycopg.Connection[Any] | None = None
 
     def versions(self) -> dict[str, str]:
         return {"psycopg": version("psycopg")}
 
     def setup(self) -> None:
-        self.dsn = pgutil.create_database(self.cfg["admin_dsn"], self.dbname)
+        self.create_database()
         pgutil.execute(self.dsn, SCHEMA)
         self.conn = psycopg.connect(self.dsn, autocommit=True)
 
     def teardown(self) -> None:
         if self.conn is not None:
             self.conn.close()
-        if self.dsn and not self.cfg.get("keep_databases"):
-            pgutil.drop_database(self.cfg["admin_dsn"], self.dbname)
+        self.drop_database()
 
     def reset(self) -> None:
         pgutil.execute(self.dsn, "TRUNCATE raw_jobs")
-
-    def settle(self) -> None:
-        pgutil.settle(self.dsn, analyze=self.cfg.get("analyze", True))
 
     def enqueue_single(self, n: int) -> None:
         conn = self.conn
