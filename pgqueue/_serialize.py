@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
+import re
 import uuid
 from typing import Any
 
@@ -53,9 +54,15 @@ def dumps(value: Any) -> str:
     """Serialise ``value`` to JSON text, raising ``TypeError`` for anything pgqueue cannot round-trip."""
     _check_keys(value)
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
     except ValueError as exc:  # NaN / Infinity: jsonb rejects them
         raise TypeError(f"pgqueue cannot store {exc}") from None
+    if "\\u0000" in text and _NUL.search(text):
+        raise TypeError("pgqueue cannot store a string containing a NUL character (\\x00): jsonb rejects it")
+    return text
+
+
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
 
 
 def _hook(obj: dict[str, Any]) -> Any:

@@ -98,6 +98,16 @@ def returns_object() -> object:
     return object()
 
 
+def identity_of(escaped: str) -> str:
+    """Returns ``escaped`` with its backslash escapes decoded (so a test can ask for a NUL character in
+    a result without putting one in the job's arguments, which enqueue refuses)."""
+    return escaped.encode().decode("unicode_escape")
+
+
+def fail_escaped(escaped: str) -> None:
+    raise ValueError(identity_of(escaped))
+
+
 @pgqueue.job("decorated", retry=2, job_timeout=30, description="decorated job")
 def decorated_add(a: int, b: int) -> int:
     return a + b

@@ -67,7 +67,8 @@ def test_special_types_round_trip_through_a_worker() -> None:
     assert job.result == value
 
 
-@pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan"), {1: "int key"}, [{"ok": {2: "deep"}}]])
+@pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan"), {1: "int key"}, [{"ok": {2: "deep"}}],
+                                 "NUL \x00 inside"])
 def test_unserialisable_argument_raises_type_error_and_writes_nothing(db: psycopg.Connection[Any], bad: Any) -> None:
     q = Queue("default")
     with pytest.raises(TypeError):

@@ -44,6 +44,8 @@ def test_results_and_failures_are_stored() -> None:
     unknown = q.enqueue("pgq_testjobs.does_not_exist")
     missing_module = q.enqueue("no_such_module.f")
     unserialisable = q.enqueue(tj.returns_object)
+    nul_result = q.enqueue(tj.identity_of, "a\\x00b")  # returns "a\x00b": jsonb cannot hold NUL
+    nul_error = q.enqueue(tj.fail_escaped, "bad\\x00byte")  # PostgreSQL text cannot either
     after = q.enqueue(tj.add, 1, 1)
     Worker(["default"]).work(burst=True)
     assert ok.result == 13 and ok.get_status() == JobStatus.FINISHED
@@ -57,6 +59,9 @@ def test_results_and_failures_are_stored() -> None:
     assert "ImportError" in unknown.exc_info and "does_not_exist" in unknown.exc_info
     assert "no_such_module" in missing_module.exc_info
     assert "not JSON-serialisable" in unserialisable.exc_info
+    assert "NUL character" in nul_result.exc_info
+    assert "ValueError: bad\\0byte" in nul_error.exc_info
+    assert Job.fetch(nul_error.id).errors[-1]["message"] == "bad\\0byte"
     assert after.result == 2  # the worker kept serving
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from importlib.resources import files
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -30,3 +31,26 @@ QUERIES: dict[str, str] = _parse(_read("queries.sql"))
 def q(name: str) -> str:
     """The named query ``name`` from queries.sql."""
     return QUERIES[name]
+
+
+# Array parameters. psycopg adapts a list element by element in Python; for the worker's batches of up
+# to 1,000 outcomes that cost a third of its own CPU time. These build PostgreSQL's array literal with a
+# few str methods (C loops) instead. The literal is still ONE bound parameter (``%(ids)s::text[]``),
+# parsed by the server's array input: it is data, never SQL text.
+
+
+def text_array(values: Sequence[str]) -> str:
+    """Each element double-quoted, with backslashes and quotes escaped. Elements are str without NUL
+    (PostgreSQL text cannot hold it; here it separates the elements while they are escaped)."""
+    if not values:
+        return "{}"
+    joined = "\x00".join(values)
+    if joined.count("\x00") != len(values) - 1:
+        raise ValueError("PostgreSQL text cannot contain NUL characters")
+    joined = joined.replace("\\", "\\\\").replace('"', '\\"')
+    return '{"' + joined.replace("\x00", '","') + '"}'
+
+
+def number_array(values: Sequence[int | float]) -> str:
+    """``{1,2.5}``: ints and finite floats."""
+    return "{" + ",".join(map(str, values)) + "}"

@@ -185,10 +185,11 @@ WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
 -- name: finish_jobs
 -- Records results of a batch, fenced on the claim so a stale worker cannot overwrite a newer one,
 -- counts the run (if mark_started did not yet), promotes dependents whose dependencies have all
--- finished, and notifies waiters.
+-- finished, and notifies waiters: one NOTIFY per `chunk` (the caller numbers the outcomes so that each
+-- chunk's ids fit in one payload).
 WITH r AS (
-    SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[])
-        AS r(id, claim, result, duration)
+    SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[],
+                         %(chunks)s::int[]) AS r(id, claim, result, duration, chunk)
 ), done AS (
     UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(), exc_info = NULL,
                               delete_at = now() + make_interval(secs => j.result_ttl),
@@ -197,7 +198,7 @@ WITH r AS (
     FROM r
     WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
-    RETURNING j.id
+    RETURNING j.id, r.chunk
 ), promoted AS (
     UPDATE pgqueue.jobs d
     SET status = CASE WHEN d.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status
@@ -208,17 +209,18 @@ WITH r AS (
     RETURNING d.queue
 )
 SELECT (SELECT count(*) FROM done),
-       (SELECT count(pg_notify('pgqueue_done', ids)) FROM (SELECT string_agg(id, ',') AS ids FROM done) s
-        WHERE ids IS NOT NULL),
+       (SELECT count(pg_notify('pgqueue_done', ids))
+        FROM (SELECT string_agg(id, ',') AS ids FROM done GROUP BY chunk) s),
        (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM promoted) p)
 
 -- name: fail_jobs
--- Records failed attempts of a batch. A job with attempts left goes back to `scheduled` after its
--- retry interval (retry_intervals[attempt], the last one repeating); otherwise it is `failed`.
+-- Records failed attempts of a batch (`chunk` as in finish_jobs). A job with attempts left goes back to
+-- `scheduled` after its retry interval (retry_intervals[attempt], the last one repeating); otherwise it
+-- is `failed`.
 WITH r AS (
     SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs
     FROM unnest(%(ids)s::text[], %(claims)s::int[], %(exc_infos)s::text[], %(errors)s::jsonb[],
-                %(durations)s::float8[]) AS r(id, claim, exc_info, error, duration)
+                %(durations)s::float8[], %(chunks)s::int[]) AS r(id, claim, exc_info, error, duration, chunk)
     JOIN pgqueue.jobs j ON j.id = r.id
 ), upd AS (
     UPDATE pgqueue.jobs j
@@ -237,11 +239,11 @@ WITH r AS (
     FROM r
     WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
-    RETURNING j.id, j.queue, j.status
+    RETURNING j.id, j.queue, j.status, r.chunk
 )
 SELECT (SELECT count(*) FROM upd WHERE status = 'failed'),
        (SELECT count(pg_notify('pgqueue_done', ids))
-        FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed') s WHERE ids IS NOT NULL),
+        FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed' GROUP BY chunk) s),
        (SELECT count(pg_notify('pgqueue_jobs', q))
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p)
 

@@ -14,7 +14,7 @@ import psycopg
 from .. import _serialize
 from .._db import connect
 from ..job import Job, JobStatus, _current_job
-from ..sql import q
+from ..sql import number_array, q, text_array
 
 _cache: dict[str, Callable[..., Any]] = {}
 
@@ -112,8 +112,9 @@ def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any]
         try:
             result_json = _serialize.dumps(func(*args, **kwargs))
             row = conn.execute(q("finish_jobs"), {
-                "ids": [task.id], "claims": [task.claim], "results": [result_json],
-                "durations": [time.perf_counter() - started], "worker_id": task.worker_id}).fetchone()
+                "ids": text_array([task.id]), "claims": number_array([task.claim]),
+                "results": text_array([result_json]), "durations": number_array([time.perf_counter() - started]),
+                "chunks": "{0}", "worker_id": task.worker_id}).fetchone()
             if not row or row[0] != 1:
                 raise LeaseLost(f"job {task.id} is no longer held by this worker; its writes were rolled back")
         finally:
@@ -142,8 +143,9 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
     except AbortJob:
         raise
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
-        return Outcome(task.id, task.attempt, task.claim, False, None, traceback.format_exc(), type(exc).__name__,
-                       str(exc), time.perf_counter() - started)
+        # PostgreSQL text cannot hold NUL: a message with one is recorded with it spelled out.
+        return Outcome(task.id, task.attempt, task.claim, False, None, traceback.format_exc().replace("\0", "\\0"),
+                       type(exc).__name__, str(exc).replace("\0", "\\0"), time.perf_counter() - started)
     finally:
         _current_job.reset(token)
     return Outcome(task.id, task.attempt, task.claim, True, result_json, None, None, None,
