@@ -34,6 +34,11 @@ def _default(value: Any) -> Any:
 
 
 _encoder = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# The C encoder that JSONEncoder.encode builds afresh on every call, built once. Without its circular
+# reference markers: _check_keys walks the value first, and a cycle stops it (RecursionError).
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encode = (_c_make_encoder(None, _default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+             if _c_make_encoder is not None else None)
 
 
 def _check_keys(value: Any) -> None:
@@ -52,9 +57,14 @@ def _check_keys(value: Any) -> None:
 
 def dumps(value: Any) -> str:
     """Serialise ``value`` to JSON text, raising ``TypeError`` for anything pgqueue cannot round-trip."""
+    kind = type(value)
+    if kind is int:  # the common results, without the encoder's machinery
+        return int.__repr__(value)
+    if value is None:
+        return "null"
     _check_keys(value)
     try:
-        text = _encoder.encode(value)
+        text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
     except ValueError as exc:  # NaN / Infinity: jsonb rejects them
         raise TypeError(f"pgqueue cannot store {exc}") from None
     if "\\u0000" in text and _NUL.search(text):
@@ -88,5 +98,11 @@ def loads(text: str | bytes | None) -> Any:
         return None
     if isinstance(text, bytes):
         text = text.decode()
-    return _decoder.decode(text)
+    try:  # JSON from dumps or from jsonb's output: no surrounding whitespace to skip
+        value, end = _decoder.raw_decode(text)
+    except json.JSONDecodeError:
+        return _decoder.decode(text)  # raises the full error (or accepts leading whitespace)
+    if end != len(text):
+        return _decoder.decode(text)
+    return value
 

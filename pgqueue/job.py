@@ -69,7 +69,23 @@ class Retry:
         return f"Retry(max={self.max}, interval={self.intervals!r})"
 
 
-_current_job: contextvars.ContextVar[Job | None] = contextvars.ContextVar("pgqueue_current_job", default=None)
+class _PendingJob:
+    """What a worker sets while a job runs: the Job is only built if the job asks for it."""
+
+    __slots__ = ("_make", "_job")
+
+    def __init__(self, make: Callable[[], Job]) -> None:
+        self._make = make
+        self._job: Job | None = None
+
+    def get(self) -> Job:
+        if self._job is None:
+            self._job = self._make()
+        return self._job
+
+
+_current_job: contextvars.ContextVar[_PendingJob | None] = contextvars.ContextVar("pgqueue_current_job",
+                                                                                  default=None)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,7 +104,8 @@ def atomic(func: F) -> F:
 
 def get_current_job() -> Job | None:
     """The job being run, when called from inside a job function; ``None`` elsewhere."""
-    return _current_job.get()
+    pending = _current_job.get()
+    return None if pending is None else pending.get()
 
 
 _DEFAULTS: dict[str, Any] = {

@@ -13,7 +13,7 @@ import psycopg
 
 from .. import _serialize
 from .._db import connect
-from ..job import Job, JobStatus, _current_job
+from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, q, text_array
 
 _cache: dict[str, Callable[..., Any]] = {}
@@ -122,21 +122,28 @@ def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any]
     return result_json
 
 
+def _job_of(task: Task, dsn: str | None, worker_name: str) -> Job:
+    """The Job that get_current_job() returns inside the task (built only if it is asked for)."""
+    return Job._from_fields(task.id, dsn, {
+        "queue": task.queue, "func_name": task.func_name, "attempts": task.attempt, "status": JobStatus.RUNNING,
+        "worker_name": worker_name, "timeout": task.timeout, "args": _serialize.loads(task.args_json),
+        "kwargs": _serialize.loads(task.kwargs_json), "meta": _serialize.loads(task.meta_json)})
+
+
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
     """Run one task to completion and describe what happened. Never raises for the job's own errors."""
-    job = Job._from_fields(task.id, dsn, {
-        "queue": task.queue, "func_name": task.func_name, "attempts": task.attempt, "status": JobStatus.RUNNING,
-        "worker_name": worker_name, "timeout": task.timeout})
-    token = _current_job.set(job)
+    pending = _PendingJob(lambda: _job_of(task, dsn, worker_name))
+    token = _current_job.set(pending)
     atomic = False
     started = time.perf_counter()
     try:
         func = import_func(task.func_name, allow)
-        job.args = args = _serialize.loads(task.args_json)
-        job.kwargs = kwargs = {} if task.kwargs_json == "{}" else _serialize.loads(task.kwargs_json)
-        job.meta = {} if task.meta_json == "{}" else _serialize.loads(task.meta_json)
-        atomic = bool(getattr(func, "__pgqueue_atomic__", False))
+        args = _serialize.loads(task.args_json)
+        kwargs = {} if task.kwargs_json == "{}" else _serialize.loads(task.kwargs_json)
+        atomic = getattr(func, "__pgqueue_atomic__", False)
         if atomic:
+            job = pending.get()
+            job.args, job.kwargs = args, kwargs
             result_json = _call_atomic(task, dsn, job, func, args, kwargs, started)
         else:
             result_json = _serialize.dumps(func(*args, **kwargs))
@@ -149,4 +156,4 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
     finally:
         _current_job.reset(token)
     return Outcome(task.id, task.attempt, task.claim, True, result_json, None, None, None,
-                   time.perf_counter() - started, recorded=atomic)
+                   time.perf_counter() - started, bool(atomic))

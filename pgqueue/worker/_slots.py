@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import marshal
 import multiprocessing
-import multiprocessing.connection
 import os
+import select
 import signal
 import struct
 import threading
@@ -56,7 +56,16 @@ class Slot:
         self.head_marked = bool(self.tasks) and self.tasks[0].marked
 
     def fds(self) -> list[int]:
+        """What to wait on for outcomes (and a child's exit)."""
         return []
+
+    def write_fds(self) -> list[int]:
+        """What to wait on for room to hand over more tasks."""
+        return []
+
+    def pump(self) -> bool:
+        """Hand over what dispatch could not yet; False if whatever runs the tasks is gone."""
+        return True
 
     def request_stop(self) -> None:
         """Run nothing new after the current task."""
@@ -65,36 +74,73 @@ class Slot:
         pass
 
 
-# Outcomes travel child -> supervisor as frames on a raw pipe: a 4-byte length, then marshal of a tuple
-# of str/int/bool/None. The supervisor drains every frame that arrived with one read; this costs a
-# fraction of a pickled message per job through multiprocessing.Connection.
+# Both directions travel as frames on raw pipes: a 4-byte length, then marshal of plain tuples of
+# str/int/float/bool/None. Tasks go supervisor -> child as one frame per dispatched list; each outcome
+# comes back as its own frame as soon as the job ends (a child killed mid-job loses no earlier outcome),
+# and the supervisor drains all that arrived with one read. This costs a fraction of pickled messages
+# through multiprocessing.Connection.
 _FRAME = struct.Struct("!I")
 
+# Supervisor-side pipe ends of every live ChildSlot: a child closes those it inherited, so that only its
+# own supervisor holds the write end of its task pipe (EOF there tells it the supervisor is gone).
+_supervisor_fds: set[int] = set()
 
-def _send_frame(fd: int, message: tuple[Any, ...]) -> None:
+
+def _frame(message: Any) -> bytes:
     data = marshal.dumps(message)
-    view = memoryview(_FRAME.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
+    return _FRAME.pack(len(data)) + data
 
 
-def _child_main(conn: multiprocessing.connection.Connection, out_fd: int, stop: Any, dsn: str | None,
-                worker_name: str, allow: Sequence[str]) -> None:
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)[written:]
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> Any:
+    """The next frame's message (blocking); None at EOF."""
+    header = _read_exact(fd, 4)
+    if header is None:
+        return None
+    data = _read_exact(fd, _FRAME.unpack(header)[0])
+    return None if data is None else marshal.loads(data)
+
+
+def _child_main(task_fd: int, out_fd: int, stop: Any, dsn: str | None, worker_name: str,
+                allow: Sequence[str]) -> None:
     # Ctrl-C reaches the whole process group; the supervisor decides what happens to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for fd in _supervisor_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     while True:
         try:
-            tasks = conn.recv()
-        except (EOFError, OSError):  # the supervisor is gone
+            tasks = _read_frame(task_fd)
+        except OSError:  # the supervisor is gone
             return
         if tasks is None:
             return
-        for i, task in enumerate(tasks):
-            if stop.is_set():
-                _send_frame(out_fd, ("skipped", [t.id for t in tasks[i:]]))
+        for i, fields in enumerate(tasks):
+            if stop.value:
+                _write_all(out_fd, _frame(("skipped", [t[0] for t in tasks[i:]])))
                 break
-            _send_frame(out_fd, tuple(run(task, dsn, worker_name, allow)))
+            _write_all(out_fd, _frame(tuple(run(Task(*fields), dsn, worker_name, allow))))
 
 
 class ChildSlot(Slot):
@@ -103,33 +149,58 @@ class ChildSlot(Slot):
         self._ctx = multiprocessing.get_context("fork")
         self._args = (dsn, worker_name, tuple(allow))
         self._name = f"pgqueue-child-{index}"
-        self.stop_event = self._ctx.Event()
+        self.stop_flag = self._ctx.RawValue("b", 0)  # shared memory: read before each task, no lock
         self.kill_reason: str | None = None
         self._start()
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe(duplex=False)[::-1]  # tasks: supervisor -> child
+        task_r, task_w = os.pipe()  # tasks: supervisor -> child
         out_r, out_w = os.pipe()  # outcomes: child -> supervisor
-        self.process = self._ctx.Process(target=_child_main, args=(child, out_w, self.stop_event, *self._args),
-                                         name=self._name, daemon=False)
-        self.process.start()
-        child.close()
-        os.close(out_w)
+        _supervisor_fds.update((task_w, out_r))
+        try:
+            self.process = self._ctx.Process(target=_child_main, args=(task_r, out_w, self.stop_flag, *self._args),
+                                             name=self._name, daemon=False)
+            self.process.start()
+        finally:
+            os.close(task_r)
+            os.close(out_w)
         os.set_blocking(out_r, False)
-        self.conn, self.out_fd, self._buffer = parent, out_r, b""
+        os.set_blocking(task_w, False)
+        self.task_fd, self.out_fd, self._buffer, self._pending = task_w, out_r, b"", b""
         self.kill_reason = None
 
+    def _close_fds(self) -> None:
+        for fd in (self.task_fd, self.out_fd):
+            _supervisor_fds.discard(fd)
+            os.close(fd)
+
     def dispatch(self, tasks: Sequence[Task]) -> bool:
-        """Hand tasks to the child; False if it is gone (the caller releases them, _replace restarts it)."""
-        try:
-            self.conn.send(list(tasks))
-        except OSError:  # BrokenPipeError: the child died since we last looked
+        """Hand tasks to the child; False if it is gone (the caller releases them, _replace restarts it).
+        What the pipe cannot take now is written by pump() as the child reads."""
+        self._pending += _frame([tuple(t) for t in tasks])
+        if not self.pump():  # the child died since we last looked
             return False
         if not self.tasks:
             self.current_start = time.monotonic()
             self.head_marked = tasks[0].marked
         self.tasks.extend(tasks)
         return True
+
+    def pump(self) -> bool:
+        """Write what the task pipe takes without blocking; False if the child is gone (what it did not
+        take is dropped: the tasks are still held, and replacing the process accounts for them)."""
+        try:
+            while self._pending:
+                self._pending = self._pending[os.write(self.task_fd, self._pending):]
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:
+            self._pending = b""
+            return False
+        return True
+
+    def write_fds(self) -> list[int]:
+        return [self.task_fd] if self._pending else []
 
     def received(self) -> list[Message]:
         chunks = [self._buffer]
@@ -181,26 +252,24 @@ class ChildSlot(Slot):
         """Replace a dead process; returns the tasks it held that never answered, head first."""
         lost = list(self.tasks)
         self.tasks.clear()
-        self.conn.close()
-        os.close(self.out_fd)
+        self._close_fds()
         self._start()
         return lost
 
     def request_stop(self) -> None:
-        self.stop_event.set()
+        self.stop_flag.value = 1
 
     def close(self) -> None:
         if self.process.is_alive():
-            try:
-                self.conn.send(None)
-            except OSError:
-                pass
-            self.process.join(5)
+            self._pending += _frame(None)
+            deadline = time.monotonic() + 5
+            while self.pump() and self._pending and time.monotonic() < deadline:
+                select.select([], [self.task_fd], [], 0.1)
+            self.process.join(max(0.0, deadline - time.monotonic()))
         if self.process.is_alive():
             self.process.kill()
             self.process.join(5)
-        self.conn.close()
-        os.close(self.out_fd)
+        self._close_fds()
 
 
 class _Timeout(AbortJob):

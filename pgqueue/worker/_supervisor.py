@@ -304,9 +304,14 @@ class Worker:
         """Sleep until something happens; returns whether a notification announced work for us."""
         assert self._listen is not None
         fds = [self._wake_r, self._listen.fileno()]
+        write_fds = []
         for slot in slots:
             fds.extend(slot.fds())
-        ready, _, _ = select.select(fds, [], [], timeout)
+            write_fds.extend(slot.write_fds())
+        ready, writable, _ = select.select(fds, write_fds, [], timeout)
+        if writable:
+            for slot in slots:
+                slot.pump()
         if self._wake_r in ready:
             self._drain_wakeups()
         if self._listen.fileno() not in ready:
