@@ -4,7 +4,7 @@ what is waiting."""
 from __future__ import annotations
 
 import contextlib
-import uuid
+import os
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +15,7 @@ from . import _serialize
 from ._db import caller_connection, shared_connection, translate_errors
 from .exceptions import PgQueueError
 from .job import Job, JobStatus, Retry
-from .sql import q
+from .sql import number_array, q
 
 DEFAULT_TIMEOUT = 180.0
 
@@ -28,8 +28,15 @@ RESERVED_OPTIONS = frozenset({
 _PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "scheduled_in"}
 
 
+_func_names: dict[Any, str] = {}  # function -> dotted path, for the functions already enqueued once
+
+
 def func_name_of(func: Callable[..., Any] | str) -> str:
     """The dotted path a worker imports: ``"pkg.module.func"``."""
+    try:
+        return _func_names[func]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        pass
     if isinstance(func, str):
         if not func or func.startswith(".") or func.endswith(".") or "." not in func:
             raise ValueError(
@@ -44,7 +51,19 @@ def func_name_of(func: Callable[..., Any] | str) -> str:
             f"cannot enqueue {module}.{qualname}: workers import job functions by dotted path, so they must "
             "be defined at module level, not inside another function or as a lambda"
         )
-    return f"{module}.{qualname}"
+    name = f"{module}.{qualname}"
+    if len(_func_names) < 10_000:
+        try:
+            _func_names[func] = name
+        except TypeError:  # unhashable callable
+            pass
+    return name
+
+
+def _new_id() -> str:
+    """A random (version 4) UUID as text, without building a uuid.UUID."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def _ids_of(depends_on: Any) -> list[str]:
@@ -84,7 +103,7 @@ class EnqueueData:
         self.meta = dict(meta or {})
         self.meta_json = _serialize.dumps(self.meta) if self.meta else "{}"
         self.custom_id = job_id is not None
-        self.id = str(job_id) if job_id is not None else str(uuid.uuid4())
+        self.id = str(job_id) if job_id is not None else _new_id()
         if not self.id:
             raise ValueError("job_id must not be empty")
         if isinstance(retry, bool):
@@ -249,7 +268,7 @@ class Queue:
             query, params = q("insert_job"), {
                 "id": d.id, "queue": self.name, "func_name": d.func_name, "args": d.args_json,
                 "kwargs": d.kwargs_json, "priority": d.priority, "description": d.description,
-                "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": d.intervals,
+                "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": number_array(d.intervals),
                 "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
                 "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
             }
