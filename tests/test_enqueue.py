@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
+import time
 import uuid
 from typing import Any
 
@@ -12,6 +14,7 @@ import psycopg
 import pytest
 
 from pgqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, SimpleWorker
+from pgqueue import queue as queue_mod
 
 UTC = dt.timezone.utc
 
@@ -25,6 +28,32 @@ def test_enqueue_function_or_dotted_string(db: psycopg.Connection[Any]) -> None:
     rows = db.execute("SELECT id, func_name, args, kwargs, status::text FROM pgqueue.jobs ORDER BY position").fetchall()
     assert rows == [(a.id, "pgq_testjobs.add", [1, 2], {}, "queued"),
                     (b.id, "pgq_testjobs.add", [3], {"b": 4}, "queued")]
+
+
+def test_generated_ids_are_time_ordered_uuid7_and_unique_across_fork() -> None:
+    q = Queue("default")
+    first = [q.enqueue(tj.noop).id for _ in range(3)]
+    bulk = [j.id for j in q.enqueue_many([Queue.prepare_data(tj.noop) for _ in range(2000)])]
+    time.sleep(0.002)  # the next millisecond
+    later = q.enqueue(tj.noop).id
+    ids = first + bulk + [later]
+    assert len(set(ids)) == len(ids)
+    assert all(uuid.UUID(i).version == 7 and str(uuid.UUID(i)) == i for i in ids)
+    stamp = [int(i.replace("-", "")[:12], 16) for i in ids]  # Unix milliseconds
+    assert stamp == sorted(stamp) and stamp[-1] > stamp[0]
+    assert abs(stamp[-1] / 1000 - time.time()) < 60
+    assert max(first + bulk) < later  # text order is creation order across milliseconds
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked child draws its own random bits
+        os.write(write, " ".join(queue_mod._new_id() for _ in range(50)).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(write)
+    child = os.read(read, 1 << 16).decode().split()
+    os.close(read)
+    mine = [queue_mod._new_id() for _ in range(50)]
+    assert len(child) == 50 and not {i[15:] for i in child} & {i[15:] for i in mine}
 
 
 def test_reserved_options_are_stored_not_passed(db: psycopg.Connection[Any]) -> None:
