@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 _TAGS = ("$datetime", "$date", "$uuid", "$decimal")
+_FLAT = frozenset({int, str, bool, type(None)})
 
 
 def _default(value: Any) -> Any:
@@ -62,6 +63,14 @@ def dumps(value: Any) -> str:
         return int.__repr__(value)
     if value is None:
         return "null"
+    if kind is list and _c_encode is not None and all(type(v) in _FLAT for v in value):
+        try:  # the common arguments: a list of ints, strs, bools, None (no dict keys to check)
+            text = "".join(_c_encode(value, 0))
+        except ValueError as exc:
+            raise TypeError(f"pgqueue cannot store {exc}") from None
+        if "\\u0000" in text and _NUL.search(text):
+            raise TypeError("pgqueue cannot store a string containing a NUL character (\\x00): jsonb rejects it")
+        return text
     _check_keys(value)
     try:
         text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
