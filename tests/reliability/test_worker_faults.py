@@ -63,6 +63,19 @@ def test_killed_supervisor_its_job_reruns_on_another_worker_after_the_lease(
                   (completed[0][1] - killed_at).total_seconds())
 
 
+@pytest.mark.timeout(60)
+def test_job_processes_of_a_killed_supervisor_exit_on_their_own(spawn_worker: Callable[..., Any]) -> None:
+    # Each child holds only the read end of its own task pipe: when the supervisor dies, the pipe
+    # closes and an idle child exits, rather than lingering as an orphan.
+    worker = spawn_worker("default", *FAST, "--concurrency", "3")
+    wait_for(lambda: len(children_of(worker.proc.pid)) == 3, 15, message="three job processes")
+    Queue().enqueue(tj.add, 1, 2).wait(timeout=15)  # they have taken work and are idle again
+    kids = children_of(worker.proc.pid)
+    os.kill(worker.proc.pid, signal.SIGKILL)  # the supervisor only
+    worker.proc.wait(10)
+    wait_for(lambda: not any(alive(pid) for pid in kids), 10, message="the orphaned job processes to exit")
+
+
 def _worker_id_of(db: psycopg.Connection[Any], name: str) -> int:
     row = db.execute("SELECT id FROM pgqueue.workers WHERE name = %s ORDER BY id LIMIT 1", (name,)).fetchone()
     assert row is not None
