@@ -49,12 +49,13 @@ class Slot:
     def received(self) -> list[Message]:
         raise NotImplementedError
 
-    def took(self, task_id: str) -> None:
-        """The head task answered: the next one starts now."""
-        if self.tasks and self.tasks[0].id == task_id:
-            self.tasks.popleft()
-        self.current_start = time.monotonic()
-        self.head_marked = bool(self.tasks) and self.tasks[0].marked
+    def took(self, task_id: str, now: float) -> None:
+        """The head task answered: the next one started ``now`` (monotonic clock)."""
+        tasks = self.tasks
+        if tasks and tasks[0].id == task_id:
+            tasks.popleft()
+        self.current_start = now
+        self.head_marked = bool(tasks) and tasks[0].marked
 
     def fds(self) -> list[int]:
         """What to wait on for outcomes (and a child's exit)."""
@@ -81,6 +82,7 @@ class Slot:
 # and the supervisor drains all that arrived with one read. This costs a fraction of pickled messages
 # through multiprocessing.Connection.
 _FRAME = struct.Struct("!I")
+_OUTCOME_FIELDS = len(Outcome._fields)
 
 # Supervisor-side pipe ends of every live ChildSlot: a child closes those it inherited, so that only its
 # own supervisor holds the write end of its task pipe (EOF there tells it the supervisor is gone).
@@ -149,7 +151,7 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, dsn: str | None, worker_na
             if stop.value:
                 _write_all(out_fd, _frame(("skipped", [t[0] for t in tasks[i:]])))
                 break
-            _write_all(out_fd, _frame(tuple(run(Task(*fields), dsn, worker_name, allow))))
+            _write_all(out_fd, _frame(tuple(run(Task._make(fields), dsn, worker_name, allow))))
 
 
 class ChildSlot(Slot):
@@ -229,7 +231,7 @@ class ChildSlot(Slot):
                 break
             msg = marshal.loads(data[pos + 4:pos + 4 + length])
             # An outcome has Outcome's fields; ("skipped", ids) has two (a job id may well be "skipped").
-            messages.append(Outcome(*msg) if len(msg) == len(Outcome._fields) else ("skipped", msg[1]))
+            messages.append(Outcome._make(msg) if len(msg) == _OUTCOME_FIELDS else ("skipped", msg[1]))
             pos += 4 + length
         self._buffer = data[pos:]
         return messages

@@ -9,6 +9,7 @@ arrived since the last round trip in one statement each for finished, failed and
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import select
 import signal
@@ -32,10 +33,13 @@ log = logging.getLogger("pgqueue.worker")
 _NOTIFY_BYTES = 7000  # pg_notify payloads must stay under 8000 bytes
 _BATCH_WINDOW = 0.05  # seconds of work a slot is given per claim
 _MARK_AFTER = 0.1  # a run still going after this long is recorded as started (it counts as an attempt)
+_PRIORITY_ORDER = operator.itemgetter(10, 11)  # a claim row's priority and position
 
 
 def _notify_chunks(ids: Sequence[str]) -> list[int]:
     """Numbers the ids of a batch so that the ids of each number, comma-joined, fit in one NOTIFY."""
+    if sum(map(len, ids)) + len(ids) <= _NOTIFY_BYTES and all(map(str.isascii, ids)):
+        return [0] * len(ids)
     chunks, chunk, size = [], 0, 0
     for job_id in ids:
         n = len(job_id.encode()) + 1
@@ -252,10 +256,10 @@ class Worker:
                             limit = min(limit, max_jobs - claimed)
                         tasks = self._claim(limit, sum(not s.busy for s in hungry))
                         claimed += len(tasks)
+                        self._dispatch(tasks, hungry)  # first: the jobs start while we look further ahead
                         if len(tasks) < limit:
                             want_claim = False
                             next_poll = min(next_poll, self._next_scheduled(now))
-                        self._dispatch(tasks, hungry)
                         if tasks:
                             continue  # in-process slots have outcomes ready; children have work
                 idle = not any(s.busy for s in slots) and not (self._finished or self._failed or self._released)
@@ -339,10 +343,9 @@ class Worker:
                 "queue": queue, "limit": limit - len(tasks), "worker_id": self.worker_id,
                 "worker_name": self.name, "start_now": max(0, start_now - len(tasks)),
             }).fetchall()
-            rows.sort(key=lambda r: (r[10], r[11]))
-            tasks.extend(Task(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                              self.worker_id)  # type: ignore[arg-type]
-                         for r in rows)
+            rows.sort(key=_PRIORITY_ORDER)
+            worker = (self.worker_id,)
+            tasks.extend([Task._make(r[:10] + worker) for r in rows])
             if len(tasks) >= limit:
                 break
         return tasks
@@ -387,16 +390,18 @@ class Worker:
 
     def _take(self, slot: Slot, messages: list[Message]) -> int:
         ran = 0
+        now = time.monotonic()
+        info = log.isEnabledFor(logging.INFO)
         for msg in messages:
             if isinstance(msg, Outcome):
                 ran += 1
-                duration = time.monotonic() - slot.current_start
-                self._avg_duration = 0.8 * self._avg_duration + 0.2 * duration
-                slot.took(msg.id)
+                self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
+                slot.took(msg.id, now)
                 if msg.ok:
                     if not msg.recorded:
                         self._finished.append(msg)
-                    log.info("Job OK (%s)", msg.id)
+                    if info:
+                        log.info("Job OK (%s)", msg.id)
                 else:
                     self._failed.append(msg)
                     log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)
@@ -430,13 +435,12 @@ class Worker:
         woke = 0
         with translate_errors(self.dsn):
             if self._finished:
-                done = self._finished
-                ids = [o.id for o in done]
+                # Outcome's fields as columns: id, attempt, claim, ok, result_json, ..., duration, recorded
+                done, _, claims, _, results, _, _, _, durations, _ = zip(*self._finished, strict=True)
                 row = conn.execute(q("finish_jobs"), {
-                    "ids": text_array(ids), "claims": number_array([o.claim for o in done]),
-                    "results": text_array([o.result_json or "null" for o in done]),
-                    "durations": number_array([o.duration for o in done]),
-                    "chunks": number_array(_notify_chunks(ids)), "worker_id": self.worker_id}).fetchone()
+                    "ids": text_array(done), "claims": number_array(claims), "results": text_array(results),
+                    "durations": number_array(durations), "chunks": number_array(_notify_chunks(done)),
+                    "worker_id": self.worker_id}).fetchone()
                 woke += row[2] if row else 0
                 self._finished = []  # only once recorded: after a lost connection they are sent again
             if self._failed:
