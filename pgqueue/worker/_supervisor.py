@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import re
 import select
 import signal
 import socket
@@ -30,10 +31,14 @@ from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
 
+_PARAM = re.compile(r"%\((\w+)\)s")  # psycopg's named placeholders in queries.sql
 _NOTIFY_BYTES = 7000  # pg_notify payloads must stay under 8000 bytes
 _BATCH_WINDOW = 0.05  # seconds of work a slot is given per claim
 _MARK_AFTER = 0.1  # a run still going after this long is recorded as started (it counts as an attempt)
 _PRIORITY_ORDER = operator.itemgetter(10, 11)  # a claim row's priority and position
+# The worker's plans (see Worker._connect): index paths and nested loops only.
+_PLAN_SETTINGS = ("SET enable_sort = off; SET enable_seqscan = off; SET enable_hashjoin = off; "
+                  "SET enable_mergejoin = off")
 
 
 def _notify_chunks(ids: Sequence[str]) -> list[int]:
@@ -62,6 +67,77 @@ class _Call:
         args = ", ".join(repr(a) for a in _serialize.loads(self.task.args_json))
         kwargs = ", ".join(f"{k}={v!r}" for k, v in _serialize.loads(self.task.kwargs_json).items())
         return f"{self.task.func_name}({', '.join(p for p in (args, kwargs) if p)})"
+
+
+class _Finisher:
+    """Records finished outcomes on a connection of its own, without waiting for PostgreSQL: while one
+    batch's finish_jobs runs in the server, the supervisor goes on claiming, dispatching and collecting
+    on its main connection. One batch is in flight at a time; outcomes that arrive meanwhile make the
+    next one. Completions are fenced on the claim, so a batch sent again after a lost connection (its
+    first commit may or may not have happened) changes nothing twice."""
+
+    _NAME = b"pgqueue_finish_jobs"
+
+    def __init__(self, dsn: str | None) -> None:
+        self.conn = connect(dsn)
+        self.conn.execute(_PLAN_SETTINGS)
+        names: list[str] = []
+
+        def number(m: re.Match[str]) -> str:
+            if m.group(1) not in names:
+                names.append(m.group(1))
+            return f"${names.index(m.group(1)) + 1}"
+
+        query = _PARAM.sub(number, q("finish_jobs"))
+        self._names = names
+        result = self.conn.pgconn.prepare(self._NAME, query.encode())
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            raise psycopg.errors.error_from_result(result)
+        self.inflight: list[Outcome] = []
+
+    def fileno(self) -> int:
+        return self.conn.pgconn.socket
+
+    def start(self, outcomes: list[Outcome], worker_id: int | None) -> None:
+        # Outcome's fields as columns: id, attempt, claim, ok, result_json, ..., duration, recorded
+        ids, _, claims, _, results, _, _, _, durations, _ = zip(*outcomes, strict=True)
+        params = {"ids": text_array(ids), "claims": number_array(claims), "results": text_array(results),
+                  "durations": number_array(durations), "chunks": number_array(_notify_chunks(ids)),
+                  "worker_id": str(worker_id)}
+        self.conn.pgconn.send_query_prepared(self._NAME, [params[n].encode() for n in self._names])
+        self.inflight = outcomes
+
+    def poll(self, block: bool = False) -> int | None:
+        """None while the batch in flight runs (only when not ``block``); else how many jobs its
+        promotions made runnable (0 with nothing in flight)."""
+        if not self.inflight:
+            return 0
+        pgconn = self.conn.pgconn
+        pgconn.consume_input()  # raises OperationalError if the connection broke
+        deadline = time.monotonic() + 60
+        while pgconn.is_busy():
+            if not block:
+                return None
+            if time.monotonic() > deadline:
+                raise DatabaseUnavailable("recording finished jobs took over 60 s")
+            select.select([pgconn.socket], [], [], 1.0)
+            pgconn.consume_input()
+        woke, error = 0, None
+        while (result := pgconn.get_result()) is not None:
+            if result.status == psycopg.pq.ExecStatus.TUPLES_OK:
+                woke = int(result.get_value(0, 2) or 0)
+            elif error is None:
+                error = psycopg.errors.error_from_result(result)
+        if error is not None:
+            raise error  # OperationalError reconnects (the batch is sent again); anything else is a bug
+        self.inflight = []
+        return woke
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # closing a broken connection must not hide the real error
+            pass
 
 
 class Worker:
@@ -154,6 +230,7 @@ class Worker:
         slots = self._make_slots()
         self._conn: psycopg.Connection[Any] | None = None
         self._listen: psycopg.Connection[Any] | None = None
+        self._finisher: _Finisher | None = None
         ran = 0
         try:
             self._connect()
@@ -187,10 +264,10 @@ class Worker:
         # walks jobs_claim_idx in order and stops at its LIMIT, and every statement reaches its rows by
         # index, whatever the statistics say. (JIT is off, so the cost penalty these settings add to a
         # plan that has no other way is harmless.)
-        self._conn.execute("SET enable_sort = off; SET enable_seqscan = off; "
-                           "SET enable_hashjoin = off; SET enable_mergejoin = off")
+        self._conn.execute(_PLAN_SETTINGS)
         self._listen = connect(self.dsn)
         with translate_errors(self.dsn):
+            self._finisher = _Finisher(self.dsn)
             self._listen.execute("LISTEN pgqueue_jobs")
             if self.worker_id is None:
                 row = self._conn.execute(q("register_worker"), {
@@ -201,6 +278,10 @@ class Worker:
                 self.worker_id = int(row[0])
 
     def _close_connections(self) -> None:
+        if self._finisher is not None:  # a batch whose result never came back is sent again
+            self._finished[:0] = self._finisher.inflight
+            self._finisher.close()
+            self._finisher = None
         for conn in (self._conn, self._listen):
             if conn is not None:
                 try:
@@ -262,7 +343,8 @@ class Worker:
                             next_poll = min(next_poll, self._next_scheduled(now))
                         if tasks:
                             continue  # in-process slots have outcomes ready; children have work
-                idle = not any(s.busy for s in slots) and not (self._finished or self._failed or self._released)
+                idle = not any(s.busy for s in slots) and not (self._finished or self._failed or self._released
+                                                                or (self._finisher and self._finisher.inflight))
                 if idle and (self._signals or (burst and not want_claim)
                              or (max_jobs is not None and claimed >= max_jobs)):
                     return ran
@@ -308,6 +390,8 @@ class Worker:
         """Sleep until something happens; returns whether a notification announced work for us."""
         assert self._listen is not None
         fds = [self._wake_r, self._listen.fileno()]
+        if self._finisher is not None and self._finisher.inflight:
+            fds.append(self._finisher.fileno())
         write_fds = []
         for slot in slots:
             fds.extend(slot.fds())
@@ -427,22 +511,20 @@ class Worker:
         return 1 if lost else 0
 
     def _flush(self, slots: Sequence[Slot] = ()) -> bool:
-        """Record outcomes: one statement each for finished, failed and released claims, and one marking
-        runs that have been going for a while as started. Returns whether that made jobs runnable
-        (dependents promoted, retries and released jobs queued)."""
+        """Record outcomes: one statement each for finished (sent by the finisher, not waited for),
+        failed and released claims, and one marking runs that have been going for a while as started.
+        Returns whether that made jobs runnable (dependents promoted, retries and released jobs queued)."""
         conn = self._conn
         assert conn is not None
         woke = 0
         with translate_errors(self.dsn):
-            if self._finished:
-                # Outcome's fields as columns: id, attempt, claim, ok, result_json, ..., duration, recorded
-                done, _, claims, _, results, _, _, _, durations, _ = zip(*self._finished, strict=True)
-                row = conn.execute(q("finish_jobs"), {
-                    "ids": text_array(done), "claims": number_array(claims), "results": text_array(results),
-                    "durations": number_array(durations), "chunks": number_array(_notify_chunks(done)),
-                    "worker_id": self.worker_id}).fetchone()
-                woke += row[2] if row else 0
-                self._finished = []  # only once recorded: after a lost connection they are sent again
+            finisher = self._finisher
+            assert finisher is not None
+            if finisher.inflight:
+                woke += finisher.poll() or 0
+            if self._finished and not finisher.inflight:
+                finisher.start(self._finished, self.worker_id)
+                self._finished = []
             if self._failed:
                 failed = self._failed
                 ids = [o.id for o in failed]
@@ -507,6 +589,9 @@ class Worker:
         if self._conn is not None and not self._conn.closed and self.worker_id is not None:
             try:
                 self._flush()
+                while self._finisher is not None and (self._finisher.inflight or self._finished):
+                    self._finisher.poll(block=True)
+                    self._flush()
                 self._conn.execute(q("deregister_worker"), {"worker_id": self.worker_id})
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.error("Worker %s: could not record its last outcomes (%s); the lease rescues its jobs",
