@@ -8,6 +8,7 @@ worker's own process (SimpleWorker), for tests and debuggers.
 from __future__ import annotations
 
 import fcntl
+import gc
 import marshal
 import multiprocessing
 import os
@@ -168,6 +169,12 @@ class ChildSlot(Slot):
         task_r, task_w = os.pipe()  # tasks: supervisor -> child
         out_r, out_w = os.pipe()  # outcomes: child -> supervisor
         _supervisor_fds.update((task_w, out_r))
+        # Copy-on-write: objects that exist now stay shared with the child only while nobody writes to
+        # them, and a garbage collection writes to every object it scans. Frozen objects are never
+        # scanned again, by the supervisor or the child (after a 20,000-job drain, private dirty memory
+        # went from 16 to 10 MB in the supervisor and from 15 to 7 MB in the child).
+        gc.collect()
+        gc.freeze()
         try:
             self.process = self._ctx.Process(target=_child_main, args=(task_r, out_w, self.stop_flag, *self._args),
                                              name=self._name, daemon=False)

@@ -91,7 +91,8 @@ class _Finisher:
         query = _PARAM.sub(number, q("finish_jobs"))
         self._names = names
         result = self.conn.pgconn.prepare(self._NAME, query.encode())
-        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:  # e.g. no schema: SchemaMissing for the caller
+            self.close()
             raise psycopg.errors.error_from_result(result)
         self.inflight: list[Outcome] = []
 
