@@ -49,9 +49,10 @@ HARNESS = {"requirements": ["matplotlib>=3.7", "psycopg[binary]"]}
 
 PROFILES = {
     "full": {"single_jobs": 5000, "bulk_jobs": 50000, "drain_jobs": 20000, "drain_max_seconds": 30,
-             "latency_samples": 200, "history_sizes": [0, 100_000, 1_000_000], "drain_timeout": 900},
+             "latency_samples": 200, "history_sizes": [0, 100_000, 1_000_000], "drain_timeout": 900,
+             "repeats": 3},
     "smoke": {"single_jobs": 200, "bulk_jobs": 200, "drain_jobs": 200, "drain_max_seconds": 60,
-              "latency_samples": 10, "history_sizes": [0, 1000], "drain_timeout": 120},
+              "latency_samples": 10, "history_sizes": [0, 1000], "drain_timeout": 120, "repeats": 1},
 }
 
 _print_lock = threading.Lock()
@@ -260,7 +261,9 @@ def markdown(report: dict[str, Any]) -> str:
            f"Sizes: {cfg['single_jobs']:,} single enqueues, {cfg['bulk_jobs']:,} bulk, "
            f"{cfg['drain_jobs']:,} jobs queued per drain, measured until drained or stopped "
            f"{cfg['drain_max_seconds']:g}s after the workers were spawned (a capped drain's rate counts the "
-           f"jobs it completed; marked *), {cfg['latency_samples']} latency samples. Before each timed "
+           f"jobs it completed; marked *), {cfg['latency_samples']} latency samples. Enqueue rates and "
+           f"drains that finish are the median of {cfg.get('repeats', 1)} runs (results.json keeps every "
+           f"run); a capped drain runs once. Before each timed "
            f"phase: {'VACUUM ANALYZE, then ' if cfg.get('analyze', True) else ''}CHECKPOINT.", "",
            "Each peer cell shows the peer's value and, in brackets, **pgqueue ÷ peer**. For jobs/s above 1 "
            "means pgqueue is faster; for latency and memory (lower is better) above 1 means pgqueue is "
