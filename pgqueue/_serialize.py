@@ -63,15 +63,8 @@ def dumps(value: Any) -> str:
         return int.__repr__(value)
     if value is None:
         return "null"
-    if kind is list and _c_encode is not None and all(type(v) in _FLAT for v in value):
-        try:  # the common arguments: a list of ints, strs, bools, None (no dict keys to check)
-            text = "".join(_c_encode(value, 0))
-        except ValueError as exc:
-            raise TypeError(f"pgqueue cannot store {exc}") from None
-        if "\\u0000" in text and _NUL.search(text):
-            raise TypeError("pgqueue cannot store a string containing a NUL character (\\x00): jsonb rejects it")
-        return text
-    _check_keys(value)
+    if not (kind is list and all(type(v) in _FLAT for v in value)):  # the common arguments hold no dict
+        _check_keys(value)
     try:
         text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
     except ValueError as exc:  # NaN / Infinity: jsonb rejects them
