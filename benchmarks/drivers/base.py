@@ -87,6 +87,9 @@ class PgSystem(System):
         self.dbname = cfg["dbname"]
         self.dsn = ""
 
+    def env(self) -> dict[str, str]:
+        return worker_env({"BENCH_DSN": self.dsn})  # where worker apps that read it find the database
+
     def create_database(self) -> str:
         import pgutil  # not at module level: RQ's venv has no psycopg
 

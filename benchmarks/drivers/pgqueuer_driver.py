@@ -19,7 +19,7 @@ import asyncpg
 import pgutil
 import psycopg
 from base import PgSystem, main
-from common import venv_bin, worker_env
+from common import venv_bin
 from pgqueuer.db import AsyncpgDriver
 from pgqueuer.queries import Queries
 
@@ -63,9 +63,6 @@ class PgQueuer(PgSystem):
             self.run(self.conn.close())
         self.loop.close()
         self.drop_database()
-
-    def env(self) -> dict[str, str]:
-        return worker_env({"BENCH_DSN": self.dsn})
 
     def reset(self) -> None:
         pgutil.execute(self.dsn, "TRUNCATE pgqueuer, pgqueuer_log, pgqueuer_statistics")

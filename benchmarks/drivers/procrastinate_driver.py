@@ -19,7 +19,7 @@ from typing import Any
 import pgutil
 import psycopg
 from base import PgSystem, main
-from common import venv_bin, worker_env
+from common import venv_bin
 
 QUEUE = "bench"
 CONCURRENCY = 10
@@ -60,9 +60,6 @@ class Procrastinate(PgSystem):
         if self.app is not None:
             self.app.close()
         self.drop_database()
-
-    def env(self) -> dict[str, str]:
-        return worker_env({"BENCH_DSN": self.dsn})
 
     def reset(self) -> None:
         pgutil.execute(self.dsn, "TRUNCATE procrastinate_jobs, procrastinate_workers CASCADE")
