@@ -63,7 +63,7 @@ def dumps(value: Any) -> str:
         return int.__repr__(value)
     if value is None:
         return "null"
-    if not (kind is list and all(type(v) in _FLAT for v in value)):  # the common arguments hold no dict
+    if not ((kind is list or kind is tuple) and all(type(v) in _FLAT for v in value)):  # common args: no dict
         _check_keys(value)
     try:
         text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)

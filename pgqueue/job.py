@@ -108,61 +108,53 @@ def get_current_job() -> Job | None:
     return None if pending is None else pending.get()
 
 
-_DEFAULTS: dict[str, Any] = {
-    "connection": None, "_result": None, "_exc_info": None,
-    "_final_loaded": False,  # whether result/exc_info were loaded once the job had ended
-    "status": JobStatus.QUEUED, "priority": 0, "attempts": 0, "max_attempts": 1, "timeout": 180.0,
-    "queue": "", "func_name": "", "description": None, "unique_key": None, "worker_name": None,
-    "result_ttl": None, "failure_ttl": None, "ttl": None, "enqueued_at": None, "scheduled_at": None,
-    "started_at": None, "ended_at": None, "errors": (), "depends_on": (),
-}
-
-
 class Job:
     """A job. Attributes mirror the columns of ``pgqueue.jobs``; :meth:`refresh` reloads them."""
 
+    # Defaults live on the class: a Job made by enqueue_many only stores what differs (100,000s of them).
     id: str
-    queue: str
-    func_name: str
+    queue: str = ""
+    func_name: str = ""
     args: list[Any]
     kwargs: dict[str, Any]
-    status: JobStatus
-    priority: int
-    description: str | None
+    status: JobStatus = JobStatus.QUEUED
+    priority: int = 0
+    description: str | None = None
     meta: dict[str, Any]
-    attempts: int
-    max_attempts: int
-    errors: list[dict[str, Any]]
-    timeout: float
-    result_ttl: int | None
-    failure_ttl: int | None
-    ttl: int | None
-    depends_on: list[str]
-    unique_key: str | None
-    worker_name: str | None
-    enqueued_at: datetime | None
-    scheduled_at: datetime | None
-    started_at: datetime | None
-    ended_at: datetime | None
+    attempts: int = 0
+    max_attempts: int = 1
+    errors: list[dict[str, Any]] = ()  # type: ignore[assignment]  # only a job run by a worker lacks its own
+    timeout: float = 180.0
+    result_ttl: int | None = None
+    failure_ttl: int | None = None
+    ttl: int | None = None
+    depends_on: list[str] = ()  # type: ignore[assignment]
+    unique_key: str | None = None
+    worker_name: str | None = None
+    enqueued_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    _result: Any = None
+    _exc_info: str | None = None
+    _final_loaded = False  # whether result/exc_info were loaded once the job had ended
 
-    connection: Any
+    connection: Any = None
     """Inside an :func:`atomic` job: the psycopg connection whose transaction also marks the job
     finished. ``None`` elsewhere."""
 
     def __init__(self, id: str, dsn: str | None = None, **fields: Any) -> None:
-        self.__dict__.update(_DEFAULTS)
         self.args, self.kwargs, self.meta, self.errors, self.depends_on = [], {}, {}, [], []
         self.__dict__.update(fields)
         self.id = id
         self._dsn = dsn
 
     @classmethod
-    def _from_fields(cls, id: str, dsn: str | None, fields: dict[str, Any]) -> Job:
-        """A Job from known values without per-attribute work (enqueue_many makes 100,000s of them)."""
+    def _from_dict(cls, attributes: dict[str, Any]) -> Job:
+        """A Job whose ``__dict__`` is ``attributes`` (which holds at least ``id`` and ``_dsn``): no
+        per-attribute work, for enqueue_many's 100,000s of Jobs."""
         job = cls.__new__(cls)
-        job.__dict__.update(_DEFAULTS)
-        job.__dict__.update(fields)
-        job.id, job._dsn = id, dsn
+        job.__dict__ = attributes
         return job
 
     def __repr__(self) -> str:

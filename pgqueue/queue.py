@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import threading
 import time
@@ -93,9 +94,24 @@ class _Ids:
             prefix = self._prefix
         return f"{prefix}{h[:3]}-{h[3:7]}-{h[7:19]}"
 
+    def many(self, n: int) -> list[str]:
+        """``n`` new ids in increasing order (enqueue_many), by RFC 9562's monotonic random method: they
+        share the millisecond and 26 random bits; the last 48 bits start at a random value and grow by a
+        random step each. Increasing keys take PostgreSQL's fast path to the primary key's rightmost leaf
+        page: COPY of 50,000 jobs 1.2x as fast as with ids in random order."""
+        ms = time.time_ns() // 1_000_000
+        draw = os.urandom(10 + 2 * n)
+        head = int.from_bytes(draw[:10], "big")  # 80 bits: 12 for rand_a, 14 after the variant, 47 to start
+        t = f"{ms:012x}"
+        prefix = f"{t[:8]}-{t[8:]}-7{head >> 68:03x}-{0x8000 | (head >> 47) & 0x3FFF:04x}-"
+        start = head & (1 << 47) - 1
+        steps = itertools.accumulate(memoryview(draw)[10:].cast("H"))  # +0..65535 each, + i: increasing
+        return [f"{prefix}{start + step + i:012x}" for i, step in enumerate(steps)]
+
 
 _VARIANT = bytes((b & 0xF3) | 0x08 for b in range(256))  # low nibble 8, 9, a or b: the RFC 9562 variant
-_new_id = _Ids().new
+_ids = _Ids()
+_new_id, _new_ids = _ids.new, _ids.many
 
 
 def _ids_of(depends_on: Any) -> Sequence[str]:
@@ -112,47 +128,75 @@ def _seconds(value: int | float | timedelta) -> float:
 
 class EnqueueData:
     """One job ready to insert: its function, serialised arguments and options. Built by
-    :meth:`Queue.prepare_data`; ``enqueue_many`` writes a list of these in one round trip."""
+    :meth:`Queue.prepare_data`; ``enqueue_many`` writes many of these in one round trip.
 
-    __slots__ = ("id", "func_name", "args", "kwargs", "args_json", "kwargs_json", "meta", "meta_json",
-                 "priority", "at_front", "description", "max_attempts", "intervals", "timeout", "result_ttl",
-                 "failure_ttl", "ttl", "depends_on", "unique_key", "scheduled_at", "scheduled_in", "custom_id")
+    Kept lean, as enqueue_many prepares 100,000s: the options' defaults live on the class, and an
+    instance made without options holds three attributes (``simple``)."""
+
+    id: str | None = None  # a job_id given here is the job's; otherwise each enqueue draws a new UUIDv7
+    custom_id = False
+    kwargs: dict[str, Any] | None = None  # None, not {}: the Job gets its own dict
+    kwargs_json = "{}"
+    meta: dict[str, Any] | None = None
+    meta_json = "{}"
+    max_attempts = 1
+    intervals: Sequence[float] = ()
+    priority = 0
+    at_front = False
+    description: str | None = None
+    timeout: float | None = None  # None: the queue's default_timeout
+    result_ttl: int | None = None
+    failure_ttl: int | None = None
+    ttl: int | None = None
+    depends_on: Sequence[str] = ()
+    unique_key: str | None = None
+    scheduled_at: datetime | None = None
+    scheduled_in: float | None = None  # seconds after the database's now(), not this machine's clock
+    simple = True  # no kwargs, every option at its default
 
     def __init__(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
-                 kwargs: dict[str, Any] | None = None, *, job_id: str | None = None,
-                 job_timeout: int | float | timedelta | None = None, result_ttl: int | None = None,
-                 ttl: int | None = None, failure_ttl: int | None = None, retry: Retry | int | None = None,
-                 priority: int = 0, depends_on: Any = None, at_front: bool = False,
-                 meta: dict[str, Any] | None = None, description: str | None = None,
-                 unique_key: str | None = None, scheduled_at: datetime | None = None,
-                 scheduled_in: float | None = None) -> None:
+                 kwargs: dict[str, Any] | None = None, **options: Any) -> None:
         self.func_name = func_name_of(func)
-        self.args = list(args or ())
         # Serialise everything first: an unserialisable value raises TypeError before anything is written.
-        self.args_json = _serialize.dumps(self.args)
-        self.kwargs = dict(kwargs or {})
-        self.kwargs_json = _serialize.dumps(self.kwargs) if self.kwargs else "{}"
-        self.meta = dict(meta or {})
-        self.meta_json = _serialize.dumps(self.meta) if self.meta else "{}"
-        self.custom_id = job_id is not None
-        self.id = str(job_id) if job_id is not None else _new_id()
-        if not self.id:
-            raise ValueError("job_id must not be empty")
-        if isinstance(retry, bool):
-            raise TypeError("retry= takes Retry(max=..., interval=...) or an int")
-        if isinstance(retry, int):
-            retry = Retry(max=retry)
-        self.max_attempts = 1 + (retry.max if retry else 0)
-        self.intervals: Sequence[float] = retry.intervals if retry else ()  # (): one less object to track
+        self.args = args = tuple(args) if args else ()  # the GC stops tracking a tuple of plain values
+        self.args_json = _serialize.dumps(args)
+        if kwargs or options:
+            self.simple = False
+            self._set_options(kwargs, **options)
+
+    def _set_options(self, kwargs: dict[str, Any] | None, *, job_id: str | None = None,
+                     job_timeout: int | float | timedelta | None = None, result_ttl: int | None = None,
+                     ttl: int | None = None, failure_ttl: int | None = None, retry: Retry | int | None = None,
+                     priority: int = 0, depends_on: Any = None, at_front: bool = False,
+                     meta: dict[str, Any] | None = None, description: str | None = None,
+                     unique_key: str | None = None, scheduled_at: datetime | None = None,
+                     scheduled_in: float | None = None) -> None:
+        if kwargs:
+            self.kwargs = dict(kwargs)
+            self.kwargs_json = _serialize.dumps(self.kwargs)
+        if meta:
+            self.meta = dict(meta)
+            self.meta_json = _serialize.dumps(self.meta)
+        if job_id is not None:
+            self.custom_id, self.id = True, str(job_id)
+            if not self.id:
+                raise ValueError("job_id must not be empty")
+        if retry is not None:
+            if isinstance(retry, bool):
+                raise TypeError("retry= takes Retry(max=..., interval=...) or an int")
+            if isinstance(retry, int):
+                retry = Retry(max=retry)
+            self.max_attempts, self.intervals = 1 + retry.max, retry.intervals
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise TypeError("priority must be an int (lower runs first)")
         self.priority = priority
         self.at_front = bool(at_front)
         self.description = description
-        timeout = None if job_timeout is None else _seconds(job_timeout)
-        if timeout is not None and timeout < 0:
-            raise ValueError("job_timeout must be >= 0")
-        self.timeout = timeout or None  # None: the queue's default_timeout
+        if job_timeout is not None:
+            timeout = _seconds(job_timeout)
+            if timeout < 0:
+                raise ValueError("job_timeout must be >= 0")
+            self.timeout = timeout or None
         # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
         self.result_ttl = None if result_ttl is None or result_ttl < 0 else int(result_ttl)
         self.failure_ttl = None if failure_ttl is None or failure_ttl < 0 else int(failure_ttl)
@@ -162,36 +206,55 @@ class EnqueueData:
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
         self.scheduled_at = scheduled_at
-        self.scheduled_in = scheduled_in  # seconds after the database's now(), not this machine's clock
+        self.scheduled_in = scheduled_in
 
     @property
     def plain(self) -> bool:
         """Whether COPY can write this job: no option that needs the database to decide at insert time."""
-        return not (self.custom_id or self.depends_on or self.unique_key or self.at_front
-                    or self.scheduled_in is not None)
+        return self.simple or not (self.custom_id or self.depends_on or self.unique_key or self.at_front
+                                   or self.scheduled_in is not None)
 
-    def to_job(self, queue: str, dsn: str | None, timeout: float, **fields: Any) -> Job:
-        return Job._from_fields(self.id, dsn, {
-            "queue": queue, "func_name": self.func_name, "args": self.args, "kwargs": self.kwargs,
-            "meta": self.meta, "priority": self.priority, "description": self.description,
-            "max_attempts": self.max_attempts, "timeout": timeout, "result_ttl": self.result_ttl,
-            "failure_ttl": self.failure_ttl, "ttl": self.ttl, "depends_on": list(self.depends_on),
-            "unique_key": self.unique_key, **fields})
+    def to_job(self, id: str, queue: str, dsn: str | None, timeout: float, status: JobStatus,
+               enqueued_at: datetime, scheduled_at: datetime, priority: int) -> Job:
+        if self.simple:  # the options' defaults are the Job class's own
+            return Job._from_dict({
+                "id": id, "_dsn": dsn, "queue": queue, "func_name": self.func_name, "args": list(self.args),
+                "kwargs": {}, "meta": {}, "errors": [], "depends_on": [], "timeout": timeout, "status": status,
+                "enqueued_at": enqueued_at, "scheduled_at": scheduled_at})
+        return Job._from_dict({
+            "id": id, "_dsn": dsn, "queue": queue, "func_name": self.func_name, "args": list(self.args),
+            "kwargs": self.kwargs or {}, "meta": self.meta or {}, "errors": [], "depends_on": list(self.depends_on),
+            "priority": priority, "description": self.description, "max_attempts": self.max_attempts,
+            "timeout": timeout, "result_ttl": self.result_ttl, "failure_ttl": self.failure_ttl, "ttl": self.ttl,
+            "unique_key": self.unique_key, "status": status, "enqueued_at": enqueued_at,
+            "scheduled_at": scheduled_at})
 
-    def copy_line(self, queue: str, timeout: float) -> str:
-        """This job as one line of COPY text, in the column order of the copy_jobs query."""
-        return "\t".join((
-            self.id if not self.custom_id else _copy_text(self.id), queue, _copy_text(self.func_name),
-            self.args_json.replace("\\", "\\\\"), self.kwargs_json.replace("\\", "\\\\"),
-            "scheduled" if self.scheduled_at else "queued", str(self.priority),
-            "\\N" if self.description is None else _copy_text(self.description),
-            self.meta_json.replace("\\", "\\\\"), str(self.max_attempts),
-            "{" + ",".join(map(repr, self.intervals)) + "}", repr(timeout),
-            "\\N" if self.result_ttl is None else str(self.result_ttl),
-            "\\N" if self.failure_ttl is None else str(self.failure_ttl),
-            "\\N" if self.ttl is None else str(self.ttl),
-            self.scheduled_at.isoformat() if self.scheduled_at else "now",
-        ))
+    def copy_line(self, id: str, queue: str, timeout: float) -> str:
+        """This (plain) job as one line of COPY text, in the column order of the copy_jobs query. ``queue``
+        is already escaped; JSON text needs only its backslashes doubled (it never holds a raw tab or
+        newline)."""
+        args = self.args_json
+        if "\\" in args:
+            args = args.replace("\\", "\\\\")
+        if self.simple:
+            return (f"{id}\t{queue}\t{_copy_text(self.func_name)}\t{args}\t{{}}\tqueued\t0\t\\N\t{{}}\t1\t{{}}\t"
+                    f"{timeout!r}\t\\N\t\\N\t\\N\tnow\n")
+        kwargs, meta = self.kwargs_json, self.meta_json
+        if "\\" in kwargs:
+            kwargs = kwargs.replace("\\", "\\\\")
+        if "\\" in meta:
+            meta = meta.replace("\\", "\\\\")
+        intervals = "{" + ",".join(map(repr, self.intervals)) + "}" if self.intervals else "{}"
+        description, result_ttl, failure_ttl, ttl = self.description, self.result_ttl, self.failure_ttl, self.ttl
+        return (f"{id}\t{queue}\t{_copy_text(self.func_name)}\t{args}\t{kwargs}\t"
+                f"{'scheduled' if self.scheduled_at else 'queued'}\t{self.priority}\t"
+                f"{_NULL if description is None else _copy_text(description)}\t{meta}\t"
+                f"{self.max_attempts}\t{intervals}\t{timeout!r}\t{_NULL if result_ttl is None else result_ttl}\t"
+                f"{_NULL if failure_ttl is None else failure_ttl}\t{_NULL if ttl is None else ttl}\t"
+                f"{self.scheduled_at.isoformat() if self.scheduled_at else 'now'}\n")
+
+
+_NULL = "\\N"  # COPY text's NULL
 
 
 @contextlib.contextmanager
@@ -208,13 +271,21 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+_COPY_CHUNK = 2000  # jobs per COPY write: the server writes one chunk while the next is prepared
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+def _check_items(items: list[Any]) -> None:
+    if not all(type(item) is EnqueueData or isinstance(item, EnqueueData) for item in items):
+        raise TypeError("enqueue_many takes items made by Queue.prepare_data(...)")
+
+
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def _copy_text(value: str) -> str:
-    """Escape a value for COPY's text format. (JSON text needs only its backslashes doubled: it never
-    holds a raw tab or newline.)"""
-    return value.translate(_COPY_ESCAPES)
+    """Escape a value for COPY's text format (a tab, newline and CR are not printable)."""
+    return value if value.isprintable() and "\\" not in value else value.translate(_COPY_ESCAPES)
 
 
 class Queue:
@@ -240,9 +311,9 @@ class Queue:
     def prepare_data(func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                      kwargs: dict[str, Any] | None = None, **options: Any) -> EnqueueData:
         """Prepare one job for :meth:`enqueue_many`; takes the same options as :meth:`enqueue`."""
-        unknown = set(options) - _PREPARE_OPTIONS
-        if unknown:
-            raise TypeError(f"unknown option(s) for prepare_data: {', '.join(sorted(unknown))}")
+        if options and not _PREPARE_OPTIONS.issuperset(options):
+            unknown = ", ".join(sorted(set(options) - _PREPARE_OPTIONS))
+            raise TypeError(f"unknown option(s) for prepare_data: {unknown}")
         return EnqueueData(func, args, kwargs, **options)
 
     def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
@@ -272,15 +343,22 @@ class Queue:
         return self._enqueue_scheduled({"scheduled_in": _seconds(delay)}, f, args, kwargs)
 
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
-        """Enqueue many prepared jobs in one round trip (COPY for plain jobs). All or none are written."""
-        batch = list(items)
-        if not all(isinstance(item, EnqueueData) for item in batch):
-            raise TypeError("enqueue_many takes items made by Queue.prepare_data(...)")
-        if not batch:
-            return []
-        if all(item.plain for item in batch):
-            return self._copy(batch, connection)
-        return self._insert(batch, connection)
+        """Enqueue many prepared jobs; all or none are written. Plain jobs go in by one streamed COPY:
+        ``items`` may be a generator, consumed while the server writes the jobs that came before it."""
+        if connection is not None:  # the caller's transaction: refuse bad items before writing in it
+            items = list(items)
+            _check_items(items)
+        it = iter(items)
+        with _gc_paused():
+            first = list(itertools.islice(it, _COPY_CHUNK))
+            _check_items(first)
+            if not first:
+                return []
+            if not first[0].plain:
+                rest = first + list(it)
+                _check_items(rest)
+                return self._insert(rest, connection)
+            return self._copy(first, it, connection)
 
     def _prepare(self, func: Callable[..., Any] | str, args: Sequence[Any] | None,
                  kwargs: dict[str, Any] | None, options: dict[str, Any]) -> EnqueueData:
@@ -292,9 +370,9 @@ class Queue:
     def _connection(self, connection: Any) -> psycopg.Connection[Any]:
         return shared_connection(self.dsn) if connection is None else caller_connection(connection)
 
-    def _batch_params(self, batch: list[EnqueueData]) -> dict[str, Any]:
+    def _batch_params(self, batch: list[EnqueueData], ids: list[str]) -> dict[str, Any]:
         return {
-            "ids": [d.id for d in batch], "queues": [self.name] * len(batch),
+            "ids": ids, "queues": [self.name] * len(batch),
             "func_names": [d.func_name for d in batch], "args": [d.args_json for d in batch],
             "kwargs": [d.kwargs_json for d in batch], "priorities": [d.priority for d in batch],
             "at_fronts": [d.at_front for d in batch], "descriptions": [d.description for d in batch],
@@ -309,56 +387,74 @@ class Queue:
         }
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        ids = [d.id if d.id is not None else _new_id() for d in batch]
         if len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front):
             d = batch[0]
             query, params = q("insert_job"), {
-                "id": d.id, "queue": self.name, "func_name": d.func_name, "args": d.args_json,
+                "id": ids[0], "queue": self.name, "func_name": d.func_name, "args": d.args_json,
                 "kwargs": d.kwargs_json, "priority": d.priority, "description": d.description,
                 "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": number_array(d.intervals),
                 "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
                 "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
             }
         else:
-            query, params = q("insert_jobs"), self._batch_params(batch)
+            query, params = q("insert_jobs"), self._batch_params(batch, ids)
         conn = self._connection(connection)
         with translate_errors(self.dsn):
             rows = {r[0]: r for r in conn.execute(query, params).fetchall()}
             jobs = []
-            for data in batch:
-                row = rows.get(data.id)
+            for data, id in zip(batch, ids, strict=True):
+                row = rows.get(id)
                 if row is None:  # ON CONFLICT: the live job with this unique key, or with this id
-                    found = conn.execute(q("find_live_duplicate"),
-                                         {"unique_key": data.unique_key, "id": data.id}).fetchone()
+                    found = conn.execute(q("find_live_duplicate"), {"unique_key": data.unique_key, "id": id}).fetchone()
                     if found is None:
-                        raise PgQueueError(f"job {data.id} conflicted with a job that no longer exists; retry")
+                        raise PgQueueError(f"job {id} conflicted with a job that no longer exists; retry")
                     existing = Job(found[0], self.dsn)
                     # Loaded on the same connection: it may be in the caller's uncommitted transaction.
                     existing._load_row(conn.execute(q("fetch_job"), {"id": found[0]}).fetchone() or ())
                     jobs.append(existing)
                     continue
                 _, status, priority, _, enqueued_at, scheduled_at, _ = row
-                jobs.append(data.to_job(self.name, self.dsn, data.timeout or self.default_timeout,
-                                        status=JobStatus(status), enqueued_at=enqueued_at, scheduled_at=scheduled_at,
-                                        priority=priority))
+                jobs.append(data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
+                                        JobStatus(status), enqueued_at, scheduled_at, priority))
         return jobs
 
-    def _copy(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
+        """COPY ``first``, then ``more`` in chunks, building each chunk's Jobs while the server writes it.
+        From the first job that COPY cannot write (see EnqueueData.plain) on, the rest go to _insert."""
         conn = self._connection(connection)
         # Our own connection: one transaction of our own. A caller's: its transaction, never committed here
         # (psycopg's transaction() would COMMIT if the caller had not started one yet).
-        txn = conn.transaction() if connection is None else contextlib.nullcontext()
-        queue, default = _copy_text(self.name), self.default_timeout
+        own = connection is None or (conn.autocommit and conn.info.transaction_status == _IDLE)
+        txn = conn.transaction() if own else contextlib.nullcontext()
+        name, dsn, queue, default = self.name, self.dsn, _copy_text(self.name), self.default_timeout
+        jobs: list[Job] = []
+        rest: list[EnqueueData] = []
         with translate_errors(self.dsn):
             with txn, conn.cursor() as cur:
+                # The wake-up is sent at commit; now() is the transaction's, the rows' enqueued_at.
+                now = cur.execute(q("wake_queues"), {"queues": [name]}).fetchone()[0]  # type: ignore[index]
+                queued, scheduled = JobStatus.QUEUED, JobStatus.SCHEDULED
                 with cur.copy(q("copy_jobs")) as copy:
-                    for start in range(0, len(batch), 5000):  # text we build ourselves, sent in large chunks
-                        chunk = batch[start:start + 5000]
-                        copy.write("\n".join(d.copy_line(queue, d.timeout or default) for d in chunk) + "\n")
-                now = cur.execute(q("wake_queues"), {"queues": [self.name]}).fetchone()[0]  # type: ignore[index]
-        with _gc_paused():
-            return [d.to_job(self.name, self.dsn, d.timeout or default, enqueued_at=now,
-                             scheduled_at=d.scheduled_at or now,
-                             status=JobStatus.SCHEDULED if d.scheduled_at else JobStatus.QUEUED) for d in batch]
+                    chunk = first
+                    while chunk:
+                        _check_items(chunk)
+                        for i, d in enumerate(chunk):
+                            if not d.plain:
+                                chunk, rest = chunk[:i], chunk[i:]
+                                break
+                        ids = _new_ids(len(chunk))
+                        timeouts = [d.timeout or default for d in chunk]
+                        copy.write("".join(map(EnqueueData.copy_line, chunk, ids, itertools.repeat(queue), timeouts)))
+                        jobs += [d.to_job(i, name, dsn, t, scheduled if d.scheduled_at else queued, now,
+                                          d.scheduled_at or now, d.priority)
+                                 for d, i, t in zip(chunk, ids, timeouts, strict=True)]
+                        chunk = [] if rest else list(itertools.islice(more, _COPY_CHUNK))
+                if rest:
+                    rest += more
+                    _check_items(rest)
+                    jobs += self._insert(rest, connection)
+        return jobs
 
     # -- looking ---------------------------------------------------------------------------------
     def __len__(self) -> int:

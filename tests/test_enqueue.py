@@ -150,6 +150,59 @@ def test_enqueue_many_writes_all_in_one_transaction(db: psycopg.Connection[Any])
     assert [j.result for j in jobs[:3]] == [0, 2, 4]
 
 
+def test_enqueue_many_streams_a_generator_in_order_through_copy_and_insert(db: psycopg.Connection[Any]) -> None:
+    q = Queue("bulk", default_timeout=42)
+
+    def items() -> Any:
+        for i in range(5000):  # more than one COPY chunk; one job in the middle needs the INSERT path
+            if i == 4500:
+                yield Queue.prepare_data(tj.identity, args=(i,), unique_key="middle")
+            elif i % 7 == 0:
+                yield Queue.prepare_data(tj.identity, args=(i,), kwargs={"k": "a\tb"}, meta={"m": i},
+                                         priority=1, description="tab\there", retry=Retry(max=2, interval=[1.5]))
+            else:
+                yield Queue.prepare_data(tj.identity, args=(i,))
+
+    jobs = q.enqueue_many(items())
+    rows = db.execute("SELECT id, args->>0 FROM pgqueue.jobs ORDER BY position").fetchall()
+    assert [j.id for j in jobs] == [r[0] for r in rows]  # every job, in the order given
+    assert [int(r[1]) for r in rows] == list(range(5000))
+    copied = [j.id for j in jobs[:4500]]
+    assert copied == sorted(copied) and len(set(copied)) == 4500  # COPY's ids increase
+    for job in (jobs[1], jobs[7], jobs[4500], jobs[4501]):  # what enqueue_many returned is what was stored
+        stored = Job.fetch(job.id)
+        for attr in ("queue", "func_name", "args", "kwargs", "meta", "status", "priority", "description",
+                     "max_attempts", "timeout", "unique_key", "enqueued_at", "scheduled_at", "errors", "depends_on"):
+            assert getattr(job, attr) == getattr(stored, attr), (job.id, attr)
+    assert jobs[7].kwargs == {"k": "a\tb"} and jobs[7].timeout == 42 and jobs[7].max_attempts == 3
+    assert db.execute("SELECT retry_intervals FROM pgqueue.jobs WHERE id = %s", (jobs[7].id,)).fetchone() == ([1.5],)
+
+
+def test_enqueue_many_from_a_failing_generator_writes_nothing(db: psycopg.Connection[Any], dsn: str) -> None:
+    def items() -> Any:
+        for i in range(4500):
+            yield Queue.prepare_data(tj.identity, args=(i,))
+        yield Queue.prepare_data(tj.identity, args=(object(),))  # TypeError after two chunks were sent
+
+    with pytest.raises(TypeError, match="JSON"):
+        Queue("bulk").enqueue_many(items())
+    with pytest.raises(TypeError, match="prepare_data"):
+        Queue("bulk").enqueue_many(iter([Queue.prepare_data(tj.noop)] * 2500 + ["not an item"]))  # type: ignore[arg-type]
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (0,)
+    with psycopg.connect(dsn) as conn:  # the caller's transaction survives
+        with pytest.raises(TypeError, match="prepare_data"):
+            Queue("bulk").enqueue_many(iter([Queue.prepare_data(tj.noop), None]), connection=conn)  # type: ignore[arg-type]
+        Queue("bulk").enqueue_many((Queue.prepare_data(tj.noop) for _ in range(3)), connection=conn)
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (3,)
+
+
+def test_a_prepared_item_enqueued_twice_makes_two_jobs() -> None:
+    item = Queue.prepare_data(tj.noop, args=(1,))
+    q = Queue("bulk")
+    assert len({j.id for j in q.enqueue_many([item, item]) + q.enqueue_many([item])}) == 3
+    assert q.count == 3
+
+
 def test_enqueue_many_with_options_that_need_the_database() -> None:
     q = Queue("bulk")
     first = q.enqueue(tj.noop, 0)

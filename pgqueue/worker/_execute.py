@@ -124,10 +124,11 @@ def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any]
 
 def _job_of(task: Task, dsn: str | None, worker_name: str) -> Job:
     """The Job that get_current_job() returns inside the task (built only if it is asked for)."""
-    return Job._from_fields(task.id, dsn, {
-        "queue": task.queue, "func_name": task.func_name, "attempts": task.attempt, "status": JobStatus.RUNNING,
-        "worker_name": worker_name, "timeout": task.timeout, "args": _serialize.loads(task.args_json),
-        "kwargs": _serialize.loads(task.kwargs_json), "meta": _serialize.loads(task.meta_json)})
+    return Job._from_dict({
+        "id": task.id, "_dsn": dsn, "queue": task.queue, "func_name": task.func_name, "attempts": task.attempt,
+        "status": JobStatus.RUNNING, "worker_name": worker_name, "timeout": task.timeout,
+        "args": _serialize.loads(task.args_json), "kwargs": _serialize.loads(task.kwargs_json),
+        "meta": _serialize.loads(task.meta_json)})
 
 
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
