@@ -290,6 +290,10 @@ def markdown(report: dict[str, Any]) -> str:
     for n in names:
         for cname, desc in (res[n].get("drain_configs") or {}).items():
             out.append(f"- {SYSTEMS[n]['label']}, {cname}: {desc}")
+    listed = (res.get("pgqueue", {}).get("results", {}) or {}).get("enqueue_bulk_list", {}).get("rate")
+    if listed:
+        out += ["", f"pgqueue's bulk figure streams a generator of `prepare_data` items through `enqueue_many`; "
+                    f"the same jobs as one prebuilt list: {fmt(listed)} jobs/s."]
     hist = {k: v for k, v in (res.get("pgqueue", {}).get("results", {}) or {}).items() if k.startswith("history.")}
     if hist:
         out += ["", "## pgqueue: drain rate with finished jobs kept in the table", "",

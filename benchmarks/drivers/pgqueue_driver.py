@@ -1,7 +1,8 @@
 """pgqueue driver: runs in benchmarks/.venvs/pgqueue (``pip install -e`` of this repository).
 
 Enqueue: ``Queue.enqueue`` (its own autocommit transaction per call) and ``Queue.enqueue_many`` of
-``Queue.prepare_data`` items (COPY, one round trip). Workers: the ``pgqueue worker`` CLI in burst mode.
+``Queue.prepare_data`` items (one streamed COPY) from a generator; the same from a prebuilt list is
+recorded as ``enqueue_bulk_list``. Workers: the ``pgqueue worker`` CLI in burst mode.
 Extra workload (pgqueue only): drain rate with 0 / 100k / 1M finished jobs kept in ``pgqueue.jobs``,
 and the worker's memory.
 """
@@ -17,7 +18,7 @@ from typing import Any
 import benchjobs
 import pgutil
 import psycopg
-from base import PgSystem, main, median_of
+from base import PgSystem, main, median_of, timed
 from common import Recorder, run_drain, venv_bin
 
 import pgqueue
@@ -68,6 +69,12 @@ class PgQueue(PgSystem):
             q.enqueue(benchjobs.f, i)
 
     def enqueue_bulk(self, n: int) -> None:
+        # A generator: enqueue_many streams it, preparing jobs while the server writes the ones before.
+        assert self.queue is not None
+        self.queue.enqueue_many(Queue.prepare_data(benchjobs.f, args=(i,)) for i in range(n))
+
+    def _enqueue_bulk_list(self, n: int) -> None:
+        # The same jobs as one prebuilt list (the shape the other systems' batch APIs take).
         assert self.queue is not None
         self.queue.enqueue_many([Queue.prepare_data(benchjobs.f, args=(i,)) for i in range(n)])
 
@@ -99,6 +106,13 @@ class PgQueue(PgSystem):
 
     # -- pgqueue only: history and memory ---------------------------------------------------------
     def extra_workloads(self, rec: Recorder) -> None:
+        n = self.cfg["bulk_jobs"]
+
+        def bulk_list() -> dict[str, Any]:
+            self.reset()
+            self.settle()
+            return timed(lambda: self._enqueue_bulk_list(n), n)
+        rec.run("enqueue_bulk_list", lambda: median_of(self.cfg.get("repeats", 1), bulk_list))
         for history in self.cfg["history_sizes"]:
             rec.run(f"history.{history}", lambda history=history: self._history_drain(history))
 
