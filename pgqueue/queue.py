@@ -387,6 +387,14 @@ class Queue:
         }
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        if len(batch) == 1 and batch[0].simple:  # enqueue(f, *args): the shortest statement
+            d, id, timeout = batch[0], _new_id(), self.default_timeout
+            conn = self._connection(connection)
+            with translate_errors(self.dsn):
+                row = conn.execute(q("insert_simple_job"), {"id": id, "queue": self.name, "func_name": d.func_name,
+                                                             "args": d.args_json, "timeout": timeout}).fetchone()
+            assert row is not None  # a new UUIDv7 cannot conflict
+            return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, row[0], row[0], 0)]
         ids = [d.id if d.id is not None else _new_id() for d in batch]
         if len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front):
             d = batch[0]

@@ -81,7 +81,11 @@ def test_enqueue_call_passes_reserved_names_to_the_function() -> None:
 
 def test_default_timeout_is_rq_s_180_seconds() -> None:
     assert Queue("default").enqueue(tj.noop).timeout == 180
-    assert Queue("default", default_timeout=9).enqueue(tj.noop).timeout == 9
+    job = Queue("default", default_timeout=9).enqueue(tj.noop)  # enqueue's shortest statement
+    stored = Job.fetch(job.id)
+    assert job.timeout == stored.timeout == 9
+    assert (job.status, job.priority, job.max_attempts) == (stored.status, stored.priority, stored.max_attempts)
+    assert job.enqueued_at == job.scheduled_at == stored.enqueued_at == stored.scheduled_at
 
 
 def test_special_types_round_trip_through_a_worker() -> None:
