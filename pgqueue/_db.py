@@ -18,6 +18,7 @@ from .exceptions import ConfigurationError, DatabaseUnavailable, PgQueueError, S
 
 _cache: dict[str, psycopg.Connection[Any]] = {}
 _cache_pid = os.getpid()
+_spare: dict[str, list[psycopg.Connection[Any]]] = {}  # own_connection's, idle
 _cache_lock = threading.Lock()
 
 
@@ -70,20 +71,49 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -
         return conn
 
 
+def _forget_parent_connections() -> None:
+    global _cache_pid
+    if _cache_pid != os.getpid():  # forked: the parent's sockets are not ours to use or close
+        _cache.clear()
+        _spare.clear()
+        _cache_pid = os.getpid()
+
+
 def shared_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
     """This process's autocommit connection for ``dsn``, reconnected if it broke. psycopg serialises
-    use of one connection across threads, so one per process is enough for enqueue and lookups."""
-    global _cache_pid
+    use of one connection across threads, so one per process is enough for single statements."""
     resolved = resolve_dsn(dsn)
     with _cache_lock:
-        if _cache_pid != os.getpid():  # forked: the parent's sockets are not ours to use or close
-            _cache.clear()
-            _cache_pid = os.getpid()
+        _forget_parent_connections()
         conn = _cache.get(resolved)
         if conn is None or conn.closed or conn.broken or _server_hung_up(conn):
             conn = connect(resolved)
             _cache[resolved] = conn
         return conn
+
+
+@contextlib.contextmanager
+def own_connection(dsn: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection used by one caller at a time, for a transaction of several statements
+    (enqueue_many's COPY): on the shared connection, another thread's statement, or the caller's own
+    generator enqueueing, would join that transaction or wait for it. Kept for reuse afterwards (a few)."""
+    resolved = resolve_dsn(dsn)
+    with _cache_lock:
+        _forget_parent_connections()
+        spare = _spare.setdefault(resolved, [])
+        conn = spare.pop() if spare else None
+    if conn is None or conn.closed or conn.broken or _server_hung_up(conn):
+        conn = connect(resolved)
+    try:
+        yield conn
+    finally:
+        with _cache_lock:
+            idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            if idle and len(spare) < 4 and _cache_pid == os.getpid() and _spare.get(resolved) is spare:
+                spare.append(conn)
+                conn = None
+        if conn is not None:
+            conn.close()
 
 
 def _server_hung_up(conn: psycopg.Connection[Any]) -> bool:
@@ -104,9 +134,10 @@ def _server_hung_up(conn: psycopg.Connection[Any]) -> bool:
 def close_shared_connections() -> None:
     with _cache_lock:
         if _cache_pid == os.getpid():
-            for conn in _cache.values():
+            for conn in [*_cache.values(), *(c for spare in _spare.values() for c in spare)]:
                 conn.close()
         _cache.clear()
+        _spare.clear()
 
 
 def caller_connection(connection: Any) -> psycopg.Connection[Any]:

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from . import _serialize
-from ._db import caller_connection, shared_connection, translate_errors
+from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from .exceptions import PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array, q
@@ -430,10 +430,16 @@ class Queue:
     def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
         """COPY ``first``, then ``more`` in chunks, building each chunk's Jobs while the server writes it.
         From the first job that COPY cannot write (see EnqueueData.plain) on, the rest go to _insert."""
-        conn = self._connection(connection)
+        if connection is None:
+            with own_connection(self.dsn) as conn:
+                return self._copy_on(conn, first, more)
+        return self._copy_on(caller_connection(connection), first, more)
+
+    def _copy_on(self, conn: psycopg.Connection[Any], first: list[EnqueueData],
+                 more: Iterator[EnqueueData]) -> list[Job]:
         # Our own connection: one transaction of our own. A caller's: its transaction, never committed here
         # (psycopg's transaction() would COMMIT if the caller had not started one yet).
-        own = connection is None or (conn.autocommit and conn.info.transaction_status == _IDLE)
+        own = conn.autocommit and conn.info.transaction_status == _IDLE
         txn = conn.transaction() if own else contextlib.nullcontext()
         name, dsn, queue, default = self.name, self.dsn, _copy_text(self.name), self.default_timeout
         jobs: list[Job] = []
@@ -461,7 +467,7 @@ class Queue:
                 if rest:
                     rest += more
                     _check_items(rest)
-                    jobs += self._insert(rest, connection)
+                    jobs += self._insert(rest, conn)
         return jobs
 
     # -- looking ---------------------------------------------------------------------------------

@@ -200,6 +200,24 @@ def test_enqueue_many_from_a_failing_generator_writes_nothing(db: psycopg.Connec
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (3,)
 
 
+def test_enqueue_many_transaction_is_its_own(db: psycopg.Connection[Any]) -> None:
+    # The generator enqueues on the shared connection while enqueue_many's COPY is open, then fails:
+    # that job is committed on its own, and the COPY's jobs are rolled back (on one shared connection the
+    # inner enqueue would wait for the COPY forever, or join its transaction).
+    inner: list[Job] = []
+
+    def items() -> Any:
+        for i in range(3000):
+            if i == 2500:
+                inner.append(Queue("other").enqueue(tj.noop))
+            yield Queue.prepare_data(tj.noop, args=(i,))
+        raise RuntimeError("the source of the jobs failed")
+
+    with pytest.raises(RuntimeError, match="source"):
+        Queue("bulk").enqueue_many(items())
+    assert db.execute("SELECT queue, id FROM pgqueue.jobs").fetchall() == [("other", inner[0].id)]
+
+
 def test_a_prepared_item_enqueued_twice_makes_two_jobs() -> None:
     item = Queue.prepare_data(tj.noop, args=(1,))
     q = Queue("bulk")
