@@ -296,14 +296,16 @@ def markdown(report: dict[str, Any]) -> str:
                     f"the same jobs as one prebuilt list: {fmt(listed)} jobs/s."]
     hist = {k: v for k, v in (res.get("pgqueue", {}).get("results", {}) or {}).items() if k.startswith("history.")}
     if hist:
-        out += ["", "## pgqueue: drain rate with finished jobs kept in the table", "",
-                "| Finished jobs in pgqueue.jobs | Drain jobs/s (1 process, default) | vs empty table | "
-                "Worker peak RSS (MB) | Worker peak PSS (MB) | Table size (MB) |", "|---|---|---|---|---|---|"]
+        out += ["", "## pgqueue: drain rate and latency with ended jobs kept in the table", "",
+                "| Ended jobs in pgqueue.jobs (1 in 10 failed) | Drain jobs/s (1 process, default) | vs empty table | "
+                "Latency p50 / p99 (ms) | Worker peak RSS (MB) | Worker peak PSS (MB) | Table size (MB) |",
+                "|---|---|---|---|---|---|---|"]
         empty = hist.get("history.0", {}).get("rate")
         for key in sorted(hist, key=lambda k: int(k.split(".")[1])):
             h = hist[key]
             rel = f"{h['rate'] / empty:.2f}×" if empty else "—"
-            out.append(f"| {h['history']:,} | {fmt(h['rate'])} | {rel} | {fmt(h['peak_rss_mb'])} | "
+            out.append(f"| {h['history']:,} | {fmt(h['rate'])} | {rel} | {fmt(h.get('latency_p50_ms'))} / "
+                       f"{fmt(h.get('latency_p99_ms'))} | {fmt(h['peak_rss_mb'])} | "
                        f"{fmt(h['peak_pss_mb'])} | {fmt(h['table_size_mb'])} |")
     loads = ", ".join(f"{SYSTEMS[n]['label']} {res[n]['loadavg_start'][0]:.1f}"
                       + (f" (CPUs {res[n]['idle_wait']['cpu_busy_before']:.0%} busy just before)"

@@ -19,7 +19,7 @@ import benchjobs
 import pgutil
 import psycopg
 from base import PgSystem, main, median_of, timed
-from common import Recorder, run_drain, venv_bin
+from common import LongWorker, Recorder, measure_latency, run_drain, venv_bin
 
 import pgqueue
 from pgqueue import Job, JobStatus, Queue
@@ -120,15 +120,19 @@ class PgQueue(PgSystem):
         self.reset()
         t = time.perf_counter()
         if history:
-            # Finished jobs as a worker leaves them (result kept, ended_at set), spread over the last
+            # Ended jobs as a worker leaves them (result or error kept, ended_at set), spread over the last
             # week, in the same queue. Inserted by SQL because enqueue+drain of 1M jobs would take minutes.
+            # One in ten failed, with its error, as a worker leaves a job that ran out of attempts.
             pgutil.execute(self.dsn, f"""
-                INSERT INTO pgqueue.jobs (id, queue, func_name, args, status, result, attempts, worker_name,
-                                          enqueued_at, scheduled_at, started_at, ended_at)
-                SELECT 'hist-' || g, '{QUEUE}', 'benchjobs.f', jsonb_build_array(g), 'finished', to_jsonb(g), 1,
+                INSERT INTO pgqueue.jobs (id, queue, func_name, args, status, result, exc_info, attempts,
+                                          worker_name, enqueued_at, scheduled_at, started_at, ended_at)
+                SELECT 'hist-' || g, '{QUEUE}', 'benchjobs.f', jsonb_build_array(g), st::pgqueue.job_status,
+                       CASE WHEN st = 'finished' THEN to_jsonb(g) END,
+                       CASE WHEN st = 'failed' THEN 'Traceback ...\nValueError: ' || g END, 1,
                        'history', ts, ts, ts, ts + interval '1 millisecond'
                 FROM generate_series(1, {int(history)}) AS g,
-                     LATERAL (SELECT now() - (g % 604800) * interval '1 second') AS t(ts)
+                     LATERAL (SELECT now() - (g % 604800) * interval '1 second',
+                                     CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'finished' END) AS t(ts, st)
             """)
         insert_s = time.perf_counter() - t
         jobs = self.cfg["drain_jobs"]
@@ -142,6 +146,13 @@ class PgQueue(PgSystem):
                              timeout=self.cfg["drain_timeout"], max_seconds=self.cfg["drain_max_seconds"])
 
         result = median_of(self.cfg.get("repeats", 1), drain)
+        # Enqueue-to-start latency on an idle worker with the same history: the claim of a lone job.
+        pgutil.execute(self.dsn, "DELETE FROM pgqueue.jobs WHERE id NOT LIKE 'hist-%'")
+        self.settle()
+        with LongWorker(self.latency_cmd(), self.env(), self.logs / f"pgqueue-history-{history}-latency.log") as w:
+            latency = measure_latency(enqueue=self.latency_enqueue, started_at=self.latency_started, worker=w,
+                                      samples=max(20, self.cfg["latency_samples"] // 2), warmup=3)
+        result.update(latency_p50_ms=latency["p50_ms"], latency_p99_ms=latency["p99_ms"])
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             size = conn.execute("SELECT pg_total_relation_size('pgqueue.jobs')").fetchone()[0]  # type: ignore[index]
         result.update(history=history, history_insert_seconds=round(insert_s, 1),
