@@ -458,6 +458,8 @@ class Queue:
                             if not d.plain:
                                 chunk, rest = chunk[:i], chunk[i:]
                                 break
+                        if not chunk:  # the chunk began with a job COPY cannot write
+                            break
                         ids = _new_ids(len(chunk))
                         timeouts = [d.timeout or default for d in chunk]
                         copy.write("".join(map(EnqueueData.copy_line, chunk, ids, itertools.repeat(queue), timeouts)))
