@@ -89,8 +89,7 @@ class _Ids:
             self._pos = pos + 10
             h = self._pool[pos:pos + 10].hex()
             if ms != self._ms:
-                t = f"{ms:012x}"
-                self._ms, self._prefix = ms, f"{t[:8]}-{t[8:]}-7"
+                self._ms, self._prefix = ms, _time_prefix(ms)
             prefix = self._prefix
         return f"{prefix}{h[:3]}-{h[3:7]}-{h[7:19]}"
 
@@ -102,11 +101,16 @@ class _Ids:
         ms = time.time_ns() // 1_000_000
         draw = os.urandom(10 + 2 * n)
         head = int.from_bytes(draw[:10], "big")  # 80 bits: 12 for rand_a, 14 after the variant, 47 to start
-        t = f"{ms:012x}"
-        prefix = f"{t[:8]}-{t[8:]}-7{head >> 68:03x}-{0x8000 | (head >> 47) & 0x3FFF:04x}-"
+        prefix = f"{_time_prefix(ms)}{head >> 68:03x}-{0x8000 | (head >> 47) & 0x3FFF:04x}-"
         start = head & (1 << 47) - 1
         steps = itertools.accumulate(memoryview(draw)[10:].cast("H"))  # +0..65535 each, + i: increasing
         return [f"{prefix}{start + step + i:012x}" for i, step in enumerate(steps)]
+
+
+def _time_prefix(ms: int) -> str:
+    """A UUIDv7's first 15 characters: 48 bits of Unix milliseconds, then the version digit."""
+    t = f"{ms:012x}"
+    return f"{t[:8]}-{t[8:]}-7"
 
 
 _VARIANT = bytes((b & 0xF3) | 0x08 for b in range(256))  # low nibble 8, 9, a or b: the RFC 9562 variant
@@ -216,11 +220,6 @@ class EnqueueData:
 
     def to_job(self, id: str, queue: str, dsn: str | None, timeout: float, status: JobStatus,
                enqueued_at: datetime, scheduled_at: datetime, priority: int) -> Job:
-        if self.simple:  # the options' defaults are the Job class's own
-            return Job._from_dict({
-                "id": id, "_dsn": dsn, "queue": queue, "func_name": self.func_name, "args": list(self.args),
-                "kwargs": {}, "meta": {}, "errors": [], "depends_on": [], "timeout": timeout, "status": status,
-                "enqueued_at": enqueued_at, "scheduled_at": scheduled_at})
         return Job._from_dict({
             "id": id, "_dsn": dsn, "queue": queue, "func_name": self.func_name, "args": list(self.args),
             "kwargs": self.kwargs or {}, "meta": self.meta or {}, "errors": [], "depends_on": list(self.depends_on),
@@ -275,9 +274,12 @@ _COPY_CHUNK = 2000  # jobs per COPY write: the server writes one chunk while the
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
 
-def _check_items(items: list[Any]) -> None:
-    if not all(type(item) is EnqueueData or isinstance(item, EnqueueData) for item in items):
+def _take(items: Iterator[Any], n: int | None) -> list[EnqueueData]:
+    """The next ``n`` items (all with None), refused unless every one is an EnqueueData."""
+    taken = list(itertools.islice(items, n))
+    if not all(isinstance(item, EnqueueData) for item in taken):
         raise TypeError("enqueue_many takes items made by Queue.prepare_data(...)")
+    return taken
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -345,19 +347,15 @@ class Queue:
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs; all or none are written. Plain jobs go in by one streamed COPY:
         ``items`` may be a generator, consumed while the server writes the jobs that came before it."""
-        if connection is not None:  # the caller's transaction: refuse bad items before writing in it
-            items = list(items)
-            _check_items(items)
         it = iter(items)
+        if connection is not None:  # the caller's transaction: refuse bad items before writing in it
+            it = iter(_take(it, None))
         with _gc_paused():
-            first = list(itertools.islice(it, _COPY_CHUNK))
-            _check_items(first)
+            first = _take(it, _COPY_CHUNK)
             if not first:
                 return []
             if not first[0].plain:
-                rest = first + list(it)
-                _check_items(rest)
-                return self._insert(rest, connection)
+                return self._insert(first + _take(it, None), connection)
             return self._copy(first, it, connection)
 
     def _prepare(self, func: Callable[..., Any] | str, args: Sequence[Any] | None,
@@ -453,7 +451,6 @@ class Queue:
                 with cur.copy(q("copy_jobs")) as copy:
                     chunk = first
                     while chunk:
-                        _check_items(chunk)
                         for i, d in enumerate(chunk):
                             if not d.plain:
                                 chunk, rest = chunk[:i], chunk[i:]
@@ -466,11 +463,9 @@ class Queue:
                         jobs += [d.to_job(i, name, dsn, t, scheduled if d.scheduled_at else queued, now,
                                           d.scheduled_at or now, d.priority)
                                  for d, i, t in zip(chunk, ids, timeouts, strict=True)]
-                        chunk = [] if rest else list(itertools.islice(more, _COPY_CHUNK))
+                        chunk = [] if rest else _take(more, _COPY_CHUNK)
                 if rest:
-                    rest += more
-                    _check_items(rest)
-                    jobs += self._insert(rest, conn)
+                    jobs += self._insert(rest + _take(more, None), conn)
         return jobs
 
     # -- looking ---------------------------------------------------------------------------------
