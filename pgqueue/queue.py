@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from . import _serialize
-from ._db import caller_connection, own_connection, shared_connection, translate_errors
+from ._db import caller_connection, own_connection, run, shared_connection, translate_errors
 from .exceptions import PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array, q
@@ -368,6 +368,14 @@ class Queue:
     def _connection(self, connection: Any) -> psycopg.Connection[Any]:
         return shared_connection(self.dsn) if connection is None else caller_connection(connection)
 
+    def _rows(self, name: str, params: dict[str, Any], connection: Any) -> list[tuple[Any, ...]]:
+        """The rows of query ``name``: in the caller's transaction if ``connection`` is given, else on
+        this process's own connection, through libpq directly (_db.run: no array parameters)."""
+        with translate_errors(self.dsn):
+            if connection is not None:
+                return caller_connection(connection).execute(q(name), params).fetchall()
+            return run(shared_connection(self.dsn), name, params)
+
     def _batch_params(self, batch: list[EnqueueData], ids: list[str]) -> dict[str, Any]:
         return {
             "ids": ids, "queues": [self.name] * len(batch),
@@ -387,43 +395,46 @@ class Queue:
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
         if len(batch) == 1 and batch[0].simple:  # enqueue(f, *args): the shortest statement
             d, id, timeout = batch[0], _new_id(), self.default_timeout
-            conn = self._connection(connection)
-            with translate_errors(self.dsn):
-                row = conn.execute(q("insert_simple_job"), {"id": id, "queue": self.name, "func_name": d.func_name,
-                                                             "args": d.args_json, "timeout": timeout}).fetchone()
-            assert row is not None  # a new UUIDv7 cannot conflict
-            return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, row[0], row[0], 0)]
+            (enqueued_at, _), = self._rows("insert_simple_job", {"id": id, "queue": self.name, "func_name": d.func_name,
+                                                                 "args": d.args_json, "timeout": timeout}, connection)
+            return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, enqueued_at, enqueued_at, 0)]
         ids = [d.id if d.id is not None else _new_id() for d in batch]
-        if len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front):
+        single = len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front)
+        if single:
             d = batch[0]
-            query, params = q("insert_job"), {
+            inserted = self._rows("insert_job", {
                 "id": ids[0], "queue": self.name, "func_name": d.func_name, "args": d.args_json,
                 "kwargs": d.kwargs_json, "priority": d.priority, "description": d.description,
                 "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": number_array(d.intervals),
                 "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
                 "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
-            }
+            }, connection)
         else:
-            query, params = q("insert_jobs"), self._batch_params(batch, ids)
+            conn, params = self._connection(connection), self._batch_params(batch, ids)
+            with translate_errors(self.dsn):
+                inserted = conn.execute(q("insert_jobs"), params).fetchall()
+        rows = {r[0]: r for r in inserted}
+        jobs = []
+        for data, id in zip(batch, ids, strict=True):
+            row = rows.get(id)
+            if row is None:  # ON CONFLICT: the live job with this unique key, or with this id
+                jobs.append(self._live_duplicate(data, id, connection))
+                continue
+            _, status, priority, _, enqueued_at, scheduled_at, _ = row
+            jobs.append(data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
+                                    JobStatus(status), enqueued_at, scheduled_at, priority))
+        return jobs
+
+    def _live_duplicate(self, data: EnqueueData, id: str, connection: Any) -> Job:
         conn = self._connection(connection)
         with translate_errors(self.dsn):
-            rows = {r[0]: r for r in conn.execute(query, params).fetchall()}
-            jobs = []
-            for data, id in zip(batch, ids, strict=True):
-                row = rows.get(id)
-                if row is None:  # ON CONFLICT: the live job with this unique key, or with this id
-                    found = conn.execute(q("find_live_duplicate"), {"unique_key": data.unique_key, "id": id}).fetchone()
-                    if found is None:
-                        raise PgQueueError(f"job {id} conflicted with a job that no longer exists; retry")
-                    existing = Job(found[0], self.dsn)
-                    # Loaded on the same connection: it may be in the caller's uncommitted transaction.
-                    existing._load_row(conn.execute(q("fetch_job"), {"id": found[0]}).fetchone() or ())
-                    jobs.append(existing)
-                    continue
-                _, status, priority, _, enqueued_at, scheduled_at, _ = row
-                jobs.append(data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
-                                        JobStatus(status), enqueued_at, scheduled_at, priority))
-        return jobs
+            found = conn.execute(q("find_live_duplicate"), {"unique_key": data.unique_key, "id": id}).fetchone()
+            if found is None:
+                raise PgQueueError(f"job {id} conflicted with a job that no longer exists; retry")
+            existing = Job(found[0], self.dsn)
+            # Loaded on the same connection: it may be in the caller's uncommitted transaction.
+            existing._load_row(conn.execute(q("fetch_job"), {"id": found[0]}).fetchone() or ())
+        return existing
 
     def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
         """COPY ``first``, then ``more`` in chunks, building each chunk's Jobs while the server writes it.

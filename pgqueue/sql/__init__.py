@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from importlib.resources import files
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_PARAM = re.compile(r"%\((\w+)\)s")  # psycopg's named placeholders
 
 
 def _read(filename: str) -> str:
@@ -31,6 +33,21 @@ QUERIES: dict[str, str] = _parse(_read("queries.sql"))
 def q(name: str) -> str:
     """The named query ``name`` from queries.sql."""
     return QUERIES[name]
+
+
+@functools.cache
+def numbered(name: str) -> tuple[str, tuple[str, ...]]:
+    """The named query with its ``%(name)s`` placeholders turned into libpq's ``$1, $2, ...``, and the
+    parameter names in that order (a name used twice keeps one number). For statements prepared and
+    run through libpq directly (_db.run, the worker's finish_jobs)."""
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    return _PARAM.sub(number, q(name)), tuple(names)
 
 
 # Array parameters. psycopg adapts a list element by element in Python; for the worker's batches of up

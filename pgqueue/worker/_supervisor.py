@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import operator
 import os
-import re
 import select
 import signal
 import socket
@@ -25,13 +24,12 @@ import psycopg
 from .. import _serialize
 from .._db import connect, translate_errors
 from ..exceptions import DatabaseUnavailable
-from ..sql import number_array, q, text_array
+from ..sql import number_array, numbered, q, text_array
 from ._execute import AbortJob, Outcome, Task
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
 
-_PARAM = re.compile(r"%\((\w+)\)s")  # psycopg's named placeholders in queries.sql
 _NOTIFY_BYTES = 7000  # pg_notify payloads must stay under 8000 bytes
 _BATCH_WINDOW = 0.05  # seconds of work a slot is given per claim
 _MARK_AFTER = 0.1  # a run still going after this long is recorded as started (it counts as an attempt)
@@ -81,15 +79,7 @@ class _Finisher:
     def __init__(self, dsn: str | None) -> None:
         self.conn = connect(dsn)
         self.conn.execute(_PLAN_SETTINGS)
-        names: list[str] = []
-
-        def number(m: re.Match[str]) -> str:
-            if m.group(1) not in names:
-                names.append(m.group(1))
-            return f"${names.index(m.group(1)) + 1}"
-
-        query = _PARAM.sub(number, q("finish_jobs"))
-        self._names = names
+        query, self._names = numbered("finish_jobs")
         result = self.conn.pgconn.prepare(self._NAME, query.encode())
         if result.status != psycopg.pq.ExecStatus.COMMAND_OK:  # e.g. no schema: SchemaMissing for the caller
             self.close()
