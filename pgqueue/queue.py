@@ -301,6 +301,8 @@ class Queue:
                  default_timeout: int | float | None = None) -> None:
         if not name or not isinstance(name, str):
             raise ValueError("a queue needs a non-empty name")
+        if "\x00" in name:
+            raise ValueError("a queue name cannot contain NUL characters")
         self.name = name
         self.dsn = dsn
         self.default_timeout = float(default_timeout or DEFAULT_TIMEOUT)

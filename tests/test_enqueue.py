@@ -115,6 +115,12 @@ def test_unserialisable_argument_raises_type_error_and_writes_nothing(db: psycop
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("name", ["", "a\x00b"])
+def test_queue_names_that_postgresql_cannot_store_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="queue"):
+        Queue(name)
+
+
 def test_functions_that_a_worker_cannot_import_are_refused_at_enqueue() -> None:
     def local() -> None: ...
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 import pgqueue
-from pgqueue import Queue, SchemaMissing
+from pgqueue import JobStatus, Queue, SchemaMissing
 from pgqueue._schema import metadata
 
 CATALOG = """
@@ -114,10 +114,17 @@ def test_an_applications_own_alembic_history_is_untouched(new_database: Callable
 
 def test_missing_schema_is_one_clear_error(new_database: Callable[[], str]) -> None:
     url = new_database()
+    q = Queue("default", dsn=url)
     with pytest.raises(SchemaMissing, match="pgqueue migrate"):
-        Queue("default", dsn=url).enqueue("pgq_testjobs.noop")
+        q.enqueue("pgq_testjobs.noop")
+    with pytest.raises(SchemaMissing, match="pgqueue migrate"):
+        q.enqueue("pgq_testjobs.noop", job_timeout=5)
     for args in (["info"], ["failed"], ["worker", "--burst"], ["requeue", "--all"]):
         result = run_cli(*args, "--dsn", url)
         assert result.returncode == 1, (args, result)
         assert "pgqueue migrate" in result.stderr
         assert "Traceback" not in result.stderr + result.stdout
+    # The failed statements were not remembered as prepared: once migrated, the same process enqueues.
+    pgqueue.migrate(url)
+    assert q.enqueue("pgq_testjobs.noop").get_status() == JobStatus.QUEUED
+    assert q.enqueue("pgq_testjobs.noop", job_timeout=5).get_status() == JobStatus.QUEUED
