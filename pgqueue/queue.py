@@ -323,6 +323,8 @@ class Queue:
     def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``. The keywords in :data:`RESERVED_OPTIONS` are options of the
         job, not arguments of ``f``; use :meth:`enqueue_call` to pass such names to ``f``."""
+        if not kwargs:  # the common call: no options to sort out
+            return self._insert([EnqueueData(f, args)], None)[0]
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
         return self.enqueue_call(f, args=args, kwargs=kwargs, **options)
 

@@ -387,3 +387,24 @@ def test_enqueue_replaces_a_connection_the_server_closed(db: psycopg.Connection[
              message="the backend to exit")
     assert q.enqueue(tj.noop).get_status() == JobStatus.QUEUED  # no DatabaseUnavailable: it reconnected
     assert shared_connection().info.backend_pid != pid
+
+
+def test_enqueue_to_a_server_that_is_not_there_is_one_clear_error() -> None:
+    from pgqueue import DatabaseUnavailable
+
+    q = Queue(dsn="postgresql://nobody@127.0.0.1:1/none")
+    for call in (lambda: q.enqueue(tj.noop), lambda: q.enqueue(tj.noop, job_timeout=5),
+                 lambda: q.enqueue_many([Queue.prepare_data(tj.noop)])):
+        with pytest.raises(DatabaseUnavailable, match="cannot reach PostgreSQL at nobody@127.0.0.1:1/none"):
+            call()
+
+
+def test_an_error_of_the_statement_itself_is_the_driver_s_and_the_connection_carries_on(
+        db: psycopg.Connection[Any]) -> None:
+    # Not "database unavailable", not "schema missing": the server's own message, and the next enqueue
+    # on the same connection works.
+    q = Queue()
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange, match="out of range"):
+        q.enqueue(tj.noop, ttl=2**40)
+    assert q.enqueue(tj.noop).get_status() == JobStatus.QUEUED
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (1,)
