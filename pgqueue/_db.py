@@ -4,6 +4,7 @@ joined for transactional enqueue, and the translation of driver errors into pgqu
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import select
 import threading
@@ -177,8 +178,7 @@ def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> 
     at ~190 µs of client CPU per job through the cursor, ~60 µs through this), and with client and
     server sharing a machine's cores that time is latency. Parameters are str, int, float, bool,
     timezone-aware datetime or None; the server infers their types from the query."""
-    query, names = numbered(name)
-    stmt = b"pgqueue_" + name.encode()
+    stmt, query, names = _statement(name)
     try:
         with conn.lock:
             state = _prepared.get(conn)
@@ -191,7 +191,7 @@ def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> 
             values = [value.encode(encoding) if type(value) is str and "\x00" not in value else _text(value, encoding)
                       for value in map(params.__getitem__, names)]  # str inline: most parameters are
             if stmt not in state.names:
-                pgconn.send_prepare(stmt, query.encode())
+                pgconn.send_prepare(stmt, query)
                 _result(pgconn, encoding)
                 state.names.add(stmt)
             pgconn.send_query_prepared(stmt, values)
@@ -201,6 +201,13 @@ def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> 
     except (psycopg.OperationalError, KeyboardInterrupt, SystemExit):
         conn.close()  # broken, or interrupted mid-statement: shared_connection() makes a new one
         raise
+
+
+@functools.cache
+def _statement(name: str) -> tuple[bytes, bytes, tuple[str, ...]]:
+    """Query ``name``'s prepared-statement name, its text with $n placeholders, its parameter names."""
+    query, names = numbered(name)
+    return b"pgqueue_" + name.encode(), query.encode(), names
 
 
 def _text(value: Any, encoding: str) -> bytes | None:

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from . import _serialize
-from ._db import connect, shared_connection, translate_errors
+from ._db import connect, run, shared_connection, translate_errors
 from .exceptions import JobFailed, NoSuchJobError
 from .sql import q
 
@@ -176,9 +176,8 @@ class Job:
 
     def refresh(self) -> None:
         """Reload every attribute from the database."""
-        conn = shared_connection(self._dsn)
         with translate_errors(self._dsn):
-            row = conn.execute(q("fetch_job"), {"id": self.id}).fetchone()
+            row = next(iter(run(shared_connection(self._dsn), "fetch_job", {"id": self.id})), None)
         if row is None:
             raise NoSuchJobError(f"no job with id {self.id!r}")
         self._load_row(row)
@@ -200,9 +199,8 @@ class Job:
     # -- state -----------------------------------------------------------------------------------
     def get_status(self, refresh: bool = True) -> JobStatus:
         if refresh:
-            conn = shared_connection(self._dsn)
-            with translate_errors(self._dsn):
-                row = conn.execute(q("job_status"), {"id": self.id}).fetchone()
+            with translate_errors(self._dsn):  # polled in loops: through libpq directly, as enqueue
+                row = next(iter(run(shared_connection(self._dsn), "job_status", {"id": self.id})), None)
             if row is None:
                 raise NoSuchJobError(f"no job with id {self.id!r}")
             self.status = JobStatus(row[0])

@@ -17,7 +17,7 @@ import psycopg
 
 from . import _serialize
 from ._db import caller_connection, own_connection, run, shared_connection, translate_errors
-from .exceptions import PgQueueError
+from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array, q
 
@@ -515,14 +515,10 @@ class Queue:
 
     def fetch_job(self, job_id: str) -> Job | None:
         """The job with this id, or ``None`` if there is none."""
-        conn = shared_connection(self.dsn)
-        with translate_errors(self.dsn):
-            row = conn.execute(q("fetch_job"), {"id": job_id}).fetchone()
-        if row is None:
+        try:
+            return Job.fetch(job_id, self.dsn)
+        except NoSuchJobError:
             return None
-        job = Job(job_id, self.dsn)
-        job._load_row(row)
-        return job
 
     def empty(self) -> int:
         """Delete this queue's queued jobs; returns how many."""
