@@ -4,6 +4,7 @@ job row and the worker wake-up exist only if the caller's transaction commits.""
 from __future__ import annotations
 
 import select
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -132,3 +133,15 @@ def test_enqueue_many_as_the_first_statement_still_joins_the_transaction(
         rollback()
     engine.dispose()
     assert count_jobs(db) == 0
+
+
+def test_each_enqueue_on_pgqueues_own_connection_wakes_workers_once(listener: Callable[[float], list[str]]) -> None:
+    Queue("own").enqueue(tj.noop, 1)
+    Queue("opts").enqueue(tj.noop, 2, job_timeout=5, job_id="fixed-id")
+    Queue("opts").enqueue(tj.noop, 3, job_id="fixed-id")  # the id exists: no row written, no wake-up
+    received: list[str] = []
+    deadline = time.monotonic() + 5
+    while len(received) < 2 and time.monotonic() < deadline:
+        received += listener(0.5)
+    received += listener(0.3)  # anything more that was sent
+    assert sorted(received) == ["opts", "own"]
