@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextvars
 import enum
 import random
-import select
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from . import _serialize
-from ._db import connect, run, shared_connection, translate_errors
+from ._db import connect, readable, run, shared_connection, translate_errors
 from .exceptions import JobFailed, NoSuchJobError
 from .sql import q
 
@@ -297,6 +296,6 @@ def _wait_for_ids(conn: Any, ids: set[str], deadline: float | None) -> bool:
         remaining = None if deadline is None else deadline - time.monotonic()
         if remaining is not None and remaining <= 0:
             return False
-        ready, _, _ = select.select([conn.fileno()], [], [], 5.0 if remaining is None else min(remaining, 5.0))
+        ready = readable(conn.fileno(), 5.0 if remaining is None else min(remaining, 5.0))
         if not ready and (remaining is None or remaining > 5.0):
             return True  # a slow re-check, in case the connection silently lost a notification

@@ -36,10 +36,11 @@ def q(name: str) -> str:
 
 
 @functools.cache
-def numbered(name: str) -> tuple[str, tuple[str, ...]]:
-    """The named query with its ``%(name)s`` placeholders turned into libpq's ``$1, $2, ...``, and the
-    parameter names in that order (a name used twice keeps one number). For statements prepared and
-    run through libpq directly (_db.run, the worker's finish_jobs)."""
+def statement(name: str) -> tuple[bytes, bytes, tuple[str, ...]]:
+    """Query ``name`` ready for libpq's prepared statements (_db.run, the worker's finish_jobs): the
+    statement's name on the server (``pgqueue_<name>``), the query with its ``%(name)s`` placeholders
+    turned into ``$1, $2, ...``, and the parameter names in that order (a name used twice keeps one
+    number)."""
     names: list[str] = []
 
     def number(m: re.Match[str]) -> str:
@@ -47,7 +48,8 @@ def numbered(name: str) -> tuple[str, tuple[str, ...]]:
             names.append(m.group(1))
         return f"${names.index(m.group(1)) + 1}"
 
-    return _PARAM.sub(number, q(name)), tuple(names)
+    text = _PARAM.sub(number, q(name))
+    return b"pgqueue_" + name.encode(), text.encode(), tuple(names)
 
 
 # Array parameters. psycopg adapts a list element by element in Python; for the worker's batches of up

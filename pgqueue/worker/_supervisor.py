@@ -22,9 +22,9 @@ from typing import Any
 import psycopg
 
 from .. import _serialize
-from .._db import connect, run, translate_errors
+from .._db import connect, readable, run, translate_errors
 from ..exceptions import DatabaseUnavailable
-from ..sql import number_array, numbered, q, text_array
+from ..sql import number_array, q, statement, text_array
 from ._execute import AbortJob, Outcome, Task
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
@@ -74,13 +74,11 @@ class _Finisher:
     next one. Completions are fenced on the claim, so a batch sent again after a lost connection (its
     first commit may or may not have happened) changes nothing twice."""
 
-    _NAME = b"pgqueue_finish_jobs"
-
     def __init__(self, dsn: str | None) -> None:
         self.conn = connect(dsn)
         self.conn.execute(_PLAN_SETTINGS)
-        query, self._names = numbered("finish_jobs")
-        result = self.conn.pgconn.prepare(self._NAME, query.encode())
+        self._name, query, self._names = statement("finish_jobs")
+        result = self.conn.pgconn.prepare(self._name, query)
         if result.status != psycopg.pq.ExecStatus.COMMAND_OK:  # e.g. no schema: SchemaMissing for the caller
             self.close()
             raise psycopg.errors.error_from_result(result)
@@ -95,7 +93,7 @@ class _Finisher:
         params = {"ids": text_array(ids), "claims": number_array(claims), "results": text_array(results),
                   "durations": number_array(durations), "chunks": number_array(_notify_chunks(ids)),
                   "worker_id": str(worker_id)}
-        self.conn.pgconn.send_query_prepared(self._NAME, [params[n].encode() for n in self._names])
+        self.conn.pgconn.send_query_prepared(self._name, [params[n].encode() for n in self._names])
         self.inflight = outcomes
 
     def poll(self, block: bool = False) -> int | None:
@@ -111,7 +109,7 @@ class _Finisher:
                 return None
             if time.monotonic() > deadline:
                 raise DatabaseUnavailable("recording finished jobs took over 60 s")
-            select.select([pgconn.socket], [], [], 1.0)
+            readable(pgconn.socket, 1.0)
             pgconn.consume_input()
         woke, error = 0, None
         while (result := pgconn.get_result()) is not None:
