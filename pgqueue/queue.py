@@ -220,6 +220,11 @@ class EnqueueData:
 
     def to_job(self, id: str, queue: str, dsn: str | None, timeout: float, status: JobStatus,
                enqueued_at: datetime, scheduled_at: datetime, priority: int) -> Job:
+        if self.simple:  # the other attributes are at Job's class defaults: 2.1 against 3.2 us per Job
+            return Job._from_dict({
+                "id": id, "_dsn": dsn, "queue": queue, "func_name": self.func_name, "args": list(self.args),
+                "kwargs": {}, "meta": {}, "errors": [], "depends_on": [], "timeout": timeout, "status": status,
+                "enqueued_at": enqueued_at, "scheduled_at": scheduled_at})
         return Job._from_dict({
             "id": id, "_dsn": dsn, "queue": queue, "func_name": self.func_name, "args": list(self.args),
             "kwargs": self.kwargs or {}, "meta": self.meta or {}, "errors": [], "depends_on": list(self.depends_on),
@@ -251,6 +256,13 @@ class EnqueueData:
                 f"{self.max_attempts}\t{intervals}\t{timeout!r}\t{_NULL if result_ttl is None else result_ttl}\t"
                 f"{_NULL if failure_ttl is None else failure_ttl}\t{_NULL if ttl is None else ttl}\t"
                 f"{self.scheduled_at.isoformat() if self.scheduled_at else 'now'}\n")
+
+    def simple_copy_line(self, id: str, queue: str, timeout: float) -> str:
+        """This (simple) job as one line of COPY text for the copy_simple_jobs query: five columns."""
+        args = self.args_json
+        if "\\" in args:
+            args = args.replace("\\", "\\\\")
+        return f"{id}\t{queue}\t{_copy_text(self.func_name)}\t{args}\t{timeout!r}\n"
 
 
 _NULL = "\\N"  # COPY text's NULL
@@ -463,22 +475,28 @@ class Queue:
                 # The wake-up is sent at commit; now() is the transaction's, the rows' enqueued_at.
                 now = cur.execute(q("wake_queues"), {"queues": [name]}).fetchone()[0]  # type: ignore[index]
                 queued, scheduled = JobStatus.QUEUED, JobStatus.SCHEDULED
-                with cur.copy(q("copy_jobs")) as copy:
-                    chunk = first
-                    while chunk:
-                        for i, d in enumerate(chunk):
-                            if not d.plain:
-                                chunk, rest = chunk[:i], chunk[i:]
+                # Jobs without options go by the five-column COPY until one with options comes; from
+                # there on, the sixteen-column one; from the first job COPY cannot write on, _insert.
+                chunk, simple = first, first[0].simple
+                while chunk:
+                    line = EnqueueData.simple_copy_line if simple else EnqueueData.copy_line
+                    with cur.copy(q("copy_simple_jobs" if simple else "copy_jobs")) as copy:
+                        while chunk:
+                            for i, d in enumerate(chunk):
+                                if not (d.simple if simple else d.plain):
+                                    chunk, rest = chunk[:i], chunk[i:]
+                                    break
+                            if not chunk:  # the chunk began with a job this COPY cannot write
                                 break
-                        if not chunk:  # the chunk began with a job COPY cannot write
-                            break
-                        ids = _new_ids(len(chunk))
-                        timeouts = [d.timeout or default for d in chunk]
-                        copy.write("".join(map(EnqueueData.copy_line, chunk, ids, itertools.repeat(queue), timeouts)))
-                        jobs += [d.to_job(i, name, dsn, t, scheduled if d.scheduled_at else queued, now,
-                                          d.scheduled_at or now, d.priority)
-                                 for d, i, t in zip(chunk, ids, timeouts, strict=True)]
-                        chunk = [] if rest else _take(more, _COPY_CHUNK)
+                            ids = _new_ids(len(chunk))
+                            timeouts = [d.timeout or default for d in chunk]
+                            copy.write("".join(map(line, chunk, ids, itertools.repeat(queue), timeouts)))
+                            jobs += [d.to_job(i, name, dsn, t, scheduled if d.scheduled_at else queued, now,
+                                              d.scheduled_at or now, d.priority)
+                                     for d, i, t in zip(chunk, ids, timeouts, strict=True)]
+                            chunk = [] if rest else _take(more, _COPY_CHUNK)
+                    if simple and rest and rest[0].plain:  # a job with options: go on with the wide COPY
+                        chunk, rest, simple = rest, [], False
                 if rest:
                     jobs += self._insert(rest + _take(more, None), conn)
         return jobs

@@ -164,10 +164,12 @@ def test_enqueue_many_streams_a_generator_in_order_through_copy_and_insert(db: p
     q = Queue("bulk", default_timeout=42)
 
     def items() -> Any:
-        for i in range(5000):  # more than one COPY chunk; one job in the middle needs the INSERT path
+        # More than one COPY chunk. Jobs without options first (the five-column COPY), then from job 3 on
+        # some with options (the sixteen-column COPY); two jobs need the INSERT path.
+        for i in range(5000):
             if i in (2000, 4500):  # the first job of the second chunk, and one inside the third
                 yield Queue.prepare_data(tj.identity, args=(i,), unique_key=f"key-{i}")
-            elif i % 7 == 0:
+            elif i % 7 == 3:
                 yield Queue.prepare_data(tj.identity, args=(i,), kwargs={"k": "a\tb"}, meta={"m": i},
                                          priority=1, description="tab\there", retry=Retry(max=2, interval=[1.5]))
             else:
@@ -179,13 +181,25 @@ def test_enqueue_many_streams_a_generator_in_order_through_copy_and_insert(db: p
     assert [int(r[1]) for r in rows] == list(range(5000))
     copied = [j.id for j in jobs[:2000]]
     assert copied == sorted(copied) and len(set(copied)) == 2000  # COPY's ids increase
-    for job in (jobs[1], jobs[7], jobs[2000], jobs[4500], jobs[4501]):  # what enqueue_many returned is what was stored
+    for job in (jobs[1], jobs[3], jobs[4], jobs[2000], jobs[4500], jobs[4501]):  # returned is what was stored
         stored = Job.fetch(job.id)
         for attr in ("queue", "func_name", "args", "kwargs", "meta", "status", "priority", "description",
                      "max_attempts", "timeout", "unique_key", "enqueued_at", "scheduled_at", "errors", "depends_on"):
             assert getattr(job, attr) == getattr(stored, attr), (job.id, attr)
-    assert jobs[7].kwargs == {"k": "a\tb"} and jobs[7].timeout == 42 and jobs[7].max_attempts == 3
-    assert db.execute("SELECT retry_intervals FROM pgqueue.jobs WHERE id = %s", (jobs[7].id,)).fetchone() == ([1.5],)
+    assert jobs[3].kwargs == {"k": "a\tb"} and jobs[3].timeout == 42 and jobs[3].max_attempts == 3
+    assert jobs[1].timeout == 42 and jobs[1].kwargs == {} and jobs[1].status == JobStatus.QUEUED
+    assert db.execute("SELECT retry_intervals FROM pgqueue.jobs WHERE id = %s", (jobs[3].id,)).fetchone() == ([1.5],)
+
+
+def test_enqueue_many_goes_from_the_short_copy_to_insert(db: psycopg.Connection[Any]) -> None:
+    q = Queue("bulk")
+    jobs = q.enqueue_many([Queue.prepare_data(tj.identity, args=(0,)), Queue.prepare_data(tj.identity, args=(1,)),
+                           Queue.prepare_data(tj.identity, args=(2,), unique_key="k"),
+                           Queue.prepare_data(tj.identity, args=(3,))])
+    rows = db.execute("SELECT id, args->>0, status::text, unique_key, scheduled_at = enqueued_at "
+                      "FROM pgqueue.jobs ORDER BY position").fetchall()
+    assert rows == [(jobs[0].id, "0", "queued", None, True), (jobs[1].id, "1", "queued", None, True),
+                    (jobs[2].id, "2", "queued", "k", True), (jobs[3].id, "3", "queued", None, True)]
 
 
 def test_enqueue_many_from_a_failing_generator_writes_nothing(db: psycopg.Connection[Any], dsn: str) -> None:
