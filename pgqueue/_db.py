@@ -256,6 +256,31 @@ def readable(fd: int, timeout: float | None) -> bool:
     return bool(poll.poll(None if timeout is None else timeout * 1000))
 
 
+def ready(reads: list[int], writes: list[int], timeout: float | None) -> tuple[set[int], set[int]]:
+    """Which of ``reads`` are readable and which of ``writes`` writable within ``timeout`` seconds (None:
+    wait), as select() would say (a hung-up or failed descriptor counts as ready), with poll() where
+    there is one: a worker's sockets and child pipes may lie past FD_SETSIZE."""
+    if _poll is None:  # pragma: no cover - Windows
+        r, w, _ = select.select(reads, writes, [], timeout)
+        return set(r), set(w)
+    poll = _poll()
+    for fd in reads:
+        poll.register(fd, select.POLLIN)
+    for fd in writes:
+        poll.register(fd, select.POLLOUT | (select.POLLIN if fd in reads else 0))
+    readable_, writable_ = set(), set()
+    for fd, events in poll.poll(None if timeout is None else timeout * 1000):
+        if events & _READ_EVENTS and fd in reads:
+            readable_.add(fd)
+        if events & _WRITE_EVENTS and fd in writes:
+            writable_.add(fd)
+    return readable_, writable_
+
+
+_READ_EVENTS = getattr(select, "POLLIN", 1) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLERR", 8)
+_WRITE_EVENTS = getattr(select, "POLLOUT", 4) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLERR", 8)
+
+
 def _writable(fd: int) -> None:
     if _poll is None:  # pragma: no cover - Windows
         select.select([], [fd], [])

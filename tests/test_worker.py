@@ -228,3 +228,28 @@ def test_dead_worker_rows_are_cleaned_up(db: psycopg.Connection[Any]) -> None:
     assert stopped is not None and vanished is not None and recent is not None
     assert stopped[0] not in left and vanished[0] not in left
     assert recent[0] in left  # a worker that stopped a moment ago stays visible for a while
+
+
+def test_a_worker_with_descriptors_past_1024_serves() -> None:
+    # select() refuses descriptors past FD_SETSIZE (1024), which a worker with a high file limit (as
+    # containers give) reaches through its connections and child pipes, or because its process has
+    # many files open already. Here the process has 1,100 open before the worker starts.
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"the hard limit on open files ({hard}) keeps descriptors below 1300")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300) if soft != resource.RLIM_INFINITY else soft, hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        jobs = [Queue().enqueue(tj.add, i, 1) for i in range(20)]
+        Worker(concurrency=2).work(burst=True)
+        simple = Queue().enqueue(tj.add, 20, 1)
+        SimpleWorker().work(burst=True)
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [j.get_status() for j in jobs + [simple]] == [JobStatus.FINISHED] * 21
+    assert [j.result for j in jobs + [simple]] == [i + 1 for i in range(21)]

@@ -12,7 +12,6 @@ import gc
 import marshal
 import multiprocessing
 import os
-import select
 import signal
 import struct
 import threading
@@ -21,6 +20,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from .._db import ready
 from ._execute import AbortJob, Outcome, Task, run
 
 Message = Outcome | tuple[str, list[str]]  # an outcome, or ("skipped", ids) when told to stop
@@ -284,7 +284,7 @@ class ChildSlot(Slot):
             self._pending += _frame(None)
             deadline = time.monotonic() + 5
             while self.pump() and self._pending and time.monotonic() < deadline:
-                select.select([], [self.task_fd], [], 0.1)
+                ready([], [self.task_fd], 0.1)
             self.process.join(max(0.0, deadline - time.monotonic()))
         if self.process.is_alive():
             self.process.kill()

@@ -1,6 +1,6 @@
 """The worker loop: claim jobs, hand them to slots, record outcomes, sleep on LISTEN.
 
-One process, one thread, one ``select``: on the LISTEN connection (new work), on each child's pipe
+One process, one thread, one ``poll`` (_db.ready): on the LISTEN connection (new work), on each child's pipe
 (outcomes) and process sentinel (a crash), and on a self-pipe for signals. Claims and completions are
 batched: a worker takes as many jobs as fill about 50 ms of work per slot, and records all outcomes that
 arrived since the last round trip in one statement each for finished, failed and released jobs.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import operator
 import os
-import select
 import signal
 import socket
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 import psycopg
 
 from .. import _serialize
-from .._db import connect, readable, run, translate_errors
+from .._db import connect, readable, ready, run, translate_errors
 from ..exceptions import DatabaseUnavailable
 from ..sql import number_array, q, statement, text_array
 from ._execute import AbortJob, Outcome, Task
@@ -365,7 +364,7 @@ class Worker:
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, waking early for a stop signal."""
-        select.select([self._wake_r], [], [], seconds)
+        ready([self._wake_r], [], seconds)
         self._drain_wakeups()
 
     def _drain_wakeups(self) -> None:
@@ -385,13 +384,13 @@ class Worker:
         for slot in slots:
             fds.extend(slot.fds())
             write_fds.extend(slot.write_fds())
-        ready, writable, _ = select.select(fds, write_fds, [], timeout)
+        readable_fds, writable = ready(fds, write_fds, timeout)
         if writable:
             for slot in slots:
                 slot.pump()
-        if self._wake_r in ready:
+        if self._wake_r in readable_fds:
             self._drain_wakeups()
-        if self._listen.fileno() not in ready:
+        if self._listen.fileno() not in readable_fds:
             return False
         pgconn = self._listen.pgconn
         pgconn.consume_input()  # raises OperationalError if the connection broke
