@@ -258,27 +258,27 @@ def readable(fd: int, timeout: float | None) -> bool:
 
 def ready(reads: list[int], writes: list[int], timeout: float | None) -> tuple[set[int], set[int]]:
     """Which of ``reads`` are readable and which of ``writes`` writable within ``timeout`` seconds (None:
-    wait), as select() would say (a hung-up or failed descriptor counts as ready), with poll() where
-    there is one: a worker's sockets and child pipes may lie past FD_SETSIZE."""
+    wait), as select() would say (a hung-up, failed or closed descriptor counts as ready), with poll() where
+    there is one: a worker's sockets and child pipes may lie past FD_SETSIZE (1024)."""
     if _poll is None:  # pragma: no cover - Windows
         r, w, _ = select.select(reads, writes, [], timeout)
         return set(r), set(w)
+    read_set, write_set = set(reads), set(writes)
     poll = _poll()
-    for fd in reads:
-        poll.register(fd, select.POLLIN)
-    for fd in writes:
-        poll.register(fd, select.POLLOUT | (select.POLLIN if fd in reads else 0))
+    for fd in read_set | write_set:
+        poll.register(fd, (select.POLLIN if fd in read_set else 0) | (select.POLLOUT if fd in write_set else 0))
     readable_, writable_ = set(), set()
     for fd, events in poll.poll(None if timeout is None else timeout * 1000):
-        if events & _READ_EVENTS and fd in reads:
+        if events & _READ_EVENTS and fd in read_set:
             readable_.add(fd)
-        if events & _WRITE_EVENTS and fd in writes:
+        if events & _WRITE_EVENTS and fd in write_set:
             writable_.add(fd)
     return readable_, writable_
 
 
-_READ_EVENTS = getattr(select, "POLLIN", 1) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLERR", 8)
-_WRITE_EVENTS = getattr(select, "POLLOUT", 4) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLERR", 8)
+_FAILED = getattr(select, "POLLHUP", 0) | getattr(select, "POLLERR", 0) | getattr(select, "POLLNVAL", 0)
+_READ_EVENTS = getattr(select, "POLLIN", 0) | _FAILED
+_WRITE_EVENTS = getattr(select, "POLLOUT", 0) | _FAILED
 
 
 def _writable(fd: int) -> None:
