@@ -239,6 +239,8 @@ def test_a_worker_with_descriptors_past_1024_serves() -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 1300:
+        # The filler plus the worker's own descriptors need ~1,300; with a hard limit of 1,024 or less (a
+        # common default) no descriptor can pass FD_SETSIZE, so select() could not have failed either.
         pytest.skip(f"the hard limit on open files ({hard}) keeps descriptors below 1300")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300) if soft != resource.RLIM_INFINITY else soft, hard))
     filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]

@@ -364,7 +364,7 @@ class Worker:
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, waking early for a stop signal."""
-        ready([self._wake_r], [], seconds)
+        readable(self._wake_r, seconds)
         self._drain_wakeups()
 
     def _drain_wakeups(self) -> None:
