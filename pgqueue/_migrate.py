@@ -17,6 +17,13 @@ def _script_location() -> str:
 def migrate(dsn: str | None = None) -> str:
     """Upgrade the database at ``dsn`` to the newest revision; returns that revision. Safe to run
     concurrently and repeatedly."""
+    _alembic(dsn, "upgrade", "head")
+    return head_revision()
+
+
+def _alembic(dsn: str | None, action: str, revision: str) -> None:
+    """Run alembic's ``upgrade`` or ``downgrade`` to ``revision`` on ``dsn`` (tests step through
+    revisions with it; users run :func:`migrate`)."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import create_engine
@@ -29,10 +36,9 @@ def migrate(dsn: str | None = None) -> str:
     try:
         with translate_errors(dsn), engine.connect() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            getattr(command, action)(cfg, revision)
     finally:
         raw.close()
-    return head_revision()
 
 
 def head_revision() -> str:

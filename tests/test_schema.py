@@ -25,6 +25,9 @@ UNION ALL
 SELECT 'constraint', conrelid::regclass || ' ' || pg_get_constraintdef(oid)
 FROM pg_constraint WHERE connamespace = 'pgqueue'::regnamespace
 UNION ALL
+SELECT 'function', p.oid::regprocedure || ' ' || md5(p.prosrc) || ' ' || p.provolatile::text
+FROM pg_proc p WHERE p.pronamespace = 'pgqueue'::regnamespace
+UNION ALL
 SELECT 'enum', enumlabel || ' ' || enumsortorder FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
 WHERE t.typnamespace = 'pgqueue'::regnamespace
 UNION ALL
@@ -43,10 +46,10 @@ def catalog(url: str) -> list[tuple[Any, ...]]:
 
 def test_migrate_is_idempotent_and_records_its_own_version(new_database: Callable[[], str]) -> None:
     url = new_database()
-    assert pgqueue.migrate(url) == "0001"
-    assert pgqueue.migrate(url) == "0001"
+    assert pgqueue.migrate(url) == "0002"
+    assert pgqueue.migrate(url) == "0002"
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0002",)]
         assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
 
 
@@ -57,7 +60,7 @@ def test_schema_sql_builds_the_same_database_as_the_migrations(dsn: str, new_dat
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(printed.stdout)
     assert catalog(url) == catalog(dsn)
-    assert pgqueue.migrate(url) == "0001"  # a later `pgqueue migrate` carries on from the printed DDL
+    assert pgqueue.migrate(url) == "0002"  # a later `pgqueue migrate` carries on from the printed DDL
 
 
 def test_sqlalchemy_tables_match_the_database(db: psycopg.Connection[Any]) -> None:
@@ -105,7 +108,7 @@ def test_an_applications_own_alembic_history_is_untouched(new_database: Callable
 
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version_num FROM public.alembic_version").fetchall() == [("a1",)]
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0001",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0002",)]
     command.downgrade(cfg, "base")  # the app's history still works on its own
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regclass('public.orders')").fetchone() == (None,)
@@ -128,3 +131,82 @@ def test_missing_schema_is_one_clear_error(new_database: Callable[[], str]) -> N
     pgqueue.migrate(url)
     assert q.enqueue("pgq_testjobs.noop").get_status() == JobStatus.QUEUED
     assert q.enqueue("pgq_testjobs.noop", job_timeout=5).get_status() == JobStatus.QUEUED
+
+
+# Each rule of pgqueue.jobs (jobs_rules_idx), a row that breaks it, and a row at its edge that keeps it.
+RULES = [
+    ("jobs_attempts_check", {"attempts": -1}, {"attempts": 0}),
+    ("jobs_claim_count_check", {"claim_count": -1}, {"claim_count": 0}),
+    ("jobs_max_attempts_check", {"max_attempts": 0}, {"max_attempts": 1}),
+    ("jobs_timeout_seconds_check", {"timeout_seconds": 0.0}, {"timeout_seconds": 0.001}),
+    ("jobs_ended_has_time", {"status": "finished"}, {"status": "finished", "ended_at": "now"}),
+    ("jobs_ended_has_time", {"status": "failed"}, {"status": "failed", "ended_at": "now"}),
+    ("jobs_running_has_worker", {"status": "running", "claim_count": 1},
+     {"status": "running", "claim_count": 1, "worker_id": 7}),
+    ("jobs_running_has_worker", {"status": "running", "worker_id": 7},
+     {"status": "running", "worker_id": 7, "claim_count": 1}),
+]
+
+
+def _insert(db: psycopg.Connection[Any], id: str, columns: dict[str, Any]) -> None:
+    names = ["id", "queue", "func_name", *columns]
+    db.execute(psycopg.sql.SQL("INSERT INTO pgqueue.jobs ({}) VALUES ({})").format(
+        psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, names)),
+        psycopg.sql.SQL(", ").join(psycopg.sql.Placeholder() * len(names))), [id, "q", "m.f", *columns.values()])
+
+
+@pytest.mark.parametrize(("rule", "broken", "kept"), RULES)
+def test_each_row_rule_refuses_an_insert_and_an_update_that_break_it(
+        db: psycopg.Connection[Any], rule: str, broken: dict[str, Any], kept: dict[str, Any]) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        _insert(db, "bad", broken)
+    assert refused.value.diag.constraint_name == rule
+    assert refused.value.diag.table_name == "jobs" and refused.value.diag.schema_name == "pgqueue"
+    assert "Job bad:" in (refused.value.diag.message_detail or "")
+    _insert(db, "edge", kept)  # the edge of the rule is a valid row
+    _insert(db, "plain", {})
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        db.execute(psycopg.sql.SQL("UPDATE pgqueue.jobs SET {} WHERE id = 'plain'").format(psycopg.sql.SQL(", ").join(
+            psycopg.sql.SQL("{} = {}").format(psycopg.sql.Identifier(k), psycopg.sql.Literal(v))
+            for k, v in broken.items())))
+    assert refused.value.diag.constraint_name == rule
+    assert db.execute("SELECT id FROM pgqueue.jobs ORDER BY id").fetchall() == [("edge",), ("plain",)]
+    # No row enters the rules index (the statement that would have put one there failed).
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs WHERE attempts < 0 OR claim_count < 0 OR max_attempts < 1 "
+                      "OR timeout_seconds <= 0 OR (status IN ('finished', 'failed') AND ended_at IS NULL) "
+                      "OR (status = 'running' AND (worker_id IS NULL OR claim_count < 1))").fetchone() == (0,)
+
+
+def test_the_row_rules_hold_for_copy(db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation) as refused:
+        copying = "COPY pgqueue.jobs (id, queue, func_name, timeout_seconds) FROM STDIN"
+        with db.cursor() as cur, cur.copy(copying) as copy:
+            copy.write_row(("ok", "q", "m.f", 5.0))
+            copy.write_row(("bad", "q", "m.f", -5.0))
+    assert refused.value.diag.constraint_name == "jobs_timeout_seconds_check"
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (0,)
+
+
+def test_revision_0002_upgrades_0001_with_its_rows_and_downgrades_back(new_database: Callable[[], str]) -> None:
+    from pgqueue._migrate import _alembic
+
+    url, fresh_0001 = new_database(), new_database()
+    _alembic(fresh_0001, "upgrade", "0001")
+    _alembic(url, "upgrade", "0001")
+    with psycopg.connect(url, autocommit=True) as conn:
+        _insert(conn, "old", {"status": "finished", "ended_at": "now", "attempts": 1})
+    assert pgqueue.migrate(url) == "0002"
+    migrated = catalog(url)
+    head = new_database()
+    pgqueue.migrate(head)
+    assert migrated == catalog(head)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            _insert(conn, "bad", {"status": "failed"})
+        assert conn.execute("SELECT id, status::text FROM pgqueue.jobs").fetchall() == [("old", "finished")]
+    _alembic(url, "downgrade", "0001")
+    assert catalog(url) == catalog(fresh_0001)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.CheckViolation) as refused:
+            _insert(conn, "bad", {"status": "failed"})
+        assert refused.value.diag.constraint_name == "jobs_ended_has_time"
