@@ -133,19 +133,30 @@ def _usable(conn: psycopg.Connection[Any]) -> bool:
     """Whether an idle connection of ours can take the next statement: open, and not hung up on by the
     server (a restart, pg_terminate_backend). Nothing is due on an idle connection that does not LISTEN,
     so a readable socket means the server's last words (a FATAL error, then EOF): closed here. One poll,
-    no round trip."""
+    no round trip.
+
+    Another thread may be using the connection (shared_connection's is the process's): then it is busy,
+    not hung up, and the socket may be readable with that thread's answer. So the check runs only while
+    holding the connection's lock, taken without waiting; held elsewhere, the connection counts as usable
+    (closing it under the other thread would leave that thread polling a descriptor number that the next
+    connection reuses, for ever)."""
     pgconn = conn.pgconn
     if pgconn.status != pq.ConnStatus.OK or conn.broken:
         return False
-    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+    if not conn.lock.acquire(blocking=False):
         return True
     try:
-        hung_up = readable(pgconn.socket, 0)
-    except (OSError, ValueError):
-        hung_up = True
-    if hung_up:
-        conn.close()
-    return not hung_up
+        if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+            return True
+        try:
+            hung_up = readable(pgconn.socket, 0)
+        except (OSError, ValueError):
+            hung_up = True
+        if hung_up:
+            conn.close()
+        return not hung_up
+    finally:
+        conn.lock.release()
 
 
 def close_shared_connections() -> None:

@@ -308,6 +308,41 @@ def test_unique_key_is_race_free_under_concurrent_enqueues() -> None:
     assert len(ids) == 1
 
 
+def test_threads_sharing_the_process_connection_never_break_it() -> None:
+    # One connection per process serves every thread's statements (psycopg serialises them). A thread
+    # checking that connection before its statement must not take another thread's answer, arriving on
+    # the socket, for the server hanging up: that closed the connection under the other thread.
+    import threading
+
+    q = Queue("default")
+    q.enqueue(tj.noop, 0)  # the process's connection exists before the threads start
+    errors: list[BaseException] = []
+    ids: dict[int, set[str]] = {}
+
+    def work(round: int, i: int, barrier: threading.Barrier) -> None:
+        try:
+            barrier.wait()
+            if i % 2:
+                ids.setdefault(round, set()).add(q.enqueue(tj.noop, i, unique_key=f"round-{round}").id)
+            else:
+                q.enqueue(tj.noop, i).get_status()
+                assert q.count >= 1
+        except BaseException as exc:  # noqa: B036 - collected and asserted below
+            errors.append(exc)
+
+    for round in range(20):
+        barrier = threading.Barrier(8)
+        threads = [threading.Thread(target=work, args=(round, i, barrier), daemon=True) for i in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        assert not [t for t in threads if t.is_alive()], f"round {round}: threads hung on the shared connection"
+    assert errors == []
+    assert all(len(keyed) == 1 for keyed in ids.values()) and len(ids) == 20
+
+
 def test_job_id_is_idempotent() -> None:
     q = Queue("default")
     a = q.enqueue(tj.noop, 1, job_id="same")
