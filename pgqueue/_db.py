@@ -309,6 +309,11 @@ def caller_connection(connection: Any) -> psycopg.Connection[Any]:
     if Session is not None and isinstance(connection, Session):
         connection = connection.connection()
     if SAConnection is not None and isinstance(connection, SAConnection):
+        if not connection.in_transaction():
+            # What SQLAlchemy does before a first statement of its own (autobegin). Without it, the job's
+            # statements open a transaction SQLAlchemy does not know of: its commit() does nothing, and
+            # the pool's rollback when the connection goes back loses the job.
+            connection.begin()
         raw = connection.connection.driver_connection
         if isinstance(raw, psycopg.Connection):
             return raw
