@@ -42,18 +42,41 @@ _c_encode = (_c_make_encoder(None, _default, json.encoder.encode_basestring, Non
              if _c_make_encoder is not None else None)
 
 
-def _check_keys(value: Any) -> None:
-    """JSON would silently turn ``{1: "a"}`` into ``{"1": "a"}``; refuse keys that would not round-trip."""
+def _check_keys(value: Any) -> bool:
+    """JSON would silently turn ``{1: "a"}`` into ``{"1": "a"}``; refuse keys that would not round-trip.
+    Returns whether ``value`` holds a dict that reads like a tagged value (see :func:`_escape`)."""
+    tagged = False
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"pgqueue stores dicts as JSON objects, whose keys must be str, not {key!r}")
             if isinstance(item, (dict, list, tuple)):
-                _check_keys(item)
+                tagged = _check_keys(item) or tagged
+        if len(value) == 1 and _TAG_KEY.match(next(iter(value))):
+            tagged = True
     elif isinstance(value, (list, tuple)):
         for item in value:
             if isinstance(item, (dict, list, tuple)):
-                _check_keys(item)
+                tagged = _check_keys(item) or tagged
+    return tagged
+
+
+# A dict of the caller's whose one key is a tag ({"$date": "..."}, as MongoDB's JSON has them) would read
+# back as a date. Such a key is stored with one more "$" ("$$date"; "$$date" as "$$$date"), and reading
+# takes one off again.
+_TAG_KEY = re.compile(r"\$+(?:datetime|date|uuid|decimal)\Z")
+
+
+def _escape(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((key, item),) = value.items()
+            if _TAG_KEY.match(key):
+                return {"$" + key: _escape(item)}
+        return {key: _escape(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escape(item) for item in value]
+    return value
 
 
 def dumps(value: Any) -> str:
@@ -64,7 +87,8 @@ def dumps(value: Any) -> str:
     if value is None:
         return "null"
     if not ((kind is list or kind is tuple) and all(type(v) in _FLAT for v in value)):  # common args: no dict
-        _check_keys(value)
+        if _check_keys(value):
+            value = _escape(value)
     try:
         text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
     except ValueError as exc:  # NaN / Infinity: jsonb rejects them
@@ -81,13 +105,18 @@ def _hook(obj: dict[str, Any]) -> Any:
     if len(obj) == 1:
         ((key, val),) = obj.items()
         if key in _TAGS and isinstance(val, str):
-            if key == "$datetime":
-                return _dt.datetime.fromisoformat(val)
-            if key == "$date":
-                return _dt.date.fromisoformat(val)
-            if key == "$uuid":
-                return uuid.UUID(val)
-            return decimal.Decimal(val)
+            try:
+                if key == "$datetime":
+                    return _dt.datetime.fromisoformat(val)
+                if key == "$date":
+                    return _dt.date.fromisoformat(val)
+                if key == "$uuid":
+                    return uuid.UUID(val)
+                return decimal.Decimal(val)
+            except (ValueError, ArithmeticError):  # not written by dumps (which escapes such dicts): as it is
+                return obj
+        if key[:2] == "$$" and _TAG_KEY.match(key):
+            return {key[1:]: val}
     return obj
 
 

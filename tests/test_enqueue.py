@@ -100,6 +100,20 @@ def test_special_types_round_trip_through_a_worker() -> None:
     assert job.result == value
 
 
+def test_dicts_that_look_like_tagged_values_round_trip_as_dicts(db: psycopg.Connection[Any]) -> None:
+    # Such as MongoDB's JSON ({"$date": ...}); the tags are how pgqueue stores dates, UUIDs and decimals.
+    value = [{"$date": "2024-01-01"}, {"$date": "not a date"}, {"$$uuid": "x"}, {"$decimal": {"$datetime": 1}},
+             {"$date": "2024-01-01", "other": 1}, dt.date(2024, 1, 1)]
+    job = Queue("default").enqueue(tj.identity, value, meta={"m": {"$uuid": "y"}})
+    stored = Job.fetch(job.id)
+    assert stored.args == [value] and stored.meta == {"m": {"$uuid": "y"}}
+    SimpleWorker(["default"]).work(burst=True)
+    assert job.get_status() == JobStatus.FINISHED and job.result == value
+    # A tag that pgqueue did not write (SQL of someone's own) and cannot read stays the dict it is.
+    db.execute("""UPDATE pgqueue.jobs SET args = '[{"$date": "oops"}]' WHERE id = %s""", (job.id,))
+    assert Job.fetch(job.id).args == [{"$date": "oops"}]
+
+
 @pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan"), {1: "int key"}, [{"ok": {2: "deep"}}],
                                  "NUL \x00 inside"])
 def test_unserialisable_argument_raises_type_error_and_writes_nothing(db: psycopg.Connection[Any], bad: Any) -> None:
