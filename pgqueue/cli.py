@@ -71,6 +71,8 @@ def main() -> None:
 @click.option("--grace", type=click.FloatRange(min=0), default=None,
               help="On SIGTERM, stop jobs still running after this many seconds and requeue them "
                    "(default: wait for them to finish).")
+@click.option("--give-back-after", default=0.1, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Claimed jobs waiting behind a job that has run this long go back to their queue.")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no child processes), like RQ's SimpleWorker.")
 @click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
 @click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
@@ -80,8 +82,9 @@ def main() -> None:
 @dsn_option
 @_friendly
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
-           lease: float, poll_interval: float, allow_modules: tuple[str, ...], grace: float | None, simple: bool,
-           max_jobs: int | None, paths: tuple[str, ...], quiet: bool, verbose: bool, dsn: str | None) -> None:
+           lease: float, poll_interval: float, allow_modules: tuple[str, ...], grace: float | None,
+           give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...], quiet: bool,
+           verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     import os
 
@@ -93,7 +96,7 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
     _log_to_stderr(level)
     cls = SimpleWorker if simple else Worker
     w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
-            poll_interval=poll_interval, allow_modules=allow_modules, grace=grace)
+            poll_interval=poll_interval, allow_modules=allow_modules, grace=grace, give_back_after=give_back_after)
     w.work(burst=burst, max_jobs=max_jobs)
 
 

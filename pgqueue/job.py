@@ -69,18 +69,26 @@ class Retry:
 
 
 class _PendingJob:
-    """What a worker sets while a job runs: the Job is only built if the job asks for it."""
+    """What a worker sets while a job runs: the Job is only built if the job asks for it. ``connection``
+    is an atomic job's transaction, given to the Job as its ``connection`` while the function runs."""
 
-    __slots__ = ("_make", "_job")
+    __slots__ = ("_make", "_job", "connection")
 
     def __init__(self, make: Callable[[], Job]) -> None:
         self._make = make
         self._job: Job | None = None
+        self.connection: Any = None
 
     def get(self) -> Job:
         if self._job is None:
             self._job = self._make()
+            self._job.connection = self.connection
         return self._job
+
+    def set_connection(self, connection: Any) -> None:
+        self.connection = connection
+        if self._job is not None:
+            self._job.connection = connection
 
 
 _current_job: contextvars.ContextVar[_PendingJob | None] = contextvars.ContextVar("pgqueue_current_job",

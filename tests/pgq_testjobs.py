@@ -94,6 +94,17 @@ def current_job_info() -> dict[str, Any]:
     return {"id": job.id, "queue": job.queue, "attempts": job.attempts, "func_name": job.func_name}
 
 
+def current_job_view() -> dict[str, Any]:
+    """What get_current_job() says of the running job, as JSON-friendly values."""
+    job = pgqueue.get_current_job()
+    assert job is not None
+    return {"status": str(job.status), "attempts": job.attempts, "description": job.description,
+            "priority": job.priority, "max_attempts": job.max_attempts, "timeout": job.timeout,
+            "worker_name": job.worker_name, "args": job.args, "meta": job.meta,
+            "times": [t is not None for t in (job.enqueued_at, job.scheduled_at, job.started_at)],
+            "started_after_enqueue": job.started_at >= job.enqueued_at if job.started_at and job.enqueued_at else None}
+
+
 def returns_object() -> object:
     return object()
 

@@ -30,6 +30,48 @@ def test_queues_in_priority_order_then_job_priority_then_fifo(worker_class: type
     assert tags(db) == ["high-1", "high-2", "high-3", "low-1", "low-2"]
 
 
+def finished_tags(db: psycopg.Connection[Any]) -> list[str]:
+    return [t for t in tags(db) if not t.startswith("started:")]
+
+
+@pytest.mark.parametrize("simple", [False, True])
+@pytest.mark.parametrize("urgent", ["high queue", "priority", "at_front"])
+def test_a_job_that_comes_first_runs_before_claimed_jobs_that_have_not_started(
+        simple: bool, urgent: str, spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    # Claims are batched: the worker took all five low jobs at once. The four not started go back to their
+    # queue once the first has run a while, so the job that comes first by the queue order runs next.
+    low = Queue("low")
+    for i in range(5):
+        low.enqueue(tj.record_sleep_record, 0.4, f"low{i}")
+    worker = spawn_worker("high", "low", *(["--simple"] if simple else []))
+    wait_for(lambda: "started:low0" in tags(db), message="the first low job to start")
+    if urgent == "high queue":
+        Queue("high").enqueue(tj.record_sleep_record, 0, "urgent")
+    else:
+        low.enqueue(tj.record_sleep_record, 0, "urgent", **({"priority": -1} if urgent == "priority" else
+                                                              {"at_front": True}))
+    wait_for(lambda: len(finished_tags(db)) == 6, timeout=30, message="all six jobs to run")
+    assert finished_tags(db) == ["low0", "urgent", "low1", "low2", "low3", "low4"], worker.output
+
+
+def test_jobs_behind_a_long_one_go_back_to_their_queue_for_other_workers(
+        spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    q = Queue()
+    jobs = [q.enqueue(tj.record_sleep_record, 3 if i == 0 else 0, f"job{i}") for i in range(4)]
+    first = spawn_worker("default")
+    wait_for(lambda: "started:job0" in tags(db), message="the long job to start")
+    # Given back, not started: queued again with no attempt used, while the long one runs.
+    wait_for(lambda: len(q) == 3, message="the jobs behind the long one to be queued again")
+    behind = [Job.fetch(j.id) for j in jobs[1:]]
+    assert [(j.status, j.attempts) for j in behind] == [(JobStatus.QUEUED, 0)] * 3
+    second = spawn_worker("default", "--name", "second")
+    wait_for(lambda: len(finished_tags(db)) == 3, message="the second worker to run them")
+    assert "started:job0" in tags(db) and "job0" not in finished_tags(db)  # the long one still runs
+    assert {Job.fetch(j.id).worker_name for j in jobs[1:]} == {"second"}
+    wait_for(lambda: Job.fetch(jobs[0].id).status == JobStatus.FINISHED, message="the long job to finish")
+    assert [Job.fetch(j.id).attempts for j in jobs] == [1, 1, 1, 1], (first.output, second.output)
+
+
 def test_no_queue_named_serves_default(db: psycopg.Connection[Any]) -> None:
     Queue().enqueue(tj.record, "d")
     Queue("other").enqueue(tj.record, "o")
@@ -84,6 +126,19 @@ def test_current_job_inside_a_job() -> None:
     Worker().work(burst=True)
     assert job.result == {"id": job.id, "queue": "default", "attempts": 1, "func_name": "pgq_testjobs.current_job_info"}
     assert Job.fetch(job.id).meta == {"keep": True, "progress": 50}
+
+
+@pytest.mark.parametrize("worker", [Worker, SimpleWorker])
+def test_current_job_has_every_attribute_of_the_row_and_the_run_as_it_is(worker: type[Worker]) -> None:
+    # Three jobs: one claim, so the later two start while the database has not recorded their runs yet.
+    jobs = [Queue().enqueue(tj.current_job_view, job_timeout=30, description=f"view {i}", priority=-i,
+                            retry=2, meta={"i": i}) for i in range(3)]
+    worker(name="viewer").work(burst=True)
+    for i, job in enumerate(jobs):
+        assert job.get_status() == JobStatus.FINISHED, job.exc_info
+        assert job.result == {"status": "running", "attempts": 1, "description": f"view {i}", "priority": -i,
+                              "max_attempts": 3, "timeout": 30.0, "worker_name": "viewer", "args": [],
+                              "meta": {"i": i}, "times": [True, True, True], "started_after_enqueue": True}
 
 
 def test_concurrency_runs_jobs_at_once(db: psycopg.Connection[Any]) -> None:

@@ -7,12 +7,14 @@ import importlib
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import psycopg
 
 from .. import _serialize
 from .._db import connect
+from ..exceptions import PgQueueError
 from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, q, text_array
 
@@ -104,11 +106,11 @@ class LeaseLost(Exception):
     lease ran out): its writes were rolled back, so the run that holds the job now has the only effect."""
 
 
-def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any], args: Any, kwargs: Any,
-                 started: float) -> str:
+def _call_atomic(task: Task, dsn: str | None, pending: _PendingJob, func: Callable[..., Any], args: Any,
+                 kwargs: Any, started: float) -> str:
     conn = _connection(dsn)
     with conn.transaction():
-        job.connection = conn
+        pending.set_connection(conn)
         try:
             result_json = _serialize.dumps(func(*args, **kwargs))
             row = conn.execute(q("finish_jobs"), {
@@ -118,34 +120,41 @@ def _call_atomic(task: Task, dsn: str | None, job: Job, func: Callable[..., Any]
             if not row or row[0] != 1:
                 raise LeaseLost(f"job {task.id} is no longer held by this worker; its writes were rolled back")
         finally:
-            job.connection = None
+            pending.set_connection(None)
     return result_json
 
 
-def _job_of(task: Task, dsn: str | None, worker_name: str) -> Job:
-    """The Job that get_current_job() returns inside the task (built only if it is asked for)."""
-    return Job._from_dict({
-        "id": task.id, "_dsn": dsn, "queue": task.queue, "func_name": task.func_name, "attempts": task.attempt,
-        "status": JobStatus.RUNNING, "worker_name": worker_name, "timeout": task.timeout,
-        "args": _serialize.loads(task.args_json), "kwargs": _serialize.loads(task.kwargs_json),
-        "meta": _serialize.loads(task.meta_json)})
+def _job_of(task: Task, dsn: str | None, worker_name: str, started: float) -> Job:
+    """The Job that get_current_job() returns inside the task (built only if it is asked for): the job's
+    row as the database has it, and this run as it is. A job claimed in a batch only has its run recorded
+    as started when it ends or has run for a while, so the row may not say yet what is true now."""
+    job = Job._from_dict({
+        "id": task.id, "_dsn": dsn, "queue": task.queue, "func_name": task.func_name,
+        "timeout": task.timeout, "args": _serialize.loads(task.args_json),
+        "kwargs": _serialize.loads(task.kwargs_json), "meta": _serialize.loads(task.meta_json)})
+    try:
+        job.refresh()  # description, times, priority, max_attempts, errors of earlier runs, ...
+    except PgQueueError:  # the database cannot be reached (or the row is gone): what the task says
+        pass
+    job.status, job.attempts, job.worker_name = JobStatus.RUNNING, task.attempt, worker_name
+    if job.started_at is None:  # not recorded yet: this machine's clock, less the time the run has taken
+        job.started_at = datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - started)
+    return job
 
 
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
     """Run one task to completion and describe what happened. Never raises for the job's own errors."""
-    pending = _PendingJob(lambda: _job_of(task, dsn, worker_name))
+    started = time.perf_counter()
+    pending = _PendingJob(lambda: _job_of(task, dsn, worker_name, started))
     token = _current_job.set(pending)
     atomic = False
-    started = time.perf_counter()
     try:
         func = import_func(task.func_name, allow)
         args = _serialize.loads(task.args_json)
         kwargs = {} if task.kwargs_json == "{}" else _serialize.loads(task.kwargs_json)
         atomic = getattr(func, "__pgqueue_atomic__", False)
         if atomic:
-            job = pending.get()
-            job.args, job.kwargs = args, kwargs
-            result_json = _call_atomic(task, dsn, job, func, args, kwargs, started)
+            result_json = _call_atomic(task, dsn, pending, func, args, kwargs, started)
         else:
             result_json = _serialize.dumps(func(*args, **kwargs))
     except AbortJob:

@@ -23,7 +23,9 @@ from typing import Any
 from .._db import ready
 from ._execute import AbortJob, Outcome, Task, run
 
-Message = Outcome | tuple[str, list[str]]  # an outcome, or ("skipped", ids) when told to stop
+# An outcome, or ("skipped", [(job id, claim), ...]) for tasks not started: told to stop, or given back.
+Message = Outcome | tuple[str, list[tuple[str, int]]]
+
 
 
 class Slot:
@@ -31,6 +33,7 @@ class Slot:
 
     tasks: deque[Task]
     current_start: float  # monotonic time the head task started
+    announces = False  # whether the slot logs each task as it starts (else the supervisor does)
 
     def __init__(self) -> None:
         self.tasks = deque()
@@ -72,6 +75,22 @@ class Slot:
 
     def request_stop(self) -> None:
         """Run nothing new after the current task."""
+
+    @property
+    def waiting(self) -> bool:
+        """Whether tasks wait behind the running one that give_back() could return."""
+        return False
+
+    def give_back(self) -> list[Task]:
+        """Take back the tasks that have not started and will not: the caller releases their claims."""
+        return []
+
+    def drop(self, skipped: set[tuple[str, int]]) -> list[Task]:
+        """Forget the tasks answered as skipped (by job id and claim); returns those it held."""
+        dropped = [t for t in self.tasks if (t.id, t.claim) in skipped]
+        if dropped:
+            self.tasks = deque(t for t in self.tasks if (t.id, t.claim) not in skipped)
+        return dropped
 
     def close(self) -> None:
         pass
@@ -131,8 +150,8 @@ def _grow_pipe(fd: int) -> None:
         pass
 
 
-def _child_main(task_fd: int, out_fd: int, stop: Any, dsn: str | None, worker_name: str,
-                allow: Sequence[str]) -> None:
+def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
+                worker_name: str, allow: Sequence[str]) -> None:
     # Ctrl-C reaches the whole process group; the supervisor decides what happens to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -143,14 +162,19 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, dsn: str | None, worker_na
             pass
     while True:
         try:
-            tasks = _read_frame(task_fd)
+            frame = _read_frame(task_fd)
         except OSError:  # the supervisor is gone
             return
-        if tasks is None:
+        if frame is None:
             return
+        first, tasks = frame
         for i, fields in enumerate(tasks):
-            if stop.value:
-                _write_all(out_fd, _frame(("skipped", [t[0] for t in tasks[i:]])))
+            with handover:  # the supervisor takes back what is numbered above ``begun``, never what started
+                skip = stop.value or cut.value >= first + i
+                if not skip:
+                    begun.value = first + i
+            if skip:  # stopping, or given back: each answered as skipped, by id and claim
+                _write_all(out_fd, _frame(("skipped", [(t[0], t[8]) for t in tasks[i:]])))
                 break
             _write_all(out_fd, _frame(tuple(run(Task._make(fields), dsn, worker_name, allow))))
 
@@ -166,6 +190,13 @@ class ChildSlot(Slot):
         self._start()
 
     def _start(self) -> None:
+        # Tasks handed to this child are numbered 1, 2, ... The child starts task n only if n > cut, and
+        # says so in ``begun``, both under ``handover``; give_back() sets cut under it too, so what it
+        # takes back has not started and never will.
+        self._handover = self._ctx.Lock()
+        self._cut, self._begun = self._ctx.RawValue("q", 0), self._ctx.RawValue("q", 0)
+        self._numbered = 0
+        self._number: dict[tuple[str, int], int] = {}  # (job id, claim) of each task held -> its number
         task_r, task_w = os.pipe()  # tasks: supervisor -> child
         out_r, out_w = os.pipe()  # outcomes: child -> supervisor
         _supervisor_fds.update((task_w, out_r))
@@ -176,7 +207,8 @@ class ChildSlot(Slot):
         gc.collect()
         gc.freeze()
         try:
-            self.process = self._ctx.Process(target=_child_main, args=(task_r, out_w, self.stop_flag, *self._args),
+            self.process = self._ctx.Process(target=_child_main, args=(
+                task_r, out_w, self.stop_flag, self._handover, self._cut, self._begun, *self._args),
                                              name=self._name, daemon=False)
             self.process.start()
         finally:
@@ -197,14 +229,46 @@ class ChildSlot(Slot):
     def dispatch(self, tasks: Sequence[Task]) -> bool:
         """Hand tasks to the child; False if it is gone (the caller releases them, _replace restarts it).
         What the pipe cannot take now is written by pump() as the child reads."""
-        self._pending += _frame([tuple(t) for t in tasks])
+        first = self._numbered + 1
+        self._pending += _frame((first, [tuple(t) for t in tasks]))
         if not self.pump():  # the child died since we last looked
             return False
+        self._numbered += len(tasks)
+        self._number.update(((t.id, t.claim), n) for n, t in enumerate(tasks, first))
         if not self.tasks:
             self.current_start = time.monotonic()
             self.head_marked = tasks[0].marked
         self.tasks.extend(tasks)
         return True
+
+    def took(self, task_id: str, now: float) -> None:
+        head = self.tasks[0] if self.tasks else None
+        super().took(task_id, now)
+        if head is not None and head.id == task_id:
+            self._number.pop((head.id, head.claim), None)
+
+    def drop(self, skipped: set[tuple[str, int]]) -> list[Task]:
+        for key in skipped:
+            self._number.pop(key, None)
+        return super().drop(skipped)
+
+    @property
+    def waiting(self) -> bool:
+        return len(self.tasks) > 1 and self._cut.value < self._numbered
+
+    def give_back(self) -> list[Task]:
+        if not self.waiting or not self._handover.acquire(timeout=1):  # a child killed holding it: not now
+            return []
+        try:
+            self._cut.value = self._numbered
+            begun = self._begun.value
+        finally:
+            self._handover.release()
+        back = [t for t in self.tasks if self._number[t.id, t.claim] > begun]
+        for t in back:
+            del self._number[t.id, t.claim]
+        self.tasks = deque(t for t in self.tasks if (t.id, t.claim) not in {(b.id, b.claim) for b in back})
+        return back
 
     def pump(self) -> bool:
         """Write what the task pipe takes without blocking; False if the child is gone (what it did not
@@ -237,7 +301,7 @@ class ChildSlot(Slot):
             if pos + 4 + length > size:
                 break
             msg = marshal.loads(data[pos + 4:pos + 4 + length])
-            # An outcome has Outcome's fields; ("skipped", ids) has two (a job id may well be "skipped").
+            # An outcome has Outcome's fields; ("skipped", tasks) has two (a job id may well be "skipped").
             messages.append(Outcome._make(msg) if len(msg) == _OUTCOME_FIELDS else ("skipped", msg[1]))
             pos += 4 + length
         self._buffer = data[pos:]
@@ -273,7 +337,7 @@ class ChildSlot(Slot):
         lost = list(self.tasks)
         self.tasks.clear()
         self._close_fds()
-        self._start()
+        self._start()  # new numbering, cut and lock: the old child may have died holding that
         return lost
 
     def request_stop(self) -> None:
@@ -300,20 +364,26 @@ class InProcessSlot(Slot):
     """Runs tasks synchronously in the worker's process. Hard timeouts use SIGALRM, so they apply when
     the worker runs in the main thread (as the CLI does)."""
 
-    def __init__(self, dsn: str | None, worker_name: str, allow: Sequence[str], stopping: Any) -> None:
+    announces = True
+
+    def __init__(self, dsn: str | None, worker_name: str, allow: Sequence[str], stopping: Any, announce: Any,
+                 give_back_after: float) -> None:
         super().__init__()
         self._dsn, self._worker_name, self._allow = dsn, worker_name, tuple(allow)
         self._stopping = stopping  # callable: has a stop been requested?
+        self._announce = announce  # callable: logs a task as it starts
+        self._give_back_after = give_back_after  # once the batch has run this long, the rest goes back
         self._done: list[Message] = []
 
     def dispatch(self, tasks: Sequence[Task]) -> bool:
         self.tasks.extend(tasks)
-        self.current_start = time.monotonic()
+        self.current_start = start = time.monotonic()
         self.head_marked = tasks[0].marked
         for i, task in enumerate(tasks):
-            if self._stopping():
-                self._done.append(("skipped", [t.id for t in tasks[i:]]))
+            if self._stopping() or (i and time.monotonic() - start >= self._give_back_after):
+                self._done.append(("skipped", [(t.id, t.claim) for t in tasks[i:]]))
                 break
+            self._announce(task)
             self._done.append(self._run_one(task))
         return True
 

@@ -144,7 +144,7 @@ class Worker:
     def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
                  poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 1000,
-                 grace: float | None = None) -> None:
+                 grace: float | None = None, give_back_after: float = 0.1) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -154,6 +154,8 @@ class Worker:
             raise ValueError("concurrency must be >= 1")
         if lease <= 0 or poll_interval <= 0:
             raise ValueError("lease and poll_interval must be > 0 seconds")
+        if give_back_after < 0:
+            raise ValueError("give_back_after must be >= 0 seconds")
         self.queues: list[str] = list(dict.fromkeys(names))
         self.dsn = dsn
         self.name = name or f"{socket.gethostname()}.{os.getpid()}"
@@ -163,6 +165,10 @@ class Worker:
         self.allow_modules = tuple(allow_modules)
         self.max_batch = max(1, max_batch)
         self.grace = grace
+        # Claims are batched, so jobs wait in a slot behind the one running. Once it has run this long, the
+        # jobs not started go back to their queue, no attempt used: what comes first by the queue order
+        # and arrived meanwhile is claimed before them, and other workers may take them.
+        self.give_back_after = float(give_back_after)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
         self._signals = 0
@@ -239,7 +245,8 @@ class Worker:
 
     def _make_slots(self) -> list[Slot]:
         if self._in_process:
-            return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0)]
+            return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0, self._announce,
+                                  self.give_back_after)]
         return [ChildSlot(i, self.dsn, self.name, self.allow_modules) for i in range(self.concurrency)]
 
     def _connect(self) -> None:
@@ -316,8 +323,7 @@ class Worker:
 
                 if (not self._signals and want_claim and (max_jobs is None or claimed < max_jobs)):
                     # Idle slots first: the first jobs of a claim go to them and start at once.
-                    hungry = sorted((s for s in slots if len(s.tasks) <= self._batch_size() // 2),
-                                    key=lambda s: s.busy)
+                    hungry = sorted(self._hungry(slots), key=lambda s: s.busy)
                     if hungry:
                         per_slot = self._batch_size()
                         limit = per_slot * len(hungry)
@@ -340,12 +346,12 @@ class Worker:
                 timeout = min(next_heartbeat, next_poll, next_maintenance) - time.monotonic()
                 deadlines = [d for d in (s.deadline() for s in slots) if d is not None]
                 deadlines += [s.current_start + _MARK_AFTER for s in slots if s.tasks and not s.head_marked]
+                deadlines += [s.current_start + self.give_back_after for s in slots if s.waiting]
                 if self._stop_deadline is not None:
                     deadlines.append(self._stop_deadline)
                 if deadlines:
                     timeout = min(timeout, min(deadlines) - time.monotonic())
-                if want_claim and not self._signals and any(
-                        len(s.tasks) <= self._batch_size() // 2 for s in slots):
+                if want_claim and not self._signals and self._hungry(slots):
                     timeout = 0
                 if self._wait(slots, max(0.0, timeout)):
                     want_claim = True
@@ -406,6 +412,12 @@ class Worker:
     def _batch_size(self) -> int:
         return max(1, min(self.max_batch, int(_BATCH_WINDOW / max(self._avg_duration, 1e-6))))
 
+    def _hungry(self, slots: Sequence[Slot]) -> list[Slot]:
+        """Slots that take more tasks: those with at most half a batch left, unless the task they run has
+        gone on past give_back_after (what waits behind it goes back to its queue; more would too)."""
+        half, late = self._batch_size() // 2, time.monotonic() - self.give_back_after
+        return [s for s in slots if len(s.tasks) <= half and not (s.tasks and s.current_start <= late)]
+
     def _claim(self, limit: int, start_now: int) -> list[Task]:
         """Claim up to ``limit`` jobs, queues in priority order; the first ``start_now`` start at once."""
         assert self._conn is not None
@@ -429,11 +441,16 @@ class Worker:
             chunk = tasks[i::len(slots)]
             if not chunk:
                 break
-            if log.isEnabledFor(logging.INFO):
-                for task in chunk:
-                    log.info("%s: %s (%s)", task.queue, _Call(task), task.id)
+            idle = not slot.busy
             if not slot.dispatch(chunk):
                 self._released.extend((t.id, t.claim) for t in chunk)
+            elif idle and not slot.announces:  # it starts now
+                self._announce(chunk[0])
+
+    def _announce(self, task: Task) -> None:
+        """The log line of a job that starts: ``queue: tasks.f(6, 7) (JOB_ID)``."""
+        if log.isEnabledFor(logging.INFO):
+            log.info("%s: %s (%s)", task.queue, _Call(task), task.id)
 
     def _next_scheduled(self, now: float) -> float:
         """When the earliest scheduled job of our queues becomes due (monotonic clock)."""
@@ -469,6 +486,8 @@ class Worker:
                 ran += 1
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
+                if slot.tasks and not slot.announces and not self._signals:  # the next one started
+                    self._announce(slot.tasks[0])
                 if msg.ok:
                     if not msg.recorded:
                         self._finished.append(msg)
@@ -477,10 +496,8 @@ class Worker:
                 else:
                     self._failed.append(msg)
                     log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)
-            else:  # ("skipped", ids): never started
-                skipped = set(msg[1])
-                self._released.extend((t.id, t.claim) for t in slot.tasks if t.id in skipped)
-                slot.tasks = type(slot.tasks)(t for t in slot.tasks if t.id not in skipped)
+            else:  # ("skipped", [(id, claim), ...]): never started (what give_back took is gone already)
+                self._released.extend((t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]}))
         return ran
 
     def _replace(self, slot: ChildSlot) -> int:
@@ -505,6 +522,10 @@ class Worker:
         conn = self._conn
         assert conn is not None
         woke = 0
+        late = time.monotonic() - self.give_back_after
+        for slot in slots:
+            if slot.waiting and slot.current_start <= late:
+                self._released.extend((t.id, t.claim) for t in slot.give_back())
         with translate_errors(self.dsn):
             finisher = self._finisher
             assert finisher is not None

@@ -31,7 +31,8 @@ FAST = ("--lease", "2", "--poll-interval", "0.5")
 def test_killed_supervisor_its_job_reruns_on_another_worker_after_the_lease(
         spawn_worker: Callable[..., Any], db: psycopg.Connection[Any],
         note_recovery: Callable[[str, float], None]) -> None:
-    victim = spawn_worker("default", *FAST, "--name", "victim")
+    # --give-back-after 600: the jobs stay claimed behind the slow one (by default they go back after 0.1 s).
+    victim = spawn_worker("default", *FAST, "--name", "victim", "--give-back-after", "600")
     job = Queue().enqueue(rj.record_sleep_first_attempt, 60, "t1", retry=Retry(max=1))
     [(first_pid, _)] = wait_started(db, "t1")
     assert job_row(db, job.id)["worker_name"] == "victim"
@@ -244,7 +245,8 @@ def test_jobs_a_killed_worker_claimed_but_never_started_still_run(
         spawn_worker: Callable[..., Any], db: psycopg.Connection[Any]) -> None:
     """A worker claims fast jobs in batches, so when it is killed it holds jobs it never started. The
     docs promise every job runs at least once: those must run, retry or not."""
-    victim = spawn_worker("default", *FAST, "--name", "victim")
+    # --give-back-after 600: the jobs stay claimed behind the slow one (by default they go back after 0.1 s).
+    victim = spawn_worker("default", *FAST, "--name", "victim", "--give-back-after", "600")
     q = Queue()
     q.enqueue_many([Queue.prepare_data(rj.record_sleep_first_attempt, [60, "head"]),
                     *(Queue.prepare_data(tj.record, [f"held-{i}"]) for i in range(4))])
@@ -274,7 +276,9 @@ def test_a_stale_release_does_not_requeue_the_newer_attempt_of_a_job(
     VM) but lives on may claim a rescued job again while the old claim still sits unstarted in one of
     its batches. Releasing that old claim must not touch the newer attempt: releases, like completions,
     must be fenced on the attempt."""
-    worker = spawn_worker("default", "--concurrency", "2", "--lease", "30", "--poll-interval", "0.5")
+    # --give-back-after 600: J stays claimed behind A (by default it would go back to its queue after 0.1 s).
+    worker = spawn_worker("default", "--concurrency", "2", "--lease", "30", "--poll-interval", "0.5",
+                          "--give-back-after", "600")
     # One claim, dealt round robin over the two job processes: [A (long), J] to the first, [B (0.3 s)] to
     # the second. B's duration makes the batch size 1, so when J is queued again only the idle second
     # process takes it.
