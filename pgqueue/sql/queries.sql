@@ -319,7 +319,11 @@ SELECT (SELECT count(*) FROM upd),
        (SELECT count(pg_notify('pgqueue_done', ids))
         FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed') s WHERE ids IS NOT NULL),
        (SELECT count(pg_notify('pgqueue_jobs', q))
-        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p)
+        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p),
+       -- The shortest lease among workers that are running (or just lost): the caller checks again
+       -- within half of it, so a worker with a short lease is rescued soon after it runs out.
+       (SELECT min(w.lease_seconds) FROM pgqueue.workers w
+        WHERE w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => 2 * w.lease_seconds))
 
 -- name: promote_deferred
 -- Safety net for a dependency that finished while its dependent was being enqueued. Every dependency

@@ -304,8 +304,7 @@ class Worker:
                     self._conn.execute(q("heartbeat"), {"worker_id": self.worker_id})  # type: ignore[union-attr]
                     next_heartbeat = now + heartbeat_every
                 if now >= next_maintenance:
-                    self._maintenance()
-                    next_maintenance, want_claim = now + self.lease / 2, True
+                    next_maintenance, want_claim = now + self._maintenance(), True
                 if now >= next_poll:
                     next_poll, want_claim = now + self.poll_interval, True
 
@@ -564,9 +563,11 @@ class Worker:
                     slot.head_marked = True
         return woke > 0
 
-    def _maintenance(self) -> None:
+    def _maintenance(self) -> float:
         """Rescue jobs of lost workers, promote deferred jobs whose dependencies finished, prune old
-        worker rows. Every statement is safe to run from many workers at once."""
+        worker rows. Every statement is safe to run from many workers at once. Returns the seconds until
+        the next pass: half the shortest lease of the running workers, this one's included (at least
+        0.5 s), so that any worker's jobs are rescued within half its own lease of it running out."""
         assert self._conn is not None
         rescued = self._conn.execute(q("rescue_lost_jobs")).fetchone()
         if rescued and rescued[0]:
@@ -574,6 +575,8 @@ class Worker:
         self._conn.execute(q("promote_deferred"))
         self._conn.execute(q("prune_jobs"))
         self._conn.execute(q("prune_workers"))
+        shortest = min(self.lease, rescued[3] if rescued and rescued[3] is not None else self.lease)
+        return max(0.5, shortest / 2)
 
     # -- stopping --------------------------------------------------------------------------------
     def _cold_stop(self, slots: list[Slot]) -> None:

@@ -31,12 +31,13 @@ FAST = ("--lease", "2", "--poll-interval", "0.5")
 def test_killed_supervisor_its_job_reruns_on_another_worker_after_the_lease(
         spawn_worker: Callable[..., Any], db: psycopg.Connection[Any],
         note_recovery: Callable[[str, float], None]) -> None:
-    # --give-back-after 600: the jobs stay claimed behind the slow one (by default they go back after 0.1 s).
-    victim = spawn_worker("default", *FAST, "--name", "victim", "--give-back-after", "600")
+    victim = spawn_worker("default", *FAST, "--name", "victim")
     job = Queue().enqueue(rj.record_sleep_first_attempt, 60, "t1", retry=Retry(max=1))
     [(first_pid, _)] = wait_started(db, "t1")
     assert job_row(db, job.id)["worker_name"] == "victim"
-    spawn_worker("default", *FAST, "--name", "rescuer")
+    # The rescuer's own lease is long, but the victim's jobs are judged by the victim's lease (2 s): the
+    # rescuer checks for lost workers within half the shortest lease of the running workers, not its own.
+    spawn_worker("default", "--lease", "60", "--poll-interval", "0.5", "--name", "rescuer")
 
     os.killpg(victim.proc.pid, signal.SIGKILL)  # the supervisor and its job process, at once
     victim.proc.wait(10)
