@@ -69,6 +69,9 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
 def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
     """A new connection of pgqueue's own, with errors translated."""
     resolved = resolve_dsn(dsn)
+    scheme, sep, _ = resolved.partition("://")
+    if sep and scheme not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"invalid database URL: pgqueue needs PostgreSQL (postgresql://...), not {scheme}://")
     try:
         psycopg.conninfo.conninfo_to_dict(resolved)
     except psycopg.ProgrammingError as exc:

@@ -95,6 +95,12 @@ def dumps(value: Any) -> str:
         raise TypeError(f"pgqueue cannot store {exc}") from None
     if "\\u0000" in text and _NUL.search(text):
         raise TypeError("pgqueue cannot store a string containing a NUL character (\\x00): jsonb rejects it")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate ("\\ud800"), which UTF-8 cannot hold
+            raise TypeError(f"pgqueue cannot store a string that is not valid Unicode: {exc.reason} "
+                            f"({text[exc.start:exc.end]!a})") from None
     return text
 
 

@@ -92,13 +92,15 @@ def test_job_requeue_gives_one_more_attempt() -> None:
 @pytest.mark.nodb
 @pytest.mark.parametrize("command", [["info"], ["failed"], ["worker", "--burst"], ["requeue", "--all"],
                                      ["migrate"], ["demo"]])
-@pytest.mark.parametrize("dsn", ["postgresql://nobody@127.0.0.1:1/none", "not a dsn = = ="])
-def test_bad_or_unreachable_database_is_one_line_exit_1(command: list[str], dsn: str) -> None:
-    result = run_cli(*command, "--dsn", dsn)
+@pytest.mark.parametrize(("url", "says"), [("postgresql://nobody@127.0.0.1:1/none", "cannot reach PostgreSQL"),
+                                           ("not a dsn = = =", "invalid database URL"),
+                                           ("mysql://app@127.0.0.1/app", "needs PostgreSQL (postgresql://...), not mysql://")])
+def test_bad_or_unreachable_database_is_one_line_exit_1(command: list[str], url: str, says: str) -> None:
+    result = run_cli(*command, "--dsn", url)
     assert result.returncode == 1, result
     assert "Traceback" not in result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith("Error: "), result.stderr
+    assert len(errors) == 1 and errors[0].startswith("Error: ") and says in errors[0], result.stderr
 
 
 @pytest.mark.nodb

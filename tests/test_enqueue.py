@@ -115,7 +115,7 @@ def test_dicts_that_look_like_tagged_values_round_trip_as_dicts(db: psycopg.Conn
 
 
 @pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan"), {1: "int key"}, [{"ok": {2: "deep"}}],
-                                 "NUL \x00 inside"])
+                                 "NUL \x00 inside", "lone surrogate \ud800"])
 def test_unserialisable_argument_raises_type_error_and_writes_nothing(db: psycopg.Connection[Any], bad: Any) -> None:
     q = Queue("default")
     with pytest.raises(TypeError):
