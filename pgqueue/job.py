@@ -145,6 +145,9 @@ class Job:
     _result: Any = None
     _exc_info: str | None = None
     _final_loaded = False  # whether result/exc_info were loaded once the job had ended
+    # Inside a running job (get_current_job): (attempt, started_at, worker_name) of this run, which the
+    # row may not show yet (a run claimed in a batch is recorded as started after a while, or at its end).
+    _run: tuple[int, datetime, str] | None = None
 
     connection: Any = None
     """Inside an :func:`atomic` job: the psycopg connection whose transaction also marks the job
@@ -188,6 +191,10 @@ class Job:
         if row is None:
             raise NoSuchJobError(f"no job with id {self.id!r}")
         self._load_row(row)
+        if self._run is not None and self.status == JobStatus.RUNNING:
+            attempt, started_at, self.worker_name = self._run
+            self.attempts = max(self.attempts, attempt)
+            self.started_at = self.started_at or started_at
 
     def _load_row(self, row: Sequence[Any]) -> None:
         (self.id, self.queue, self.func_name, args, kwargs, status, self.priority, self.description, meta,

@@ -102,7 +102,13 @@ def current_job_view() -> dict[str, Any]:
             "priority": job.priority, "max_attempts": job.max_attempts, "timeout": job.timeout,
             "worker_name": job.worker_name, "args": job.args, "meta": job.meta,
             "times": [t is not None for t in (job.enqueued_at, job.scheduled_at, job.started_at)],
-            "started_after_enqueue": job.started_at >= job.enqueued_at if job.started_at and job.enqueued_at else None}
+            "started_after_enqueue": job.started_at >= job.enqueued_at if job.started_at and job.enqueued_at else None,
+            "after_refresh": _refreshed(job)}
+
+
+def _refreshed(job: pgqueue.Job) -> list[Any]:
+    job.refresh()
+    return [str(job.status), job.attempts, job.started_at is not None]
 
 
 def returns_object() -> object:

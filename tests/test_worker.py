@@ -138,7 +138,8 @@ def test_current_job_has_every_attribute_of_the_row_and_the_run_as_it_is(worker:
         assert job.get_status() == JobStatus.FINISHED, job.exc_info
         assert job.result == {"status": "running", "attempts": 1, "description": f"view {i}", "priority": -i,
                               "max_attempts": 3, "timeout": 30.0, "worker_name": "viewer", "args": [],
-                              "meta": {"i": i}, "times": [True, True, True], "started_after_enqueue": True}
+                              "meta": {"i": i}, "times": [True, True, True], "started_after_enqueue": True,
+                              "after_refresh": ["running", 1, True]}
 
 
 def test_concurrency_runs_jobs_at_once(db: psycopg.Connection[Any]) -> None:

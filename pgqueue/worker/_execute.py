@@ -128,17 +128,17 @@ def _job_of(task: Task, dsn: str | None, worker_name: str, started: float) -> Jo
     """The Job that get_current_job() returns inside the task (built only if it is asked for): the job's
     row as the database has it, and this run as it is. A job claimed in a batch only has its run recorded
     as started when it ends or has run for a while, so the row may not say yet what is true now."""
+    # When the run started, by this machine's clock (the row has it only once the run is recorded).
+    started_at = datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - started)
     job = Job._from_dict({
-        "id": task.id, "_dsn": dsn, "queue": task.queue, "func_name": task.func_name,
-        "timeout": task.timeout, "args": _serialize.loads(task.args_json),
-        "kwargs": _serialize.loads(task.kwargs_json), "meta": _serialize.loads(task.meta_json)})
+        "id": task.id, "_dsn": dsn, "queue": task.queue, "func_name": task.func_name, "timeout": task.timeout,
+        "args": _serialize.loads(task.args_json), "kwargs": _serialize.loads(task.kwargs_json),
+        "meta": _serialize.loads(task.meta_json), "status": JobStatus.RUNNING, "attempts": task.attempt,
+        "started_at": started_at, "worker_name": worker_name, "_run": (task.attempt, started_at, worker_name)})
     try:
-        job.refresh()  # description, times, priority, max_attempts, errors of earlier runs, ...
+        job.refresh()  # description, times, priority, max_attempts, errors of earlier runs, ...; and _run
     except PgQueueError:  # the database cannot be reached (or the row is gone): what the task says
         pass
-    job.status, job.attempts, job.worker_name = JobStatus.RUNNING, task.attempt, worker_name
-    if job.started_at is None:  # not recorded yet: this machine's clock, less the time the run has taken
-        job.started_at = datetime.now(timezone.utc) - timedelta(seconds=time.perf_counter() - started)
     return job
 
 

@@ -27,7 +27,6 @@ from ._execute import AbortJob, Outcome, Task, run
 Message = Outcome | tuple[str, list[tuple[str, int]]]
 
 
-
 class Slot:
     """Common state: the tasks handed over and not yet answered for, in the order they run."""
 
@@ -264,11 +263,7 @@ class ChildSlot(Slot):
             begun = self._begun.value
         finally:
             self._handover.release()
-        back = [t for t in self.tasks if self._number[t.id, t.claim] > begun]
-        for t in back:
-            del self._number[t.id, t.claim]
-        self.tasks = deque(t for t in self.tasks if (t.id, t.claim) not in {(b.id, b.claim) for b in back})
-        return back
+        return self.drop({key for key, number in self._number.items() if number > begun})
 
     def pump(self) -> bool:
         """Write what the task pipe takes without blocking; False if the child is gone (what it did not

@@ -485,8 +485,6 @@ class Worker:
                 ran += 1
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
-                if slot.tasks and not slot.announces and not self._signals:  # the next one started
-                    self._announce(slot.tasks[0])
                 if msg.ok:
                     if not msg.recorded:
                         self._finished.append(msg)
@@ -495,6 +493,8 @@ class Worker:
                 else:
                     self._failed.append(msg)
                     log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)
+                if slot.tasks and not slot.announces and not self._signals:  # the next one started
+                    self._announce(slot.tasks[0])
             else:  # ("skipped", [(id, claim), ...]): never started (what give_back took is gone already)
                 self._released.extend((t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]}))
         return ran
