@@ -570,13 +570,13 @@ class Worker:
         0.5 s), so that any worker's jobs are rescued within half its own lease of it running out."""
         assert self._conn is not None
         rescued = self._conn.execute(q("rescue_lost_jobs")).fetchone()
-        if rescued and rescued[0]:
+        assert rescued is not None  # one row, always; its last column is NULL when no worker runs
+        if rescued[0]:
             log.warning("Worker %s: rescued %d job(s) of lost workers", self.name, rescued[0])
         self._conn.execute(q("promote_deferred"))
         self._conn.execute(q("prune_jobs"))
         self._conn.execute(q("prune_workers"))
-        shortest = min(self.lease, rescued[3] if rescued and rescued[3] is not None else self.lease)
-        return max(0.5, shortest / 2)
+        return max(0.5, min(self.lease, rescued[3] or self.lease) / 2)
 
     # -- stopping --------------------------------------------------------------------------------
     def _cold_stop(self, slots: list[Slot]) -> None:
