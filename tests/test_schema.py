@@ -46,10 +46,10 @@ def catalog(url: str) -> list[tuple[Any, ...]]:
 
 def test_migrate_is_idempotent_and_records_its_own_version(new_database: Callable[[], str]) -> None:
     url = new_database()
-    assert pgqueue.migrate(url) == "0002"
-    assert pgqueue.migrate(url) == "0002"
+    assert pgqueue.migrate(url) == "0003"
+    assert pgqueue.migrate(url) == "0003"
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0003",)]
         assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
 
 
@@ -60,7 +60,7 @@ def test_schema_sql_builds_the_same_database_as_the_migrations(dsn: str, new_dat
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(printed.stdout)
     assert catalog(url) == catalog(dsn)
-    assert pgqueue.migrate(url) == "0002"  # a later `pgqueue migrate` carries on from the printed DDL
+    assert pgqueue.migrate(url) == "0003"  # a later `pgqueue migrate` carries on from the printed DDL
 
 
 def test_sqlalchemy_tables_match_the_database(db: psycopg.Connection[Any]) -> None:
@@ -108,7 +108,7 @@ def test_an_applications_own_alembic_history_is_untouched(new_database: Callable
 
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version_num FROM public.alembic_version").fetchall() == [("a1",)]
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0003",)]
     command.downgrade(cfg, "base")  # the app's history still works on its own
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regclass('public.orders')").fetchone() == (None,)
@@ -195,11 +195,11 @@ def test_revision_0002_upgrades_0001_with_its_rows_and_downgrades_back(new_datab
     _alembic(url, "upgrade", "0001")
     with psycopg.connect(url, autocommit=True) as conn:
         _insert(conn, "old", {"status": "finished", "ended_at": "now", "attempts": 1})
-    assert pgqueue.migrate(url) == "0002"
+    _alembic(url, "upgrade", "0002")
     migrated = catalog(url)
-    head = new_database()
-    pgqueue.migrate(head)
-    assert migrated == catalog(head)
+    fresh_0002 = new_database()
+    _alembic(fresh_0002, "upgrade", "0002")
+    assert migrated == catalog(fresh_0002)
     with psycopg.connect(url, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.CheckViolation):
             _insert(conn, "bad", {"status": "failed"})
@@ -210,3 +210,39 @@ def test_revision_0002_upgrades_0001_with_its_rows_and_downgrades_back(new_datab
         with pytest.raises(psycopg.errors.CheckViolation) as refused:
             _insert(conn, "bad", {"status": "failed"})
         assert refused.value.diag.constraint_name == "jobs_ended_has_time"
+
+
+def test_revision_0003_rebuilds_the_claim_index_with_the_queued_jobs_in_it(new_database: Callable[[], str]) -> None:
+    from pgqueue._migrate import _alembic
+
+    url, fresh_0002 = new_database(), new_database()
+    _alembic(fresh_0002, "upgrade", "0002")
+    _alembic(url, "upgrade", "0002")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for id, queue, priority in [("a1", "a", 0), ("b1", "b", 0), ("a2", "a", -1), ("a3", "a", 0)]:
+            conn.execute("INSERT INTO pgqueue.jobs (id, queue, func_name, priority) VALUES (%s, %s, 'm.f', %s)",
+                         [id, queue, priority])
+    assert pgqueue.migrate(url) == "0003"
+    head = new_database()
+    pgqueue.migrate(head)
+    assert catalog(url) == catalog(head)
+    assert Queue("a", dsn=url).job_ids == ["a2", "a1", "a3"]  # read through the rebuilt index
+    assert Queue("b", dsn=url).count == 1
+    _alembic(url, "downgrade", "0002")
+    assert catalog(url) == catalog(fresh_0002)
+    assert Queue("a", dsn=url).job_ids == ["a2", "a1", "a3"]
+
+
+@pytest.mark.parametrize("name", ["claim", "queue_count", "queue_job_ids", "queue_empty"])
+def test_the_queue_statements_reach_queued_jobs_through_the_claim_index(db: psycopg.Connection[Any], name: str) -> None:
+    """jobs_claim_idx keys on hashtext(queue): a statement that forgot to say so would scan the table."""
+    from pgqueue.sql import q
+
+    db.execute("INSERT INTO pgqueue.jobs (id, queue, func_name, status, ended_at) "
+               "SELECT 'old' || i, 'q' || i % 3, 'm.f', 'finished', now() FROM generate_series(1, 3000) i")
+    db.execute("INSERT INTO pgqueue.jobs (id, queue, func_name) SELECT 'new' || i, 'q' || i % 3, 'm.f' "
+               "FROM generate_series(1, 30) i")
+    db.execute("ANALYZE pgqueue.jobs")
+    params = {"queue": "q1", "limit": 10, "offset": 0, "start_now": 1, "worker_id": None, "worker_name": "w"}
+    plan = "\n".join(r[0] for r in db.execute(psycopg.sql.SQL("EXPLAIN ") + psycopg.sql.SQL(q(name)), params))
+    assert "jobs_claim_idx" in plan and "Index Cond: (hashtext(queue) = " in plan, plan

@@ -31,7 +31,8 @@ WITH input AS (
                 ELSE 'queued' END::pgqueue.job_status,
            CASE WHEN r.at_front THEN LEAST(r.priority, (
                     SELECT min(w.priority) FROM pgqueue.jobs w
-                    WHERE w.queue = r.queue AND w.status IN ('queued', 'scheduled')))
+                    WHERE hashtext(w.queue) = hashtext(r.queue) AND w.queue = r.queue
+                      AND w.status IN ('queued', 'scheduled')))
                 ELSE r.priority END,
            CASE WHEN r.at_front THEN -nextval('pgqueue.job_position_seq')
                 ELSE nextval('pgqueue.job_position_seq') END,
@@ -108,15 +109,19 @@ FROM pgqueue.jobs WHERE id = %(id)s
 SELECT status::text FROM pgqueue.jobs WHERE id = %(id)s
 
 -- name: queue_count
-SELECT count(*) FROM pgqueue.jobs WHERE queue = %(queue)s AND status = 'queued'
+-- This and the next two reach a queue's queued jobs through jobs_claim_idx, keyed on hashtext(queue).
+SELECT count(*) FROM pgqueue.jobs
+WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = 'queued'
 
 -- name: queue_job_ids
-SELECT id FROM pgqueue.jobs WHERE queue = %(queue)s AND status = 'queued'
+SELECT id FROM pgqueue.jobs
+WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = 'queued'
 ORDER BY priority, position
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: queue_empty
-DELETE FROM pgqueue.jobs WHERE queue = %(queue)s AND status = 'queued'
+DELETE FROM pgqueue.jobs
+WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = 'queued'
 
 -- name: save_meta
 UPDATE pgqueue.jobs SET meta = %(meta)s::jsonb WHERE id = %(id)s RETURNING id
@@ -159,7 +164,8 @@ ORDER BY ended_at, position
 -- `start_now` jobs go to idle job processes and start at once, so their run counts here.
 WITH c AS (
     SELECT id, priority, position FROM pgqueue.jobs
-    WHERE queue = %(queue)s AND status IN ('queued', 'scheduled') AND scheduled_at <= now()
+    WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s
+      AND status IN ('queued', 'scheduled') AND scheduled_at <= now()
       AND (ttl IS NULL OR enqueued_at + make_interval(secs => ttl) >= now())
     ORDER BY priority, position
     LIMIT %(limit)s

@@ -1,4 +1,4 @@
--- pgqueue schema, revision 0002 (the newest; migrations/versions/ holds how each revision got here).
+-- pgqueue schema, revision 0003 (the newest; migrations/versions/ holds how each revision got here).
 -- Applied by `pgqueue migrate` (alembic) or printed by `pgqueue schema --sql` for teams that apply
 -- DDL with their own tools. Everything lives in the `pgqueue` schema so it never collides with the
 -- application's tables, and so reports read naturally: SELECT ... FROM pgqueue.jobs.
@@ -72,8 +72,12 @@ CREATE TABLE pgqueue.jobs (
 );
 
 -- The claim query's index: only runnable rows live in it, so finished history never slows a claim.
-CREATE INDEX jobs_claim_idx ON pgqueue.jobs (queue, priority, position)
-    WHERE status IN ('queued', 'scheduled');
+-- It keys on hashtext(queue), not the queue's text: every enqueue inserts into it, and with three
+-- fixed-width columns an insert compares integers, not strings through the collation, on every page it
+-- passes (about 15% of the server's work per enqueued row; docs/performance.md). Queries that want it say
+-- `hashtext(queue) = hashtext($1) AND queue = $1`. position is unique, so deduplication has nothing to do.
+CREATE INDEX jobs_claim_idx ON pgqueue.jobs (hashtext(queue), priority, position)
+    WITH (deduplicate_items = off) WHERE status IN ('queued', 'scheduled');
 -- Rescue: running jobs by the worker that holds them.
 CREATE INDEX jobs_running_idx ON pgqueue.jobs (worker_id) WHERE status = 'running';
 -- Idle workers sleep until the earliest scheduled job of their queues.
