@@ -8,7 +8,7 @@ Create Date: 2026-11-30
 Every job enters jobs_claim_idx when it is enqueued. With the queue's text as its first column, each
 insert compared strings through the collation on every page it passed, and the two columns behind a
 variable-width one had to be located anew in every index tuple compared; with three fixed-width columns
-neither happens. Measured with benchmarks/server_cost.py: 48,500 -> 41,200 server instructions per COPY
+neither happens. Measured with benchmarks/server_cost.py: 46,200 -> 39,100 server instructions per COPY
 row. Deduplication is off because the key is unique (position), so a deduplication pass before a page
 split never finds anything to merge. Queries that want the index say ``hashtext(queue) = hashtext(...)``
 beside ``queue = ...`` (see pgqueue/sql/queries.sql and docs/reporting.md).
