@@ -79,6 +79,31 @@ def _escape(value: Any) -> Any:
     return value
 
 
+def _short_flat(value: list[Any] | tuple[Any, ...]) -> str | None:
+    """JSON of a short list of ints, floats, strings, booleans and Nones (a typical job's arguments), built here:
+    the C encoder's set-up per call costs more than these few items (0.84 -> 0.45 us for ``(1,)``).
+    None if an item is of another type."""
+    parts = []
+    for v in value:
+        kind = type(v)
+        if kind is int:
+            parts.append(int.__repr__(v))
+        elif kind is str:
+            parts.append(_encode_str(v))
+        elif v is None:
+            parts.append("null")
+        elif kind is bool:
+            parts.append("true" if v else "false")
+        elif kind is float and v - v == 0:  # finite (NaN and infinities go on to the encoder, which refuses them)
+            parts.append(float.__repr__(v))
+        else:
+            return None
+    return "[" + ",".join(parts) + "]"
+
+
+_encode_str = json.encoder.encode_basestring  # as the encoders above: non-ASCII kept, not escaped
+
+
 def dumps(value: Any) -> str:
     """Serialise ``value`` to JSON text, raising ``TypeError`` for anything pgqueue cannot round-trip."""
     kind = type(value)
@@ -86,13 +111,17 @@ def dumps(value: Any) -> str:
         return int.__repr__(value)
     if value is None:
         return "null"
-    if not ((kind is list or kind is tuple) and all(type(v) in _FLAT for v in value)):  # common args: no dict
-        if _check_keys(value):
-            value = _escape(value)
-    try:
-        text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
-    except ValueError as exc:  # NaN / Infinity: jsonb rejects them
-        raise TypeError(f"pgqueue cannot store {exc}") from None
+    flat = (kind is list or kind is tuple) and len(value) <= 8 and _short_flat(value)
+    if flat:
+        text = flat
+    else:
+        if not ((kind is list or kind is tuple) and all(type(v) in _FLAT for v in value)):  # no dict inside
+            if _check_keys(value):
+                value = _escape(value)
+        try:
+            text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
+        except ValueError as exc:  # NaN / Infinity: jsonb rejects them
+            raise TypeError(f"pgqueue cannot store {exc}") from None
     if "\\u0000" in text and _NUL.search(text):
         raise TypeError("pgqueue cannot store a string containing a NUL character (\\x00): jsonb rejects it")
     if not text.isascii():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import os
 import time
 import uuid
@@ -112,6 +113,22 @@ def test_dicts_that_look_like_tagged_values_round_trip_as_dicts(db: psycopg.Conn
     # A tag that pgqueue did not write (SQL of someone's own) and cannot read stays the dict it is.
     db.execute("""UPDATE pgqueue.jobs SET args = '[{"$date": "oops"}]' WHERE id = %s""", (job.id,))
     assert Job.fetch(job.id).args == [{"$date": "oops"}]
+
+
+FLAT_ARGS = [(), (0, -1, 2**70), (1.5, -0.0, 0.1, 1e-07, 12345.678), ("", 'q"uote', "back\\slash", "tab\tnew\nline\x01",
+                                                                 "é 中 🎉", "\u2028"),
+             (None, True, False, 1, "a", 2.5, None, 8), (1, 2, 3, 4, 5, 6, 7, 8, 9)]
+
+
+@pytest.mark.parametrize("args", FLAT_ARGS)
+def test_plain_arguments_are_stored_as_the_json_encoder_writes_them(args: tuple[Any, ...]) -> None:
+    """Short lists of plain values skip the C encoder's set-up (_serialize._short_flat): same text, same values."""
+    from pgqueue import _serialize
+
+    text = _serialize.dumps(args)
+    assert text == json.dumps(list(args), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    job = Queue("default").enqueue(tj.identity, *args)
+    assert Job.fetch(job.id).args == list(args)
 
 
 @pytest.mark.parametrize("bad", [object(), {1, 2}, b"bytes", float("nan"), {1: "int key"}, [{"ok": {2: "deep"}}],
