@@ -246,3 +246,25 @@ def test_the_queue_statements_reach_queued_jobs_through_the_claim_index(db: psyc
     params = {"queue": "q1", "limit": 10, "offset": 0, "start_now": 1, "worker_id": None, "worker_name": "w"}
     plan = "\n".join(r[0] for r in db.execute(psycopg.sql.SQL("EXPLAIN ") + psycopg.sql.SQL(q(name)), params))
     assert "jobs_claim_idx" in plan and "Index Cond: (hashtext(queue) = " in plan, plan
+
+
+def test_queues_whose_names_share_a_hash_keep_their_own_jobs_and_order(db: psycopg.Connection[Any]) -> None:
+    """jobs_claim_idx keys on hashtext(queue), a 32-bit hash: two names can share it, and then the index
+    holds both queues' jobs under one key. Every statement still checks the name itself."""
+    from pgqueue import SimpleWorker
+
+    row = db.execute("SELECT min('q' || i), max('q' || i) FROM generate_series(1, 300000) i "
+                     "GROUP BY hashtext('q' || i) HAVING count(*) > 1 LIMIT 1").fetchone()
+    assert row is not None, "no two names of 300,000 share a 32-bit hash (expected ~10 pairs)"
+    a, b = Queue(row[0]), Queue(row[1])
+    ids: dict[str, list[str]] = {a.name: [], b.name: []}
+    for i, priority in enumerate([0, 0, -1, 0, -1, 0]):
+        for q in (a, b):
+            ids[q.name].append(q.enqueue_call("pgq_testjobs.add", args=(i, i), priority=priority).id)
+    order = [2, 4, 0, 1, 3, 5]  # priority -1 first, FIFO within a priority
+    assert a.job_ids == [ids[a.name][i] for i in order] and b.job_ids == [ids[b.name][i] for i in order]
+    assert a.count == b.count == 6
+    SimpleWorker([a.name]).work(burst=True)
+    assert [pgqueue.Job.fetch(i).get_status() for i in ids[a.name]] == [JobStatus.FINISHED] * 6
+    assert b.count == 6 and b.job_ids == [ids[b.name][i] for i in order]
+    assert b.empty() == 6 and a.count == 0
