@@ -222,9 +222,8 @@ class EnqueueData:
                enqueued_at: datetime, scheduled_at: datetime, priority: int) -> Job:
         attributes: dict[str, Any] = {
             "id": id, "_dsn": dsn, "queue": queue, "func_name": self.func_name, "args": list(self.args),
-            "kwargs": {}, "meta": {}, "errors": [], "depends_on": [], "timeout": timeout, "status": status,
-            "enqueued_at": enqueued_at, "scheduled_at": scheduled_at}
-        if not self.simple:  # a simple job's other attributes are Job's class defaults (2.1 against 3.2 us)
+            "timeout": timeout, "status": status, "enqueued_at": enqueued_at, "scheduled_at": scheduled_at}
+        if not self.simple:  # a simple job's other attributes are Job's class defaults (to_job 1.09 -> 0.82 us)
             attributes.update({
                 "kwargs": self.kwargs or {}, "meta": self.meta or {}, "depends_on": list(self.depends_on),
                 "priority": priority, "description": self.description, "max_attempts": self.max_attempts,

@@ -488,3 +488,15 @@ def test_an_error_of_the_statement_itself_is_the_driver_s_and_the_connection_car
         q.enqueue(tj.noop, ttl=2**40)
     assert q.enqueue(tj.noop).get_status() == JobStatus.QUEUED
     assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (1,)
+
+
+def test_jobs_from_enqueue_many_have_their_own_empty_containers() -> None:
+    """Their kwargs, meta, errors and depends_on are made on first read (job._Fresh), one per Job."""
+    q = Queue("default")
+    first, second = q.enqueue_many([Queue.prepare_data(tj.add, args=(i, i)) for i in range(2)])
+    assert (first.kwargs, first.meta, first.errors, first.depends_on) == ({}, {}, [], [])
+    first.meta["progress"] = 1
+    first.depends_on.append("x")
+    assert second.meta == {} and second.depends_on == [] and Job("j").meta == {}
+    first.save_meta()
+    assert Job.fetch(first.id).meta == {"progress": 1} and Job.fetch(second.id).meta == {}
