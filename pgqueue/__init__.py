@@ -15,6 +15,7 @@ from .exceptions import (
     NoSuchJobError,
     PgQueueError,
     SchemaMissing,
+    UniqueKeyHeld,
 )
 from .job import Job, JobStatus, Retry, atomic, get_current_job
 from .queue import Queue
@@ -34,6 +35,7 @@ __all__ = [
     "Retry",
     "SchemaMissing",
     "SimpleWorker",
+    "UniqueKeyHeld",
     "Worker",
     "__version__",
     "atomic",

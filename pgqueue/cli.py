@@ -179,11 +179,14 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | 
         raise click.UsageError("name JOB_IDs, or use --all")
     if job_ids and all_:
         raise click.UsageError("give JOB_IDs or --all, not both")
-    done = monitor.requeue(None if all_ else list(job_ids), queue, dsn)
-    missing = set(job_ids) - set(done)
+    done, held = monitor.requeue(None if all_ else list(job_ids), queue, dsn)
+    missing = set(job_ids) - set(done) - {h.job_id for h in held}
     click.echo(f"Requeued {len(done)} job(s)")
+    for refused in held:
+        click.echo(f"Not requeued: {refused}", err=True)
     if missing:
         click.echo(f"Not failed or not found: {', '.join(sorted(missing))}", err=True)
+    if held or missing:
         sys.exit(1)
 
 

@@ -39,3 +39,15 @@ class JobFailed(PgQueueError):
         self.exc_info = exc_info
         detail = f"\n{exc_info}" if exc_info else ""
         super().__init__(f"job {job_id} {status}{detail}")
+
+
+class UniqueKeyHeld(PgQueueError):
+    """A failed job cannot go back to its queue: another job holds its ``unique_key`` (one live job per key).
+    ``holder`` is that job's id, or None when it was enqueued while the requeue ran."""
+
+    def __init__(self, job_id: str, unique_key: str | None, holder: str | None) -> None:
+        self.job_id = job_id
+        self.unique_key = unique_key
+        self.holder = holder
+        by = f"job {holder}" if holder else "a job enqueued meanwhile"
+        super().__init__(f"job {job_id} stays failed: its unique_key {unique_key!r} is held by {by}")

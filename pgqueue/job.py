@@ -289,12 +289,15 @@ class Job:
         return done
 
     def requeue(self) -> bool:
-        """Put a failed job back on its queue, allowing one more attempt. Returns whether it was failed."""
-        conn = shared_connection(self._dsn)
-        with translate_errors(self._dsn):
-            done = conn.execute(q("requeue_jobs"), {"ids": [self.id], "queue": None}).fetchone() is not None
+        """Put a failed job back on its queue, allowing one more attempt. Returns whether it was failed;
+        raises :class:`UniqueKeyHeld` if another job holds its ``unique_key`` (it stays failed then)."""
+        from .monitor import requeue
+
+        requeued, refused = requeue([self.id], None, self._dsn)
         self.refresh()
-        return done
+        if refused:
+            raise refused[0]
+        return bool(requeued)
 
     def delete(self) -> None:
         """Delete the job's row."""

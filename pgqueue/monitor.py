@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+
 from ._db import shared_connection, translate_errors
+from .exceptions import UniqueKeyHeld
 from .sql import q
 
 
@@ -75,10 +78,19 @@ def failed_jobs(queues: Sequence[str] | None = None, dsn: str | None = None) -> 
         return [FailedJob(*r) for r in rows.fetchall()]
 
 
-def requeue(job_ids: Sequence[str] | None = None, queue: str | None = None, dsn: str | None = None) -> list[str]:
-    """Put failed jobs back on their queues: those in ``job_ids``, or with ``job_ids=None``
-    every one (of ``queue`` if given). Returns the ids requeued."""
-    with translate_errors(dsn):
-        rows = shared_connection(dsn).execute(
-            q("requeue_jobs"), {"ids": list(job_ids) if job_ids is not None else None, "queue": queue})
-        return [r[0] for r in rows.fetchall()]
+def requeue(job_ids: Sequence[str] | None = None, queue: str | None = None,
+            dsn: str | None = None) -> tuple[list[str], list[UniqueKeyHeld]]:
+    """Put failed jobs back on their queues: those in ``job_ids``, or with ``job_ids=None`` every one (of
+    ``queue`` if given). Returns the ids requeued, and the failed jobs that stay failed because another job
+    holds their ``unique_key``; the others go back all the same."""
+    params = {"ids": list(job_ids) if job_ids is not None else None, "queue": queue}
+    for attempt in range(3):
+        try:
+            with translate_errors(dsn):
+                rows = shared_connection(dsn).execute(q("requeue_jobs"), params).fetchall()
+            break
+        except psycopg.errors.UniqueViolation:  # a job with the key was enqueued while this ran: look again
+            if attempt == 2:
+                raise UniqueKeyHeld(", ".join(job_ids or ["(all failed jobs)"]), None, None) from None
+    requeued = [id for id, done, _, _, _ in rows if done]
+    return requeued, [UniqueKeyHeld(id, key, holder) for id, done, holder, key, _ in rows if not done]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import pgq_testjobs as tj
+import psycopg
 import pytest
-from conftest import run_cli
+from conftest import run_cli, wait_for
 
-from pgqueue import JobStatus, Queue, Worker
+from pgqueue import JobStatus, Queue, UniqueKeyHeld, Worker
 
 
 def test_info_shows_bars_totals_and_workers(spawn_worker: Any) -> None:
@@ -78,6 +80,59 @@ def test_failed_lists_and_requeue_puts_back() -> None:
     everything = run_cli("requeue", "--all", "--queue", "b")
     assert everything.returncode == 0 and other.get_status() == JobStatus.QUEUED
     assert run_cli("requeue").returncode == 2  # usage error: nothing named
+
+
+def test_a_failed_job_whose_unique_key_a_live_job_holds_stays_failed_and_is_named() -> None:
+    """unique_key allows one live job per key, requeue included: the job stays failed, with a clear error,
+    and the other failed jobs go back all the same."""
+    q = Queue()
+    held, other = q.enqueue(tj.fail, unique_key="k"), q.enqueue(tj.fail)
+    Worker().work(burst=True)
+    holder = q.enqueue(tj.noop, unique_key="k")
+    says = f"job {held.id} stays failed: its unique_key 'k' is held by job {holder.id}"
+    with pytest.raises(UniqueKeyHeld, match=says):
+        held.requeue()
+    assert held.status == JobStatus.FAILED and held.get_status() == JobStatus.FAILED
+    result = run_cli("requeue", "--all")
+    assert result.returncode == 1, result
+    assert "Requeued 1 job(s)" in result.stdout and f"Not requeued: job {held.id} stays failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert other.get_status() == JobStatus.QUEUED and held.get_status() == JobStatus.FAILED
+    Worker().work(burst=True)  # the holder finishes: the key is free again
+    assert held.requeue() and held.get_status() == JobStatus.QUEUED
+
+
+def test_a_requeue_racing_an_enqueue_of_the_same_unique_key_reports_the_new_job(
+        dsn: str, db: psycopg.Connection[Any]) -> None:
+    """The requeue checks for a live holder, then writes; an enqueue committed in between makes the write
+    wait on the unique index and fail. The requeue then looks again and names the new job."""
+    q = Queue()
+    held = q.enqueue(tj.fail, unique_key="k")
+    Worker().work(burst=True)
+    with psycopg.connect(dsn) as other:  # a transaction of the application's, still open
+        holder = q.enqueue_call(tj.noop, unique_key="k", connection=other)
+        outcome: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: outcome.update(error=pytest.raises(UniqueKeyHeld, held.requeue)))
+        thread.start()
+        wait_for(lambda: db.execute(  # db: autocommit, so each poll reads pg_stat_activity afresh
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'transactionid' "
+            "AND query LIKE '%UPDATE pgqueue.jobs j SET status = ''queued''%'").fetchone()[0],  # type: ignore[index]
+            message="the requeue waiting on the uncommitted enqueue")
+        other.commit()
+        thread.join(timeout=20)
+    assert outcome["error"].value.holder == holder.id
+    assert held.get_status() == JobStatus.FAILED
+
+
+def test_of_failed_jobs_that_share_a_unique_key_the_last_to_end_goes_back() -> None:
+    q = Queue()
+    first = q.enqueue(tj.fail, unique_key="k")
+    Worker().work(burst=True)
+    second = q.enqueue(tj.fail, unique_key="k")  # the first one no longer holds the key: it failed
+    Worker().work(burst=True)
+    result = run_cli("requeue", first.id, second.id)
+    assert result.returncode == 1 and f"is held by job {second.id}" in result.stderr, result
+    assert first.get_status() == JobStatus.FAILED and second.get_status() == JobStatus.QUEUED
 
 
 def test_job_requeue_gives_one_more_attempt() -> None:

@@ -137,18 +137,34 @@ WITH c AS (
 SELECT c.id, pg_notify('pgqueue_done', c.id) FROM c
 
 -- name: requeue_jobs
--- Failed jobs back to their queue, with one more attempt allowed.
-WITH r AS (
-    UPDATE pgqueue.jobs SET status = 'queued', scheduled_at = now(), ended_at = NULL, started_at = NULL,
-                            exc_info = NULL, worker_id = NULL, max_attempts = attempts + 1, delete_at = NULL
-    WHERE status = 'failed'
-      AND (%(ids)s::text[] IS NULL OR id = ANY (%(ids)s::text[]))
-      AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-    RETURNING id, queue
+-- Failed jobs back to their queue, with one more attempt allowed. unique_key allows one live job per key:
+-- a failed job whose key a live job holds stays failed, and of failed jobs that share a key only the one
+-- that ended last goes back. One row per failed job asked for: id, whether it went back, the job holding
+-- its key if not, and the key.
+WITH c AS (
+    SELECT j.id, j.unique_key, j.ended_at FROM pgqueue.jobs j
+    WHERE j.status = 'failed'
+      AND (%(ids)s::text[] IS NULL OR j.id = ANY (%(ids)s::text[]))
+      AND (%(queue)s::text IS NULL OR j.queue = %(queue)s)
+    FOR UPDATE
+), h AS (
+    SELECT c.id, c.unique_key, coalesce(
+        (SELECT l.id FROM pgqueue.jobs l
+         WHERE l.unique_key = c.unique_key AND l.status IN ('scheduled', 'queued', 'deferred', 'running')),
+        (SELECT o.id FROM c o WHERE o.unique_key = c.unique_key AND (o.ended_at, o.id) > (c.ended_at, c.id)
+         ORDER BY o.ended_at DESC, o.id DESC LIMIT 1)) AS holder
+    FROM c
+), r AS (
+    UPDATE pgqueue.jobs j SET status = 'queued', scheduled_at = now(), ended_at = NULL, started_at = NULL,
+                              exc_info = NULL, worker_id = NULL, max_attempts = attempts + 1, delete_at = NULL
+    FROM h WHERE j.id = h.id AND h.holder IS NULL
+    RETURNING j.id, j.queue
 ), wake AS (
     SELECT pg_notify('pgqueue_jobs', q.queue) FROM (SELECT DISTINCT queue FROM r) q
 )
-SELECT r.id, (SELECT count(*) FROM wake) FROM r
+SELECT h.id, r.id IS NOT NULL, h.holder, h.unique_key, (SELECT count(*) FROM wake)
+FROM h LEFT JOIN r ON r.id = h.id
+ORDER BY h.id
 
 -- name: delete_job
 DELETE FROM pgqueue.jobs WHERE id = %(id)s
