@@ -56,6 +56,14 @@ def fail_then_record(tag: str) -> str:
     raise RuntimeError(f"attempt failed: {tag}")
 
 
+def fail_first_attempt() -> str:
+    job = pgqueue.get_current_job()
+    assert job is not None
+    if job.attempts == 1:
+        raise ValueError("the first attempt fails")
+    return "the second succeeds"
+
+
 def sleep_then_record(seconds: float, tag: str = "") -> str:
     time.sleep(seconds)
     return record(tag)

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from conftest import run_cli, wait_for
 
-from pgqueue import JobStatus, Queue, UniqueKeyHeld, Worker
+from pgqueue import JobStatus, Queue, Retry, UniqueKeyHeld, Worker
 
 
 def test_info_shows_bars_totals_and_workers(spawn_worker: Any) -> None:
@@ -133,6 +133,19 @@ def test_of_failed_jobs_that_share_a_unique_key_the_last_to_end_goes_back() -> N
     result = run_cli("requeue", first.id, second.id)
     assert result.returncode == 1 and f"is held by job {second.id}" in result.stderr, result
     assert first.get_status() == JobStatus.FAILED and second.get_status() == JobStatus.QUEUED
+
+
+def test_exc_info_keeps_the_last_failure_after_a_retry_succeeds_and_after_a_requeue() -> None:
+    """API.md: exc_info is the text of the last failure."""
+    job = Queue().enqueue(tj.fail_first_attempt, retry=Retry(max=1, interval=0))
+    Worker().work(burst=True)
+    job.refresh()
+    assert (job.status, job.result, job.attempts) == (JobStatus.FINISHED, "the second succeeds", 2)
+    assert job.exc_info is not None and "ValueError: the first attempt fails" in job.exc_info
+    assert [e["message"] for e in job.errors] == ["the first attempt fails"]
+    failed = Queue().enqueue(tj.fail, "kept")
+    Worker().work(burst=True)
+    assert failed.requeue() and failed.status == JobStatus.QUEUED and "ValueError: kept" in (failed.exc_info or "")
 
 
 def test_job_requeue_gives_one_more_attempt() -> None:

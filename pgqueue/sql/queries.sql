@@ -137,7 +137,7 @@ WITH c AS (
 SELECT c.id, pg_notify('pgqueue_done', c.id) FROM c
 
 -- name: requeue_jobs
--- Failed jobs back to their queue, with one more attempt allowed. unique_key allows one live job per key:
+-- Failed jobs back to their queue, with one more attempt allowed (exc_info keeps the failure's text). unique_key allows one live job per key:
 -- a failed job whose key a live job holds stays failed, and of failed jobs that share a key only the one
 -- that ended last goes back. One row per failed job asked for: id, whether it went back, the job holding
 -- its key if not, and the key.
@@ -156,7 +156,7 @@ WITH c AS (
     FROM c
 ), r AS (
     UPDATE pgqueue.jobs j SET status = 'queued', scheduled_at = now(), ended_at = NULL, started_at = NULL,
-                              exc_info = NULL, worker_id = NULL, max_attempts = attempts + 1, delete_at = NULL
+                              worker_id = NULL, max_attempts = attempts + 1, delete_at = NULL
     FROM h WHERE j.id = h.id AND h.holder IS NULL
     RETURNING j.id, j.queue
 ), wake AS (
@@ -218,12 +218,12 @@ WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
 -- Records results of a batch, fenced on the claim so a stale worker cannot overwrite a newer one,
 -- counts the run (if mark_started did not yet), promotes dependents whose dependencies have all
 -- finished, and notifies waiters: one NOTIFY per `chunk` (the caller numbers the outcomes so that each
--- chunk's ids fit in one payload).
+-- chunk's ids fit in one payload). exc_info stays the text of the last failure, if an attempt failed.
 WITH r AS (
     SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[],
                          %(chunks)s::int[]) AS r(id, claim, result, duration, chunk)
 ), done AS (
-    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(), exc_info = NULL,
+    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(),
                               delete_at = now() + make_interval(secs => j.result_ttl),
                               attempts = j.attempts + (j.started_at IS NULL)::int,
                               started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration))
