@@ -268,3 +268,20 @@ def test_queues_whose_names_share_a_hash_keep_their_own_jobs_and_order(db: psyco
     assert [pgqueue.Job.fetch(i).get_status() for i in ids[a.name]] == [JobStatus.FINISHED] * 6
     assert b.count == 6 and b.job_ids == [ids[b.name][i] for i in order]
     assert b.empty() == 6 and a.count == 0
+
+
+def test_this_version_runs_on_a_database_still_at_the_previous_revision(new_database: Callable[[], str]) -> None:
+    """docs/quickstart.md: deploy first, migrate after. So this code must work on revision 0002."""
+    from pgqueue import SimpleWorker
+    from pgqueue._migrate import _alembic
+
+    url = new_database()
+    _alembic(url, "upgrade", "0002")
+    q = Queue("old", dsn=url)
+    jobs = [q.enqueue_call("pgq_testjobs.add", args=(i, i), priority=-(i % 2)) for i in range(4)]
+    q.enqueue_many([Queue.prepare_data("pgq_testjobs.add", args=(9, 9))])
+    assert q.count == 5 and q.job_ids[:2] == [jobs[1].id, jobs[3].id]
+    SimpleWorker(["old"], dsn=url).work(burst=True)
+    assert [j.get_status() for j in jobs] == [JobStatus.FINISHED] * 4 and q.count == 0
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchone() == ("0002",)
