@@ -49,5 +49,6 @@ class UniqueKeyHeld(PgQueueError):
         self.job_id = job_id
         self.unique_key = unique_key
         self.holder = holder
+        key = "" if unique_key is None else f" {unique_key!r}"
         by = f"job {holder}" if holder else "a job enqueued meanwhile"
-        super().__init__(f"job {job_id} stays failed: its unique_key {unique_key!r} is held by {by}")
+        super().__init__(f"job {job_id} stays failed: its unique_key{key} is held by {by}")

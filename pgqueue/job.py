@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from . import _serialize
+from . import _serialize, monitor
 from ._db import connect, readable, run, shared_connection, translate_errors
 from .exceptions import JobFailed, NoSuchJobError
 from .sql import q
@@ -291,9 +291,7 @@ class Job:
     def requeue(self) -> bool:
         """Put a failed job back on its queue, allowing one more attempt. Returns whether it was failed;
         raises :class:`UniqueKeyHeld` if another job holds its ``unique_key`` (it stays failed then)."""
-        from .monitor import requeue
-
-        requeued, refused = requeue([self.id], None, self._dsn)
+        requeued, refused = monitor.requeue([self.id], None, self._dsn)
         self.refresh()
         if refused:
             raise refused[0]
