@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -145,6 +146,9 @@ def info(queues: tuple[str, ...], raw: bool, by_queue: bool, interval: float | N
     if interval is None:
         click.echo(_render_info(queues, raw, by_queue, dsn))
         return
+    # Ctrl-C (SIGINT) ends the loop even if this process was started with SIGINT ignored (as a shell
+    # starts background commands), in which case Python would not raise KeyboardInterrupt for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             text = _render_info(queues, raw, by_queue, dsn)

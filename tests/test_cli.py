@@ -40,15 +40,22 @@ def test_info_raw_and_by_queue(spawn_worker: Any) -> None:
     assert re.search(r"^low\s+\| 0$", by_queue.stdout, re.M)  # a named queue with no jobs shows 0
 
 
-def test_info_interval_refreshes_until_interrupted() -> None:
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_info_interval_refreshes_until_interrupted(sigint: str) -> None:
+    """Also when started with SIGINT ignored, as a shell starts a background command (where Python does not
+    turn SIGINT into KeyboardInterrupt by itself)."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "pgqueue.cli", "info", "--raw", "--interval", "0.1"],
-                            stdout=subprocess.PIPE, text=True, env=os.environ)
+    argv = ["info", "--raw", "--interval", "0.1"]
+    starter = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN if sys.argv[1] == 'ignored' "
+               "else signal.default_int_handler); sys.argv = ['pgqueue'] + sys.argv[2:]; "
+               "runpy.run_module('pgqueue.cli', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", starter, sigint, *argv], stdout=subprocess.PIPE, text=True,
+                            env=os.environ)
     assert proc.stdout is not None
     first = proc.stdout.readline()
     Queue("later").enqueue(tj.noop)
