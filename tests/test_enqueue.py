@@ -500,3 +500,37 @@ def test_jobs_from_enqueue_many_have_their_own_empty_containers() -> None:
     assert second.meta == {} and second.depends_on == [] and Job("j").meta == {}
     first.save_meta()
     assert Job.fetch(first.id).meta == {"progress": 1} and Job.fetch(second.id).meta == {}
+
+
+def test_job_ids_made_by_one_process_increase_across_calls_and_threads() -> None:
+    """UUIDv7 with RFC 9562's monotonic random method: enqueue's ids and enqueue_many's continue one sequence,
+    within a millisecond too (docs/quickstart.md says ids of jobs written together increase)."""
+    import threading
+
+    made: list[list[str]] = [[] for _ in range(4)]
+
+    def make(out: list[str]) -> None:
+        for k in range(500):
+            out.append(queue_mod._new_id() if k % 2 else queue_mod._new_ids(3)[-1])
+    threads = [threading.Thread(target=make, args=(out,)) for out in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in made:
+        assert out == sorted(out)
+    everything = [i for out in made for i in out]
+    assert len(set(everything)) == len(everything) == 2000
+    for text in everything[:50]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+    # A batch whose bits carry past the last 48: still increasing, still valid UUIDs.
+    ids = queue_mod._ids
+    with ids._lock:
+        ids._ms += 1000  # a millisecond the clock has not reached: the sequence stays on it
+        ids._prefix, ids._rand = queue_mod._time_prefix(ids._ms), (5 << 48) - 100_000
+    batch = queue_mod._new_ids(20) + [queue_mod._new_id()]
+    with ids._lock:
+        ids._reset()  # back to the clock's millisecond for the tests after this one
+    assert batch == sorted(batch) and batch[0][19:23] != batch[-1][19:23]  # the carry reached the 4th field
+    assert {(uuid.UUID(i).version, uuid.UUID(i).variant) for i in batch} == {(7, uuid.RFC_4122)}
