@@ -120,8 +120,9 @@ def dumps(value: Any) -> str:
                 value = _escape(value)
         try:
             text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
-        except ValueError as exc:  # NaN / Infinity: jsonb rejects them
-            raise TypeError(f"pgqueue cannot store {exc}") from None
+        except ValueError:  # NaN / Infinity: jsonb rejects them
+            raise TypeError("pgqueue cannot store NaN or infinite floats: JSON (and jsonb) has no such numbers") \
+                from None
     if "\\u0000" in text and _NUL.search(text):
         raise TypeError("pgqueue cannot store a string containing a NUL character (\\x00): jsonb rejects it")
     if not text.isascii():
