@@ -105,8 +105,7 @@ class _Ids:
             step = self._random(2)
             self._rand = rand = before + 1 + (step[0] << 8 | step[1])
             prefix = self._prefix
-        h = f"{(rand >> 62) << 64 | _VARIANT | rand & _LOW62:019x}"  # rand_a, then variant and rand_b
-        return f"{prefix}{h[:3]}-{h[3:7]}-{h[7:]}"
+        return _id_text(prefix, rand)
 
     def many(self, n: int) -> list[str]:
         """``n`` new ids in increasing order (enqueue_many). Increasing keys take PostgreSQL's fast path to
@@ -123,8 +122,13 @@ class _Ids:
             prefix += f"{high >> 14:03x}-{0x8000 | high & 0x3FFF:04x}-"
             low = before & _LOW48
             return [f"{prefix}{low + step:012x}" for step in steps]
-        hexes = (f"{(r >> 62) << 64 | _VARIANT | r & _LOW62:019x}" for r in (before + step for step in steps))
-        return [f"{prefix}{h[:3]}-{h[3:7]}-{h[7:]}" for h in hexes]
+        return [_id_text(prefix, before + step) for step in steps]
+
+
+def _id_text(prefix: str, bits: int) -> str:
+    """The id of the 74 bits after the millisecond (``prefix``, from _time_prefix)."""
+    h = f"{(bits >> 62) << 64 | _VARIANT | bits & _LOW62:019x}"  # rand_a, then the variant and rand_b
+    return f"{prefix}{h[:3]}-{h[3:7]}-{h[7:]}"
 
 
 def _time_prefix(ms: int) -> str:
