@@ -88,11 +88,18 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -
 
 
 def _forget_parent_connections() -> None:
-    global _cache_pid
-    if _cache_pid != os.getpid():  # forked: the parent's sockets are not ours to use or close
-        _cache.clear()
-        _spare.clear()
-        _cache_pid = os.getpid()
+    """In a forked child, at once: the parent's sockets are not ours to use or close (psycopg leaves a
+    connection made in another process open when it is dropped). Run at fork rather than checked on every
+    call: getpid() is a system call, and shared_connection() runs on every enqueue. The lock is new too:
+    another thread of the parent may have held it when the process forked."""
+    global _cache_pid, _cache_lock
+    _cache_lock = threading.Lock()
+    _cache.clear()
+    _spare.clear()
+    _cache_pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
 
 
 def shared_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
@@ -100,7 +107,6 @@ def shared_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
     use of one connection across threads, so one per process is enough for single statements."""
     resolved = resolve_dsn(dsn)
     with _cache_lock:
-        _forget_parent_connections()
         conn = _cache.get(resolved)
         if conn is None or not _usable(conn):
             conn = connect(resolved)
@@ -115,7 +121,6 @@ def own_connection(dsn: str | None = None) -> Iterator[psycopg.Connection[Any]]:
     generator enqueueing, would join that transaction or wait for it. Kept for reuse afterwards (a few)."""
     resolved = resolve_dsn(dsn)
     with _cache_lock:
-        _forget_parent_connections()
         spare = _spare.setdefault(resolved, [])
         conn = spare.pop() if spare else None
     if conn is None or not _usable(conn):

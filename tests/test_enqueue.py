@@ -469,6 +469,53 @@ def test_enqueue_replaces_a_connection_the_server_closed(db: psycopg.Connection[
     assert shared_connection().info.backend_pid != pid
 
 
+def test_a_forked_child_enqueues_on_its_own_connection_even_if_the_lock_was_held_at_fork(
+        db: psycopg.Connection[Any]) -> None:
+    import threading
+
+    from conftest import wait_for
+
+    from pgqueue import _db
+
+    q = Queue()
+    q.enqueue(tj.noop)
+    parent_backend = _db.shared_connection().info.backend_pid
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread of the parent is inside shared_connection() when it forks
+        with _db._cache_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            job = q.enqueue(tj.noop)
+            os.write(write, f"{job.id} {_db.shared_connection().info.backend_pid}".encode())
+        finally:
+            os._exit(0)
+    release.set()
+    holder.join()
+    os.close(write)
+    try:
+        wait_for(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, timeout=20, message="the child to enqueue and exit")
+    except AssertionError:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise
+    job_id, child_backend = os.read(read, 1024).decode().split()
+    os.close(read)
+    assert int(child_backend) != parent_backend
+    assert db.execute("SELECT status::text FROM pgqueue.jobs WHERE id = %s", (job_id,)).fetchone() == ("queued",)
+    # The parent's connection is still its own and still works.
+    assert q.enqueue(tj.noop).get_status() == JobStatus.QUEUED
+    assert _db.shared_connection().info.backend_pid == parent_backend
+
+
 def test_enqueue_to_a_server_that_is_not_there_is_one_clear_error() -> None:
     from pgqueue import DatabaseUnavailable
 
