@@ -22,7 +22,6 @@ from .exceptions import ConfigurationError, DatabaseUnavailable, PgQueueError, S
 from .sql import statement
 
 _cache: dict[str, psycopg.Connection[Any]] = {}
-_cache_pid = os.getpid()
 _spare: dict[str, list[psycopg.Connection[Any]]] = {}  # own_connection's, idle
 _cache_lock = threading.Lock()
 
@@ -92,11 +91,10 @@ def _forget_parent_connections() -> None:
     connection made in another process open when it is dropped). Run at fork rather than checked on every
     call: getpid() is a system call, and shared_connection() runs on every enqueue. The lock is new too:
     another thread of the parent may have held it when the process forked."""
-    global _cache_pid, _cache_lock
+    global _cache_lock
     _cache_lock = threading.Lock()
     _cache.clear()
     _spare.clear()
-    _cache_pid = os.getpid()
 
 
 os.register_at_fork(after_in_child=_forget_parent_connections)
@@ -130,7 +128,8 @@ def own_connection(dsn: str | None = None) -> Iterator[psycopg.Connection[Any]]:
     finally:
         with _cache_lock:
             idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            if idle and len(spare) < 4 and _cache_pid == os.getpid() and _spare.get(resolved) is spare:
+            # Not kept if _spare was cleared meanwhile (close_shared_connections, or a fork).
+            if idle and len(spare) < 4 and _spare.get(resolved) is spare:
                 spare.append(conn)
                 conn = None
         if conn is not None:
@@ -169,9 +168,8 @@ def _usable(conn: psycopg.Connection[Any]) -> bool:
 
 def close_shared_connections() -> None:
     with _cache_lock:
-        if _cache_pid == os.getpid():
-            for conn in [*_cache.values(), *(c for spare in _spare.values() for c in spare)]:
-                conn.close()
+        for conn in [*_cache.values(), *(c for spare in _spare.values() for c in spare)]:
+            conn.close()  # all this process's own: a fork cleared the parent's from the child's cache
         _cache.clear()
         _spare.clear()
 
