@@ -6,17 +6,15 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import os
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
-from . import _serialize
+from . import _copy, _serialize
 from ._db import caller_connection, own_connection, run, shared_connection, translate_errors
+from ._ids import new_id, new_ids
 from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array, q
@@ -63,86 +61,6 @@ def func_name_of(func: Callable[..., Any] | str) -> str:
             pass
     return name
 
-
-class _Ids:
-    """Time-ordered UUIDs (version 7, RFC 9562) as text: 48 bits of Unix milliseconds, then 74 bits that
-    start at a random value in each new millisecond and otherwise grow by a random step of 1..65536 (RFC
-    9562's monotonic random method; random bits from os.urandom, drawn 4 KiB at a time). So the ids one
-    process makes increase, across calls and threads, even within a millisecond or if the clock steps back.
-    Jobs enqueued together get neighbouring keys: the primary key grows at its right edge (COPY of 50,000
-    jobs: 1.3-1.4x the rows/s of random UUIDs), and a claimed batch touches a few index pages, not one per job."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reset()
-        os.register_at_fork(after_in_child=self._reset)  # a forked child must not continue our sequence
-
-    def _reset(self) -> None:
-        self._ms, self._prefix, self._rand = -1, "", 0  # the last id's millisecond (also as text) and bits
-        self._pool, self._pos = b"", 0
-
-    def _random(self, n: int) -> bytes:
-        pos = self._pos
-        if pos + n > len(self._pool):
-            self._pool, pos = os.urandom(4096), 0
-        self._pos = pos + n
-        return self._pool[pos:pos + n]
-
-    def _advance(self, room: int) -> int:
-        """Move to now, or stay on the last millisecond if the clock has not passed it, and return the
-        bits before the next id, leaving ``room`` above them. Called with the lock held."""
-        ms = time.time_ns() // 1_000_000
-        if ms <= self._ms:
-            if self._rand + room < _RAND_LIMIT:
-                return self._rand
-            ms = self._ms + 1  # 2**73 ids in one millisecond: never in practice
-        self._ms, self._prefix = ms, _time_prefix(ms)
-        return int.from_bytes(self._random(10), "big") & _START_MASK  # top bit clear: room to grow
-
-    def new(self) -> str:
-        with self._lock:
-            before = self._advance(65536)
-            step = self._random(2)
-            self._rand = rand = before + 1 + (step[0] << 8 | step[1])
-            prefix = self._prefix
-        return _id_text(prefix, rand)
-
-    def many(self, n: int) -> list[str]:
-        """``n`` new ids in increasing order (enqueue_many). Increasing keys take PostgreSQL's fast path to
-        the primary key's rightmost leaf page: COPY of 50,000 jobs 1.2x as fast as with ids in random order."""
-        if n <= 0:
-            return []
-        steps = list(itertools.accumulate(1 + x for x in memoryview(os.urandom(2 * n)).cast("H")))
-        with self._lock:
-            before = self._advance(steps[-1])
-            self._rand = before + steps[-1]
-            prefix = self._prefix
-        high = (before + 1) >> 48
-        if (before + steps[-1]) >> 48 == high:  # the 26 bits above the last 48 are the same for all of them
-            prefix += f"{high >> 14:03x}-{0x8000 | high & 0x3FFF:04x}-"
-            low = before & _LOW48
-            return [f"{prefix}{low + step:012x}" for step in steps]
-        return [_id_text(prefix, before + step) for step in steps]
-
-
-def _id_text(prefix: str, bits: int) -> str:
-    """The id of the 74 bits after the millisecond (``prefix``, from _time_prefix)."""
-    h = f"{(bits >> 62) << 64 | _VARIANT | bits & _LOW62:019x}"  # rand_a, then the variant and rand_b
-    return f"{prefix}{h[:3]}-{h[3:7]}-{h[7:]}"
-
-
-def _time_prefix(ms: int) -> str:
-    """A UUIDv7's first 15 characters: 48 bits of Unix milliseconds, then the version digit."""
-    t = f"{ms:012x}"
-    return f"{t[:8]}-{t[8:]}-7"
-
-
-_RAND_LIMIT = 1 << 74  # the random bits of a UUIDv7: 12 (rand_a) + 62 (rand_b, after the variant)
-_START_MASK = (1 << 73) - 1
-_LOW48, _LOW62 = (1 << 48) - 1, (1 << 62) - 1
-_VARIANT = 2 << 62  # RFC 9562's variant bits, above rand_b
-_ids = _Ids()
-_new_id, _new_ids = _ids.new, _ids.many
 
 
 def _ids_of(depends_on: Any) -> Sequence[str]:
@@ -258,30 +176,6 @@ class EnqueueData:
                 "unique_key": self.unique_key})
         return Job._from_dict(attributes)
 
-    def copy_line(self, id: str, queue: str, timeout: float) -> str:
-        """This (plain) job as one line of COPY text, in the column order of the copy_jobs query. ``queue``
-        is already escaped."""
-        args = _copy_json(self.args_json)
-        if self.simple:
-            return (f"{id}\t{queue}\t{_copy_text(self.func_name)}\t{args}\t{{}}\tqueued\t0\t\\N\t{{}}\t1\t{{}}\t"
-                    f"{timeout!r}\t\\N\t\\N\t\\N\tnow\n")
-        kwargs, meta = _copy_json(self.kwargs_json), _copy_json(self.meta_json)
-        intervals = "{" + ",".join(map(repr, self.intervals)) + "}" if self.intervals else "{}"
-        description, result_ttl, failure_ttl, ttl = self.description, self.result_ttl, self.failure_ttl, self.ttl
-        return (f"{id}\t{queue}\t{_copy_text(self.func_name)}\t{args}\t{kwargs}\t"
-                f"{'scheduled' if self.scheduled_at else 'queued'}\t{self.priority}\t"
-                f"{_NULL if description is None else _copy_text(description)}\t{meta}\t"
-                f"{self.max_attempts}\t{intervals}\t{timeout!r}\t{_NULL if result_ttl is None else result_ttl}\t"
-                f"{_NULL if failure_ttl is None else failure_ttl}\t{_NULL if ttl is None else ttl}\t"
-                f"{self.scheduled_at.isoformat() if self.scheduled_at else 'now'}\n")
-
-    def simple_copy_line(self, id: str, queue: str, timeout: float) -> str:
-        """This (simple) job as one line of COPY text for the copy_simple_jobs query: five columns."""
-        return f"{id}\t{queue}\t{_copy_text(self.func_name)}\t{_copy_json(self.args_json)}\t{timeout!r}\n"
-
-
-_NULL = "\\N"  # COPY text's NULL
-
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
@@ -307,19 +201,6 @@ def _take(items: Iterator[Any], n: int | None) -> list[EnqueueData]:
     if not all(isinstance(item, EnqueueData) for item in taken):
         raise TypeError("enqueue_many takes items made by Queue.prepare_data(...)")
     return taken
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_json(text: str) -> str:
-    """JSON text for COPY's text format: only its backslashes doubled (JSON never holds a raw tab or newline)."""
-    return text.replace("\\", "\\\\") if "\\" in text else text
-
-
-def _copy_text(value: str) -> str:
-    """Escape a value for COPY's text format (a tab, newline and CR are not printable)."""
-    return value if value.isprintable() and "\\" not in value else value.translate(_COPY_ESCAPES)
 
 
 class Queue:
@@ -430,11 +311,11 @@ class Queue:
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
         if len(batch) == 1 and batch[0].simple:  # enqueue(f, *args): the shortest statement
-            d, id, timeout = batch[0], _new_id(), self.default_timeout
+            d, id, timeout = batch[0], new_id(), self.default_timeout
             (enqueued_at, _), = self._rows("insert_simple_job", {"id": id, "queue": self.name, "func_name": d.func_name,
                                                                  "args": d.args_json, "timeout": timeout}, connection)
             return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, enqueued_at, enqueued_at, 0)]
-        ids = [d.id if d.id is not None else _new_id() for d in batch]
+        ids = [d.id if d.id is not None else new_id() for d in batch]
         single = len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front)
         if single:
             d = batch[0]
@@ -487,7 +368,7 @@ class Queue:
         # if the caller had not started one yet).
         own = conn.autocommit and conn.info.transaction_status == _IDLE
         txn = conn.transaction() if own else contextlib.nullcontext()
-        name, dsn, queue, default = self.name, self.dsn, _copy_text(self.name), self.default_timeout
+        name, dsn, queue, default = self.name, self.dsn, _copy.text_field(self.name), self.default_timeout
         jobs: list[Job] = []
         rest: list[EnqueueData] = []
         with translate_errors(self.dsn):
@@ -499,7 +380,7 @@ class Queue:
                 # there on, the sixteen-column one; from the first job COPY cannot write on, _insert.
                 chunk, simple = first, first[0].simple
                 while chunk:
-                    line = EnqueueData.simple_copy_line if simple else EnqueueData.copy_line
+                    line = _copy.simple_line if simple else _copy.plain_line
                     with cur.copy(q("copy_simple_jobs" if simple else "copy_jobs")) as copy:
                         while chunk:
                             for i, d in enumerate(chunk):
@@ -508,7 +389,7 @@ class Queue:
                                     break
                             if not chunk:  # the chunk began with a job this COPY cannot write
                                 break
-                            ids = _new_ids(len(chunk))
+                            ids = new_ids(len(chunk))
                             timeouts = [d.timeout or default for d in chunk]
                             copy.write("".join(map(line, chunk, ids, itertools.repeat(queue), timeouts)))
                             jobs += [d.to_job(i, name, dsn, t, scheduled if d.scheduled_at else queued, now,

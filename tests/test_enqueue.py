@@ -14,8 +14,7 @@ import pgq_testjobs as tj
 import psycopg
 import pytest
 
-from pgqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, SimpleWorker
-from pgqueue import queue as queue_mod
+from pgqueue import Job, JobStatus, NoSuchJobError, Queue, Retry, SimpleWorker, _ids
 
 UTC = dt.timezone.utc
 
@@ -47,13 +46,13 @@ def test_generated_ids_are_time_ordered_uuid7_and_unique_across_fork() -> None:
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # a forked child draws its own random bits
-        os.write(write, " ".join(queue_mod._new_id() for _ in range(50)).encode())
+        os.write(write, " ".join(_ids.new_id() for _ in range(50)).encode())
         os._exit(0)
     os.waitpid(pid, 0)
     os.close(write)
     child = os.read(read, 1 << 16).decode().split()
     os.close(read)
-    mine = [queue_mod._new_id() for _ in range(50)]
+    mine = [_ids.new_id() for _ in range(50)]
     assert len(child) == 50 and not {i[15:] for i in child} & {i[15:] for i in mine}
 
 
@@ -558,7 +557,7 @@ def test_job_ids_made_by_one_process_increase_across_calls_and_threads() -> None
 
     def make(out: list[str]) -> None:
         for k in range(500):
-            out.append(queue_mod._new_id() if k % 2 else queue_mod._new_ids(3)[-1])
+            out.append(_ids.new_id() if k % 2 else _ids.new_ids(3)[-1])
     threads = [threading.Thread(target=make, args=(out,)) for out in made]
     for t in threads:
         t.start()
@@ -572,11 +571,11 @@ def test_job_ids_made_by_one_process_increase_across_calls_and_threads() -> None
         parsed = uuid.UUID(text)
         assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
     # A batch whose bits carry past the last 48: still increasing, still valid UUIDs.
-    ids = queue_mod._ids
+    ids = _ids._ids  # the process's generator
     with ids._lock:
         ids._ms += 1000  # a millisecond the clock has not reached: the sequence stays on it
-        ids._prefix, ids._rand = queue_mod._time_prefix(ids._ms), (5 << 48) - 100_000
-    batch = queue_mod._new_ids(20) + [queue_mod._new_id()]
+        ids._prefix, ids._rand = _ids._time_prefix(ids._ms), (5 << 48) - 100_000
+    batch = _ids.new_ids(20) + [_ids.new_id()]
     with ids._lock:
         ids._reset()  # back to the clock's millisecond for the tests after this one
     assert batch == sorted(batch) and batch[0][19:23] != batch[-1][19:23]  # the carry reached the 4th field
