@@ -8,7 +8,7 @@ import os
 import select
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,7 @@ from psycopg.adapt import Transformer
 
 from ._config import resolve_dsn
 from .exceptions import ConfigurationError, DatabaseUnavailable, PgQueueError, SchemaMissing
-from .sql import statement
+from .sql import q, statement
 
 _cache: dict[str, psycopg.Connection[Any]] = {}
 _spare: dict[str, list[psycopg.Connection[Any]]] = {}  # own_connection's, idle
@@ -78,11 +78,7 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -
     with translate_errors(resolved):
         conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
         if autocommit:
-            # pgqueue's statements are prepared (psycopg does it after a few runs), but PostgreSQL keeps
-            # re-planning them with custom plans (~2 ms for the enqueue statement); their generic plans
-            # are the right ones. JIT compilation never pays off for statements this short. SETs, not
-            # startup options, so PgBouncer accepts them.
-            conn.execute("SET plan_cache_mode = force_generic_plan; SET jit = off")
+            conn.execute(q("own_settings"))  # SETs, not startup options, so PgBouncer accepts them
         return conn
 
 
@@ -186,38 +182,64 @@ class _Prepared:
 _prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], _Prepared] = weakref.WeakKeyDictionary()
 
 
-def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any],
+        make_row: Callable[[Sequence[Any]], Any] = tuple) -> list[Any]:
     """Run query ``name`` of queries.sql on pgqueue's own autocommit ``conn``, straight through libpq:
-    prepared once per connection, parameters sent as text, result rows loaded by psycopg's loaders.
+    prepared once per connection, parameters sent as text, result rows loaded by psycopg's loaders and
+    made by ``make_row`` (a row type's ``_make``).
 
     For the statements an application runs once per call and waits on, enqueue above all: psycopg's
     cursor machinery costs about as much client CPU as the round trip itself, and that time is latency
     (the INSERT alone: ~135 µs of client CPU through a cursor, ~60 µs through this; a whole enqueue went
     from 175-197 to 108-118 µs, docs/performance.md). Parameters are str, int, float, bool,
     timezone-aware datetime or None; the server infers their types from the query."""
-    stmt, query, names = statement(name)
     try:
         with conn.lock:
-            state = _prepared.get(conn)
-            if state is None:
-                state = _prepared[conn] = _Prepared(conn)
-            pgconn = conn.pgconn
-            if pgconn.transaction_status != pq.TransactionStatus.IDLE:
-                raise psycopg.ProgrammingError(f"run({name!r}) needs an idle autocommit connection")
-            encoding = state.encoding
-            values = [value.encode(encoding) if type(value) is str and "\x00" not in value else _text(value, encoding)
-                      for value in map(params.__getitem__, names)]  # str inline: most parameters are
-            if stmt not in state.names:
-                pgconn.send_prepare(stmt, query)
-                _result(pgconn, encoding)
-                state.names.add(stmt)
-            pgconn.send_query_prepared(stmt, values)
-            result = _result(pgconn, encoding)
+            state = _send(conn, name, params)
+            result = _result(conn.pgconn, state.encoding)
             state.loader.set_pgresult(result)
-            return state.loader.load_rows(0, result.ntuples, tuple)
+            return state.loader.load_rows(0, result.ntuples, make_row)
     except (psycopg.OperationalError, KeyboardInterrupt, SystemExit):
         conn.close()  # broken, or interrupted mid-statement: shared_connection() makes a new one
         raise
+
+
+def send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> None:
+    """Send query ``name`` as run() does, without waiting for its answer: receive() reads it. For a
+    connection that one caller uses alone (the worker's finisher)."""
+    _send(conn, name, params)
+
+
+def receive(conn: psycopg.Connection[Any], make_row: Callable[[Sequence[Any]], Any] = tuple) -> list[Any] | None:
+    """The rows answering the statement send() sent, or None while the server is still working on it.
+    Raises the statement's error, or OperationalError if the connection broke."""
+    pgconn = conn.pgconn
+    pgconn.consume_input()
+    if pgconn.is_busy():
+        return None
+    state = _prepared[conn]
+    result = _result(pgconn, state.encoding)
+    state.loader.set_pgresult(result)
+    return state.loader.load_rows(0, result.ntuples, make_row)
+
+
+def _send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> _Prepared:
+    stmt, query, names = statement(name)
+    state = _prepared.get(conn)
+    if state is None:
+        state = _prepared[conn] = _Prepared(conn)
+    pgconn = conn.pgconn
+    if pgconn.transaction_status != pq.TransactionStatus.IDLE:
+        raise psycopg.ProgrammingError(f"run({name!r}) needs an idle autocommit connection")
+    encoding = state.encoding
+    values = [value.encode(encoding) if type(value) is str and "\x00" not in value else _text(value, encoding)
+              for value in map(params.__getitem__, names)]  # str inline: most parameters are
+    if stmt not in state.names:
+        pgconn.send_prepare(stmt, query)
+        _result(pgconn, encoding)
+        state.names.add(stmt)
+    pgconn.send_query_prepared(stmt, values)
+    return state
 
 
 def _text(value: Any, encoding: str) -> bytes | None:

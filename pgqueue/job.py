@@ -10,10 +10,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from . import _serialize, monitor
-from ._db import connect, readable, run, shared_connection, translate_errors
+from . import _serialize, _store, monitor
+from ._db import connect, readable, shared_connection, translate_errors
 from .exceptions import JobFailed, NoSuchJobError
-from .sql import q
 
 
 class JobStatus(str, enum.Enum):
@@ -205,7 +204,7 @@ class Job:
     def refresh(self) -> None:
         """Reload every attribute from the database."""
         with translate_errors(self._dsn):
-            row = next(iter(run(shared_connection(self._dsn), "fetch_job", {"id": self.id})), None)
+            row = _store.fetch_job(shared_connection(self._dsn), self.id)
         if row is None:
             raise NoSuchJobError(f"no job with id {self.id!r}")
         self._load_row(row)
@@ -214,28 +213,32 @@ class Job:
             self.attempts = max(self.attempts, attempt)
             self.started_at = self.started_at or started_at
 
-    def _load_row(self, row: Sequence[Any]) -> None:
-        (self.id, self.queue, self.func_name, args, kwargs, status, self.priority, self.description, meta,
-         result, self._exc_info, errors, self.attempts, self.max_attempts, self.timeout, self.result_ttl,
-         self.failure_ttl, self.ttl, depends_on, self.unique_key, self.worker_name, self.enqueued_at,
-         self.scheduled_at, self.started_at, self.ended_at) = row
-        self.args = _serialize.loads(args)
-        self.kwargs = _serialize.loads(kwargs)
-        self.meta = _serialize.loads(meta)
-        self._result = _serialize.loads(result)
-        self.errors = _serialize.loads(errors)
-        self.depends_on = list(depends_on)
-        self.status = JobStatus(status)
+    def _load_row(self, row: _store.JobRow) -> None:
+        self.id, self.queue, self.func_name = row.id, row.queue, row.func_name
+        self.args = _serialize.loads(row.args)
+        self.kwargs = _serialize.loads(row.kwargs)
+        self.status = JobStatus(row.status)
+        self.priority, self.description = row.priority, row.description
+        self.meta = _serialize.loads(row.meta)
+        self._result = _serialize.loads(row.result)
+        self._exc_info = row.exc_info
+        self.errors = _serialize.loads(row.errors)
+        self.attempts, self.max_attempts, self.timeout = row.attempts, row.max_attempts, row.timeout_seconds
+        self.result_ttl, self.failure_ttl, self.ttl = row.result_ttl, row.failure_ttl, row.ttl
+        self.depends_on = list(row.depends_on)
+        self.unique_key, self.worker_name = row.unique_key, row.worker_name
+        self.enqueued_at, self.scheduled_at = row.enqueued_at, row.scheduled_at
+        self.started_at, self.ended_at = row.started_at, row.ended_at
         self._final_loaded = self.status.is_final
 
     # -- state -----------------------------------------------------------------------------------
     def get_status(self, refresh: bool = True) -> JobStatus:
         if refresh:
             with translate_errors(self._dsn):  # polled in loops: through libpq directly, as enqueue
-                row = next(iter(run(shared_connection(self._dsn), "job_status", {"id": self.id})), None)
-            if row is None:
+                status = _store.job_status(shared_connection(self._dsn), self.id)
+            if status is None:
                 raise NoSuchJobError(f"no job with id {self.id!r}")
-            self.status = JobStatus(row[0])
+            self.status = JobStatus(status)
         return self.status
 
     def _refresh_unless_final(self) -> None:
@@ -276,7 +279,7 @@ class Job:
         """Write ``job.meta`` to the database (e.g. progress reported from inside a running job)."""
         conn = shared_connection(self._dsn)
         with translate_errors(self._dsn):
-            if conn.execute(q("save_meta"), {"id": self.id, "meta": _serialize.dumps(self.meta)}).fetchone() is None:
+            if not _store.save_meta(conn, self.id, _serialize.dumps(self.meta)):
                 raise NoSuchJobError(f"no job with id {self.id!r}")
 
     def cancel(self) -> bool:
@@ -284,7 +287,7 @@ class Job:
         not interrupted, but its outcome is no longer recorded."""
         conn = shared_connection(self._dsn)
         with translate_errors(self._dsn):
-            done = conn.execute(q("cancel_job"), {"id": self.id}).fetchone() is not None
+            done = _store.cancel_job(conn, self.id)
         self.refresh()
         return done
 
@@ -301,14 +304,14 @@ class Job:
         """Delete the job's row."""
         conn = shared_connection(self._dsn)
         with translate_errors(self._dsn):
-            conn.execute(q("delete_job"), {"id": self.id})
+            _store.delete_job(conn, self.id)
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job ends and return its result. Woken by the worker's NOTIFY, not by polling.
         Raises :class:`JobFailed` if it failed or was canceled, ``TimeoutError`` if ``timeout`` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with connect(self._dsn) as conn, translate_errors(self._dsn):
-            conn.execute("LISTEN pgqueue_done")
+            _store.listen(conn, "done")
             while True:
                 self.refresh()  # after LISTEN, so an end between the two cannot be missed
                 if self.status == JobStatus.FINISHED:

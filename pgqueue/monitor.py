@@ -8,9 +8,9 @@ from datetime import datetime
 
 import psycopg
 
+from . import _store
 from ._db import shared_connection, translate_errors
 from .exceptions import UniqueKeyHeld
-from .sql import q
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,7 @@ class FailedJob:
 def queue_stats(queues: Sequence[str] | None = None, dsn: str | None = None) -> list[QueueStats]:
     """Job counts by status for each queue that has jobs (or for ``queues``, zeros included)."""
     with translate_errors(dsn):
-        rows = shared_connection(dsn).execute(q("queue_summary"), {"queues": list(queues) if queues else None})
-        stats = {r[0]: QueueStats(*r) for r in rows.fetchall()}
+        stats = {r.name: QueueStats(**r._asdict()) for r in _store.queue_summary(shared_connection(dsn), queues)}
     if queues:
         return [stats.get(name) or QueueStats(name, 0, 0, 0, 0, 0, 0, 0) for name in queues]
     return list(stats.values())
@@ -68,14 +67,13 @@ def queue_stats(queues: Sequence[str] | None = None, dsn: str | None = None) -> 
 def live_workers(dsn: str | None = None) -> list[WorkerInfo]:
     """Workers whose heartbeat is within their lease."""
     with translate_errors(dsn):
-        return [WorkerInfo(*r) for r in shared_connection(dsn).execute(q("live_workers")).fetchall()]
+        return [WorkerInfo(**r._asdict()) for r in _store.live_workers(shared_connection(dsn))]
 
 
 def failed_jobs(queues: Sequence[str] | None = None, dsn: str | None = None) -> list[FailedJob]:
     """Failed jobs, oldest failure first."""
     with translate_errors(dsn):
-        rows = shared_connection(dsn).execute(q("failed_jobs"), {"queues": list(queues) if queues else None})
-        return [FailedJob(*r) for r in rows.fetchall()]
+        return [FailedJob(**r._asdict()) for r in _store.failed_jobs(shared_connection(dsn), queues)]
 
 
 def requeue(job_ids: Sequence[str] | None = None, queue: str | None = None,
@@ -83,14 +81,13 @@ def requeue(job_ids: Sequence[str] | None = None, queue: str | None = None,
     """Put failed jobs back on their queues: those in ``job_ids``, or with ``job_ids=None`` every one (of
     ``queue`` if given). Returns the ids requeued, and the failed jobs that stay failed because another job
     holds their ``unique_key``; the others go back all the same."""
-    params = {"ids": list(job_ids) if job_ids is not None else None, "queue": queue}
     for attempt in range(3):
         try:
             with translate_errors(dsn):
-                rows = shared_connection(dsn).execute(q("requeue_jobs"), params).fetchall()
+                rows = _store.requeue_jobs(shared_connection(dsn), job_ids, queue)
             break
         except psycopg.errors.UniqueViolation:  # a job with the key was enqueued while this ran: look again
             if attempt == 2:
                 raise UniqueKeyHeld(", ".join(job_ids or ["(all failed jobs)"]), None, None) from None
-    requeued = [id for id, done, _, _, _ in rows if done]
-    return requeued, [UniqueKeyHeld(id, key, holder) for id, done, holder, key, _ in rows if not done]
+    requeued = [r.id for r in rows if r.requeued]
+    return requeued, [UniqueKeyHeld(r.id, r.unique_key, r.holder) for r in rows if not r.requeued]

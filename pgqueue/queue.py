@@ -12,12 +12,13 @@ from typing import Any
 
 import psycopg
 
-from . import _copy, _serialize
-from ._db import caller_connection, own_connection, run, shared_connection, translate_errors
+from . import _copy, _serialize, _store
+from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
+from ._notify import check_queue_name
 from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
-from .sql import number_array, q
+from .sql import number_array
 
 DEFAULT_TIMEOUT = 180.0
 
@@ -212,11 +213,7 @@ class Queue:
 
     def __init__(self, name: str = "default", dsn: str | None = None, *,
                  default_timeout: int | float | None = None) -> None:
-        if not name or not isinstance(name, str):
-            raise ValueError("a queue needs a non-empty name")
-        if "\x00" in name:
-            raise ValueError("a queue name cannot contain NUL characters")
-        self.name = name
+        self.name = check_queue_name(name)
         self.dsn = dsn
         self.default_timeout = float(default_timeout or DEFAULT_TIMEOUT)
 
@@ -285,14 +282,6 @@ class Queue:
     def _connection(self, connection: Any) -> psycopg.Connection[Any]:
         return shared_connection(self.dsn) if connection is None else caller_connection(connection)
 
-    def _rows(self, name: str, params: dict[str, Any], connection: Any) -> list[tuple[Any, ...]]:
-        """The rows of query ``name``: in the caller's transaction if ``connection`` is given, else on
-        this process's own connection, through libpq directly (_db.run: no array parameters)."""
-        with translate_errors(self.dsn):
-            if connection is not None:
-                return caller_connection(connection).execute(q(name), params).fetchall()
-            return run(shared_connection(self.dsn), name, params)
-
     def _batch_params(self, batch: list[EnqueueData], ids: list[str]) -> dict[str, Any]:
         return {
             "ids": ids, "queues": [self.name] * len(batch),
@@ -309,48 +298,51 @@ class Queue:
             "delays": [d.scheduled_in for d in batch],
         }
 
+    def _single_params(self, d: EnqueueData, id: str) -> dict[str, Any]:
+        return {
+            "id": id, "queue": self.name, "func_name": d.func_name, "args": d.args_json,
+            "kwargs": d.kwargs_json, "priority": d.priority, "description": d.description,
+            "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": number_array(d.intervals),
+            "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
+            "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
+        }
+
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
-        if len(batch) == 1 and batch[0].simple:  # enqueue(f, *args): the shortest statement
-            d, id, timeout = batch[0], new_id(), self.default_timeout
-            (enqueued_at, _), = self._rows("insert_simple_job", {"id": id, "queue": self.name, "func_name": d.func_name,
-                                                                 "args": d.args_json, "timeout": timeout}, connection)
-            return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, enqueued_at, enqueued_at, 0)]
-        ids = [d.id if d.id is not None else new_id() for d in batch]
-        single = len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front)
-        if single:
-            d = batch[0]
-            inserted = self._rows("insert_job", {
-                "id": ids[0], "queue": self.name, "func_name": d.func_name, "args": d.args_json,
-                "kwargs": d.kwargs_json, "priority": d.priority, "description": d.description,
-                "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": number_array(d.intervals),
-                "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
-                "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
-            }, connection)
-        else:
-            conn, params = self._connection(connection), self._batch_params(batch, ids)
-            with translate_errors(self.dsn):
-                inserted = conn.execute(q("insert_jobs"), params).fetchall()
-        rows = {r[0]: r for r in inserted}
+        caller = connection is not None
+        with translate_errors(self.dsn):
+            conn = self._connection(connection)
+            if len(batch) == 1 and batch[0].simple:  # enqueue(f, *args): the shortest statement
+                d, id, timeout = batch[0], new_id(), self.default_timeout
+                at = _store.insert_simple_job(conn, caller, id=id, queue=self.name, func_name=d.func_name,
+                                              args=d.args_json, timeout=timeout).enqueued_at
+                return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, at, at, 0)]
+            ids = [d.id if d.id is not None else new_id() for d in batch]
+            if len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front):
+                inserted = _store.insert_job(conn, caller, self._single_params(batch[0], ids[0]))
+            else:
+                inserted = _store.insert_jobs(conn, self._batch_params(batch, ids))
+        rows = {r.id: r for r in inserted}
         jobs = []
         for data, id in zip(batch, ids, strict=True):
             row = rows.get(id)
             if row is None:  # ON CONFLICT: the live job with this unique key, or with this id
                 jobs.append(self._live_duplicate(data, id, connection))
                 continue
-            _, status, priority, _, enqueued_at, scheduled_at, _ = row
             jobs.append(data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
-                                    JobStatus(status), enqueued_at, scheduled_at, priority))
+                                    JobStatus(row.status), row.enqueued_at, row.scheduled_at, row.priority))
         return jobs
 
     def _live_duplicate(self, data: EnqueueData, id: str, connection: Any) -> Job:
-        conn = self._connection(connection)
+        caller = connection is not None
         with translate_errors(self.dsn):
-            found = conn.execute(q("find_live_duplicate"), {"unique_key": data.unique_key, "id": id}).fetchone()
-            if found is None:
-                raise PgQueueError(f"job {id} conflicted with a job that no longer exists; retry")
-            existing = Job(found[0], self.dsn)
+            conn = self._connection(connection)
+            found = _store.find_live_duplicate(conn, caller, id=id, unique_key=data.unique_key)
             # Loaded on the same connection: it may be in the caller's uncommitted transaction.
-            existing._load_row(conn.execute(q("fetch_job"), {"id": found[0]}).fetchone() or ())
+            row = None if found is None else _store.fetch_job(conn, found, caller)
+            if row is None:
+                raise PgQueueError(f"job {id} conflicted with a job that no longer exists; retry")
+        existing = Job(row.id, self.dsn)
+        existing._load_row(row)
         return existing
 
     def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
@@ -374,14 +366,14 @@ class Queue:
         with translate_errors(self.dsn):
             with txn, conn.cursor() as cur:
                 # The wake-up is sent at commit; now() is the transaction's, the rows' enqueued_at.
-                now = cur.execute(q("wake_queues"), {"queues": [name]}).fetchone()[0]  # type: ignore[index]
+                now = _store.wake_queues(conn, [name]).now
                 queued, scheduled = JobStatus.QUEUED, JobStatus.SCHEDULED
                 # Jobs without options go by the five-column COPY until one with options comes; from
                 # there on, the sixteen-column one; from the first job COPY cannot write on, _insert.
                 chunk, simple = first, first[0].simple
                 while chunk:
                     line = _copy.simple_line if simple else _copy.plain_line
-                    with cur.copy(q("copy_simple_jobs" if simple else "copy_jobs")) as copy:
+                    with _store.copy_jobs(cur, simple) as copy:
                         while chunk:
                             for i, d in enumerate(chunk):
                                 if not (d.simple if simple else d.plain):
@@ -413,15 +405,12 @@ class Queue:
     def count(self) -> int:
         """The number of jobs in this queue whose status is ``queued``."""
         with translate_errors(self.dsn):
-            return int(shared_connection(self.dsn).execute(q("queue_count"), {"queue": self.name}).fetchone()[0])  # type: ignore[index]
+            return _store.queue_count(shared_connection(self.dsn), self.name)
 
     def get_job_ids(self, offset: int = 0, length: int = -1) -> list[str]:
         """Ids of queued jobs in the order workers will take them."""
         with translate_errors(self.dsn):
-            rows = shared_connection(self.dsn).execute(
-                q("queue_job_ids"), {"queue": self.name, "offset": offset, "limit": None if length < 0 else length}
-            ).fetchall()
-        return [r[0] for r in rows]
+            return _store.queue_job_ids(shared_connection(self.dsn), self.name, offset, None if length < 0 else length)
 
     @property
     def job_ids(self) -> list[str]:
@@ -442,4 +431,4 @@ class Queue:
     def empty(self) -> int:
         """Delete this queue's queued jobs; returns how many."""
         with translate_errors(self.dsn):
-            return shared_connection(self.dsn).execute(q("queue_empty"), {"queue": self.name}).rowcount
+            return _store.queue_empty(shared_connection(self.dsn), self.name)

@@ -47,7 +47,7 @@ WITH input AS (
     SELECT pg_notify('pgqueue_jobs', q.queue)
     FROM (SELECT DISTINCT queue FROM ins WHERE status IN ('queued', 'scheduled')) q
 )
-SELECT ins.id, ins.status::text, ins.priority, ins.position, ins.enqueued_at, ins.scheduled_at,
+SELECT ins.id, ins.status::text AS status, ins.priority, ins.position, ins.enqueued_at, ins.scheduled_at,
        (SELECT count(*) FROM wake) AS woken
 FROM ins
 
@@ -57,7 +57,7 @@ FROM ins
 -- The NOTIFY rides on RETURNING (once per row written): no CTE to scan, ~6 us less per statement.
 INSERT INTO pgqueue.jobs (id, queue, func_name, args, timeout_seconds)
 VALUES (%(id)s, %(queue)s, %(func_name)s, %(args)s::jsonb, %(timeout)s)
-RETURNING enqueued_at, pg_notify('pgqueue_jobs', queue)
+RETURNING enqueued_at, pg_notify('pgqueue_jobs', queue) AS woken
 
 -- name: insert_job
 -- enqueue's fast path: one job without depends_on, unique_key or at_front (insert_jobs does those).
@@ -72,7 +72,8 @@ SELECT %(id)s, %(queue)s, %(func_name)s, %(args)s::jsonb, %(kwargs)s::jsonb,
 FROM (SELECT coalesce(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8),
                       now()) AS run_at) t
 ON CONFLICT DO NOTHING
-RETURNING id, status::text, priority, NULL, enqueued_at, scheduled_at, pg_notify('pgqueue_jobs', queue)
+RETURNING id, status::text AS status, priority, NULL::bigint AS position, enqueued_at, scheduled_at,
+          pg_notify('pgqueue_jobs', queue) AS woken
 
 -- name: copy_simple_jobs
 -- enqueue_many's fastest path: jobs without options (EnqueueData.simple), the other columns at their
@@ -88,7 +89,7 @@ FROM STDIN
 
 -- name: wake_queues
 -- Returns the transaction's now(), which is the enqueued_at the COPYed rows got by default.
-SELECT now(), (SELECT count(pg_notify('pgqueue_jobs', q)) FROM unnest(%(queues)s::text[]) q)
+SELECT now() AS now, (SELECT count(pg_notify('pgqueue_jobs', q)) FROM unnest(%(queues)s::text[]) q) AS woken
 
 -- name: find_live_duplicate
 -- After an insert that hit ON CONFLICT: the live job holding the unique key, or the job with that id.
@@ -99,18 +100,17 @@ ORDER BY id = %(id)s DESC
 LIMIT 1
 
 -- name: fetch_job
-SELECT id, queue, func_name, args::text, kwargs::text, status::text, priority, description, meta::text,
-       result::text, exc_info,
-       errors::text, attempts, max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on,
+SELECT id, queue, func_name, args::text AS args, kwargs::text AS kwargs, status::text AS status, priority,
+       description, meta::text AS meta, result::text AS result, exc_info, errors::text AS errors, attempts, max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on,
        unique_key, worker_name, enqueued_at, scheduled_at, started_at, ended_at
 FROM pgqueue.jobs WHERE id = %(id)s
 
 -- name: job_status
-SELECT status::text FROM pgqueue.jobs WHERE id = %(id)s
+SELECT status::text AS status FROM pgqueue.jobs WHERE id = %(id)s
 
 -- name: queue_count
 -- This and the next two reach a queue's queued jobs through jobs_claim_idx, keyed on hashtext(queue).
-SELECT count(*) FROM pgqueue.jobs
+SELECT count(*) AS jobs FROM pgqueue.jobs
 WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = 'queued'
 
 -- name: queue_job_ids
@@ -134,7 +134,7 @@ WITH c AS (
     WHERE id = %(id)s AND status IN ('scheduled', 'queued', 'deferred', 'running')
     RETURNING id
 )
-SELECT c.id, pg_notify('pgqueue_done', c.id) FROM c
+SELECT c.id, pg_notify('pgqueue_done', c.id) AS notified FROM c
 
 -- name: requeue_jobs
 -- Failed jobs back to their queue, with one more attempt allowed (exc_info keeps the failure's text). unique_key allows one live job per key:
@@ -162,7 +162,7 @@ WITH c AS (
 ), wake AS (
     SELECT pg_notify('pgqueue_jobs', q.queue) FROM (SELECT DISTINCT queue FROM r) q
 )
-SELECT h.id, r.id IS NOT NULL, h.holder, h.unique_key, (SELECT count(*) FROM wake)
+SELECT h.id, r.id IS NOT NULL AS requeued, h.holder, h.unique_key, (SELECT count(*) FROM wake) AS woken
 FROM h LEFT JOIN r ON r.id = h.id
 ORDER BY h.id
 
@@ -194,8 +194,9 @@ SET status = 'running', claim_count = j.claim_count + 1, worker_id = %(worker_id
     worker_name = %(worker_name)s, attempts = j.attempts + n.starts::int,
     started_at = CASE WHEN n.starts THEN now() END
 FROM n WHERE j.id = n.id
-RETURNING j.id, j.queue, j.func_name, j.args::text, j.kwargs::text, j.timeout_seconds,
-          j.attempts + (NOT n.starts)::int, j.meta::text, j.claim_count, n.starts, j.priority, j.position
+RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text AS kwargs_json,
+          j.timeout_seconds AS timeout, j.attempts + (NOT n.starts)::int AS attempt, j.meta::text AS meta_json,
+          j.claim_count AS claim, n.starts AS marked, j.priority, j.position
 
 -- Plans that do not depend on statistics. A queue's statistics are always stale (taken on a full queue,
 -- they say running jobs are rare), and the worker keeps one generic plan per statement. So the
@@ -217,8 +218,8 @@ WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
 -- name: finish_jobs
 -- Records results of a batch, fenced on the claim so a stale worker cannot overwrite a newer one,
 -- counts the run (if mark_started did not yet), promotes dependents whose dependencies have all
--- finished, and notifies waiters: one NOTIFY per `chunk` (the caller numbers the outcomes so that each
--- chunk's ids fit in one payload). exc_info stays the text of the last failure, if an attempt failed.
+-- finished, and notifies waiters: one NOTIFY per `chunk` (pgqueue._notify numbers the outcomes so that
+-- each chunk's ids fit in one payload; -1 marks an id too long to send). exc_info stays the text of the last failure, if an attempt failed.
 WITH r AS (
     SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[],
                          %(chunks)s::int[]) AS r(id, claim, result, duration, chunk)
@@ -240,13 +241,13 @@ WITH r AS (
                         AND x.id NOT IN (SELECT id FROM done))
     RETURNING d.queue
 )
-SELECT (SELECT count(*) FROM done),
+SELECT (SELECT count(*) FROM done) AS finished,
        (SELECT count(pg_notify('pgqueue_done', ids))
-        FROM (SELECT string_agg(id, ',') AS ids FROM done GROUP BY chunk) s),
-       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM promoted) p)
+        FROM (SELECT string_agg(id, ',') AS ids FROM done WHERE chunk >= 0 GROUP BY chunk) s) AS notified,
+       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM promoted) p) AS woken
 
 -- name: fail_jobs
--- Records failed attempts of a batch (`chunk` as in finish_jobs). A job with attempts left goes back to
+-- Records failed attempts of a batch (`chunk` as in finish_jobs; -1: an id too long to notify). A job with attempts left goes back to
 -- `scheduled` after its retry interval (retry_intervals[attempt], the last one repeating); otherwise it
 -- is `failed`.
 WITH r AS (
@@ -271,13 +272,17 @@ WITH r AS (
     FROM r
     WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
-    RETURNING j.id, j.queue, j.status, r.chunk
+    RETURNING j.id, j.queue, j.status, j.attempts, j.max_attempts, j.scheduled_at, r.chunk
 )
-SELECT (SELECT count(*) FROM upd WHERE status = 'failed'),
+-- One row per attempt recorded (an outcome fenced off has none), for the worker's log line.
+SELECT u.id, u.status::text AS status, u.attempts, u.max_attempts,
+       extract(epoch FROM u.scheduled_at - now())::float8 AS retry_in,
        (SELECT count(pg_notify('pgqueue_done', ids))
-        FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed' GROUP BY chunk) s),
+        FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed' AND chunk >= 0 GROUP BY chunk) s)
+       AS notified,
        (SELECT count(pg_notify('pgqueue_jobs', q))
-        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p)
+        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p) AS woken
+FROM upd u
 
 -- name: release_claims
 -- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and
@@ -291,10 +296,10 @@ WITH r AS (
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
     RETURNING j.queue
 )
-SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM r) p
+SELECT count(pg_notify('pgqueue_jobs', q)) AS woken FROM (SELECT DISTINCT queue AS q FROM r) p
 
 -- name: next_scheduled
-SELECT extract(epoch FROM min(scheduled_at) - now()) FROM pgqueue.jobs
+SELECT extract(epoch FROM min(scheduled_at) - now()) AS seconds FROM pgqueue.jobs
 WHERE status = 'scheduled' AND queue = ANY (%(queues)s::text[])
 
 -- name: register_worker
@@ -309,15 +314,17 @@ UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(worker_id)s
 UPDATE pgqueue.workers SET stopped_at = now() WHERE id = %(worker_id)s
 
 -- name: rescue_lost_jobs
--- Jobs held by a worker that stopped, or whose heartbeat is older than its own lease. A job whose run
--- had started counts a failed attempt ("worker lost") and goes back to its queue if attempts remain,
--- else fails; a job that was only claimed goes back to its queue as it was.
+-- Up to `limit` jobs held by a worker that stopped, or whose heartbeat is older than its own lease. A job
+-- whose run had started counts a failed attempt ("worker lost") and goes back to its queue if attempts
+-- remain, else fails; a job that was only claimed goes back to its queue as it was. One row per job
+-- rescued; the caller notifies the waiters of the failed ones (pgqueue._notify sizes the payloads).
 WITH lost AS (
     SELECT j.id, j.started_at IS NOT NULL AS started FROM pgqueue.jobs j
     LEFT JOIN pgqueue.workers w ON w.id = j.worker_id
     WHERE j.status = 'running'
       AND (w.id IS NULL OR w.stopped_at IS NOT NULL
            OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds))
+    LIMIT %(limit)s
     FOR UPDATE OF j SKIP LOCKED
 ), upd AS (
     UPDATE pgqueue.jobs j
@@ -337,54 +344,76 @@ WITH lost AS (
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.queue, j.status
 )
-SELECT (SELECT count(*) FROM upd),
-       (SELECT count(pg_notify('pgqueue_done', ids))
-        FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed') s WHERE ids IS NOT NULL),
+SELECT u.id, u.status::text AS status,
        (SELECT count(pg_notify('pgqueue_jobs', q))
-        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p),
-       -- The shortest lease among workers that are running (or just lost): the caller checks again
-       -- within half of it, so a worker with a short lease is rescued soon after it runs out.
-       (SELECT min(w.lease_seconds) FROM pgqueue.workers w
-        WHERE w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => 2 * w.lease_seconds))
+        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p) AS woken
+FROM upd u
+
+-- name: shortest_lease
+-- The shortest lease among workers that are running (or just lost): workers check for lost ones within
+-- half of it, so a worker with a short lease is rescued soon after it runs out.
+SELECT min(w.lease_seconds) AS seconds FROM pgqueue.workers w
+WHERE w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => 2 * w.lease_seconds)
+
+-- name: notify_done
+-- Wakes job.wait() for jobs that ended; each payload is a comma-separated list of ids that pgqueue._notify
+-- sized to fit.
+SELECT count(pg_notify('pgqueue_done', p)) AS notified FROM unnest(%(payloads)s::text[]) p
 
 -- name: promote_deferred
--- Safety net for a dependency that finished while its dependent was being enqueued. Every dependency
--- must still be there and finished: a failed one deleted by its failure_ttl releases nobody.
+-- Safety net for a dependency that finished while its dependent was being enqueued: up to `limit`
+-- deferred jobs whose dependencies are all there and finished (a failed one deleted by its failure_ttl
+-- releases nobody).
 WITH p AS (
-    UPDATE pgqueue.jobs d SET status = 'queued'
-    WHERE d.status = 'deferred'
-      AND cardinality(d.depends_on) = (SELECT count(*) FROM pgqueue.jobs x
-                                       WHERE x.id = ANY (d.depends_on) AND x.status = 'finished')
+    UPDATE pgqueue.jobs d
+    SET status = CASE WHEN d.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status
+    WHERE d.id IN (SELECT x.id FROM pgqueue.jobs x
+                   WHERE x.status = 'deferred'
+                     AND cardinality(x.depends_on) = (SELECT count(*) FROM pgqueue.jobs f
+                                                      WHERE f.id = ANY (x.depends_on) AND f.status = 'finished')
+                   LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
     RETURNING d.queue
 )
-SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM p) s
+SELECT (SELECT count(*) FROM p) AS promoted,
+       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM p) s) AS woken
 
 -- name: prune_jobs
--- Cancels jobs that did not start within their ttl, and deletes ended jobs past their result_ttl or
--- failure_ttl, a bounded batch at a time so pruning never holds long locks.
+-- Cancels up to `limit` jobs that did not start within their ttl, and deletes up to `limit` ended jobs
+-- past their result_ttl or failure_ttl, so pruning never holds long locks. The caller notifies the
+-- waiters of the expired jobs.
 WITH expired AS (
     UPDATE pgqueue.jobs SET status = 'canceled', ended_at = now(),
         exc_info = 'expired: not started within its ttl of ' || ttl || ' seconds'
     WHERE id IN (SELECT id FROM pgqueue.jobs
                  WHERE ttl IS NOT NULL AND status IN ('scheduled', 'queued', 'deferred')
                    AND enqueued_at + make_interval(secs => ttl) < now()
-                 LIMIT 1000 FOR UPDATE SKIP LOCKED)
+                 LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
     RETURNING id
 ), deleted AS (
     DELETE FROM pgqueue.jobs
-    WHERE id IN (SELECT id FROM pgqueue.jobs WHERE delete_at < now() LIMIT 1000 FOR UPDATE SKIP LOCKED)
+    WHERE id IN (SELECT id FROM pgqueue.jobs WHERE delete_at < now() LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
     RETURNING id
 )
-SELECT (SELECT count(*) FROM expired), (SELECT count(*) FROM deleted)
+SELECT ARRAY(SELECT id FROM expired) AS expired, (SELECT count(*) FROM deleted) AS deleted
 
 -- name: prune_workers
-DELETE FROM pgqueue.workers w
-WHERE (w.stopped_at IS NOT NULL OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds * 10))
-  AND w.heartbeat_at < now() - interval '1 hour'
-  AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs j WHERE j.worker_id = w.id AND j.status = 'running')
+-- Up to `limit` rows of workers that stopped (or were lost) over an hour ago and hold no job.
+DELETE FROM pgqueue.workers
+WHERE id IN (SELECT w.id FROM pgqueue.workers w
+             WHERE (w.stopped_at IS NOT NULL
+                    OR w.heartbeat_at < now() - make_interval(secs => w.lease_seconds * 10))
+               AND w.heartbeat_at < now() - interval '1 hour'
+               AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs j WHERE j.worker_id = w.id AND j.status = 'running')
+             LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+
+-- name: maintenance_limits
+-- Bounds on one maintenance statement, for its own transaction: it waits for no lock longer than
+-- `lock_timeout` (ms) and runs no longer than `statement_timeout` (ms), so it cannot stall the worker.
+SELECT set_config('lock_timeout', %(lock_timeout)s, true) AS lock_timeout,
+       set_config('statement_timeout', %(statement_timeout)s, true) AS statement_timeout
 
 -- name: queue_summary
-SELECT queue, count(*) FILTER (WHERE status = 'queued') AS queued,
+SELECT queue AS name, count(*) FILTER (WHERE status = 'queued') AS queued,
        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
        count(*) FILTER (WHERE status = 'deferred') AS deferred,
        count(*) FILTER (WHERE status = 'running') AS running,
@@ -401,3 +430,22 @@ SELECT w.name, w.queues, w.pid, w.hostname, w.concurrency,
 FROM pgqueue.workers w
 WHERE w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)
 ORDER BY w.name, w.id
+
+
+-- Session set-up of pgqueue's own connections.
+
+-- name: listen_jobs
+LISTEN pgqueue_jobs
+
+-- name: listen_done
+LISTEN pgqueue_done
+
+-- name: own_settings
+-- pgqueue's statements are prepared (psycopg does it after a few runs), but PostgreSQL keeps re-planning
+-- them with custom plans (~2 ms for the enqueue statement); their generic plans are the right ones. JIT
+-- compilation never pays off for statements this short.
+SET plan_cache_mode = force_generic_plan; SET jit = off
+
+-- name: worker_plan_settings
+-- The worker's plans: index paths and nested loops only (see Worker._connect).
+SET enable_sort = off; SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off

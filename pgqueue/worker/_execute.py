@@ -12,11 +12,11 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from .. import _serialize
+from .. import _notify, _serialize, _store
 from .._db import connect
 from ..exceptions import PgQueueError
 from ..job import Job, JobStatus, _current_job, _PendingJob
-from ..sql import number_array, q, text_array
+from ..sql import number_array, text_array
 
 _cache: dict[str, Callable[..., Any]] = {}
 
@@ -113,11 +113,11 @@ def _call_atomic(task: Task, dsn: str | None, pending: _PendingJob, func: Callab
         pending.set_connection(conn)
         try:
             result_json = _serialize.dumps(func(*args, **kwargs))
-            row = conn.execute(q("finish_jobs"), {
+            row = _store.finish_jobs(conn, {
                 "ids": text_array([task.id]), "claims": number_array([task.claim]),
                 "results": text_array([result_json]), "durations": number_array([time.perf_counter() - started]),
-                "chunks": "{0}", "worker_id": task.worker_id}).fetchone()
-            if not row or row[0] != 1:
+                "chunks": number_array(_notify.chunk_numbers([task.id])), "worker_id": task.worker_id})
+            if row.finished != 1:
                 raise LeaseLost(f"job {task.id} is no longer held by this worker; its writes were rolled back")
         finally:
             pending.set_connection(None)

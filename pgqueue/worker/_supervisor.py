@@ -1,9 +1,9 @@
-"""The worker loop: claim jobs, hand them to slots, record outcomes, sleep on LISTEN.
+"""The worker loop: claim jobs, hand them to slots, collect outcomes, sleep on LISTEN.
 
 One process, one thread, one ``poll`` (_db.ready): on the LISTEN connection (new work), on each child's pipe
-(outcomes) and process sentinel (a crash), and on a self-pipe for signals. Claims and completions are
-batched: a worker takes as many jobs as fill about 50 ms of work per slot, and records all outcomes that
-arrived since the last round trip in one statement each for finished, failed and released jobs.
+(outcomes) and process sentinel (a crash), and on a self-pipe for signals. Claims are batched: a worker
+takes as many jobs as fill about 50 ms of work per slot. Outcomes are written by _outcomes, maintenance
+(rescue, pruning) runs as the services of _maintenance, one bounded batch per turn of the loop.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import random
 import signal
 import socket
 import threading
@@ -20,36 +21,21 @@ from typing import Any
 
 import psycopg
 
-from .. import _serialize
-from .._db import connect, readable, ready, run, translate_errors
+from .. import _serialize, _store
+from .._db import connect, readable, ready, translate_errors
+from .._notify import check_queue_name
 from ..exceptions import DatabaseUnavailable
-from ..sql import number_array, q, statement, text_array
 from ._execute import AbortJob, Outcome, Task
+from ._maintenance import Maintenance
+from ._outcomes import Outcomes
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
 
-_NOTIFY_BYTES = 7000  # pg_notify payloads must stay under 8000 bytes
 _BATCH_WINDOW = 0.05  # seconds of work a slot is given per claim
 _MARK_AFTER = 0.1  # a run still going after this long is recorded as started (it counts as an attempt)
-_PRIORITY_ORDER = operator.itemgetter(10, 11)  # a claim row's priority and position
-# The worker's plans (see Worker._connect): index paths and nested loops only.
-_PLAN_SETTINGS = ("SET enable_sort = off; SET enable_seqscan = off; SET enable_hashjoin = off; "
-                  "SET enable_mergejoin = off")
-
-
-def _notify_chunks(ids: Sequence[str]) -> list[int]:
-    """Numbers the ids of a batch so that the ids of each number, comma-joined, fit in one NOTIFY."""
-    if sum(map(len, ids)) + len(ids) <= _NOTIFY_BYTES and all(map(str.isascii, ids)):
-        return [0] * len(ids)
-    chunks, chunk, size = [], 0, 0
-    for job_id in ids:
-        n = len(job_id.encode()) + 1
-        size += n
-        if size > _NOTIFY_BYTES:
-            chunk, size = chunk + 1, n
-        chunks.append(chunk)
-    return chunks
+_PRIORITY_ORDER = operator.attrgetter("priority", "position")
+_RECONNECT = (0.25, 1.0)  # first and longest wait between reconnection attempts (seconds, before jitter)
 
 
 class _Call:
@@ -61,71 +47,11 @@ class _Call:
         self.task = task
 
     def __str__(self) -> str:
-        args = ", ".join(repr(a) for a in _serialize.loads(self.task.args_json))
-        kwargs = ", ".join(f"{k}={v!r}" for k, v in _serialize.loads(self.task.kwargs_json).items())
-        return f"{self.task.func_name}({', '.join(p for p in (args, kwargs) if p)})"
-
-
-class _Finisher:
-    """Records finished outcomes on a connection of its own, without waiting for PostgreSQL: while one
-    batch's finish_jobs runs in the server, the supervisor goes on claiming, dispatching and collecting
-    on its main connection. One batch is in flight at a time; outcomes that arrive meanwhile make the
-    next one. Completions are fenced on the claim, so a batch sent again after a lost connection (its
-    first commit may or may not have happened) changes nothing twice."""
-
-    def __init__(self, dsn: str | None) -> None:
-        self.conn = connect(dsn)
-        self.conn.execute(_PLAN_SETTINGS)
-        self._name, query, self._names = statement("finish_jobs")
-        result = self.conn.pgconn.prepare(self._name, query)
-        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:  # e.g. no schema: SchemaMissing for the caller
-            self.close()
-            raise psycopg.errors.error_from_result(result)
-        self.inflight: list[Outcome] = []
-
-    def fileno(self) -> int:
-        return self.conn.pgconn.socket
-
-    def start(self, outcomes: list[Outcome], worker_id: int | None) -> None:
-        # Outcome's fields as columns: id, attempt, claim, ok, result_json, ..., duration, recorded
-        ids, _, claims, _, results, _, _, _, durations, _ = zip(*outcomes, strict=True)
-        params = {"ids": text_array(ids), "claims": number_array(claims), "results": text_array(results),
-                  "durations": number_array(durations), "chunks": number_array(_notify_chunks(ids)),
-                  "worker_id": str(worker_id)}
-        self.conn.pgconn.send_query_prepared(self._name, [params[n].encode() for n in self._names])
-        self.inflight = outcomes
-
-    def poll(self, block: bool = False) -> int | None:
-        """None while the batch in flight runs (only when not ``block``); else how many jobs its
-        promotions made runnable (0 with nothing in flight)."""
-        if not self.inflight:
-            return 0
-        pgconn = self.conn.pgconn
-        pgconn.consume_input()  # raises OperationalError if the connection broke
-        deadline = time.monotonic() + 60
-        while pgconn.is_busy():
-            if not block:
-                return None
-            if time.monotonic() > deadline:
-                raise DatabaseUnavailable("recording finished jobs took over 60 s")
-            readable(pgconn.socket, 1.0)
-            pgconn.consume_input()
-        woke, error = 0, None
-        while (result := pgconn.get_result()) is not None:
-            if result.status == psycopg.pq.ExecStatus.TUPLES_OK:
-                woke = int(result.get_value(0, 2) or 0)
-            elif error is None:
-                error = psycopg.errors.error_from_result(result)
-        if error is not None:
-            raise error  # OperationalError reconnects (the batch is sent again); anything else is a bug
-        self.inflight = []
-        return woke
-
-    def close(self) -> None:
-        try:
-            self.conn.close()
-        except Exception:  # closing a broken connection must not hide the real error
-            pass
+        args = _serialize.loads(self.task.args_json)
+        kwargs = _serialize.loads(self.task.kwargs_json)
+        args_text = ", ".join(repr(a) for a in args) if isinstance(args, list) else repr(args)
+        kwargs_text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) if isinstance(kwargs, dict) else repr(kwargs)
+        return f"{self.task.func_name}({', '.join(p for p in (args_text, kwargs_text) if p)})"
 
 
 class Worker:
@@ -148,8 +74,10 @@ class Worker:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
-        if not names or not all(isinstance(n, str) and n for n in names):
-            raise ValueError("queue names must be non-empty strings")
+        if not names:
+            raise ValueError("a worker needs at least one queue")
+        for n in names:
+            check_queue_name(n)
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         if lease <= 0 or poll_interval <= 0:
@@ -174,9 +102,9 @@ class Worker:
         self._signals = 0
         self._wake_r = self._wake_w = -1
         self._avg_duration = 0.01
-        self._finished: list[Outcome] = []
-        self._failed: list[Outcome] = []
-        self._released: list[tuple[str, int]] = []  # (job id, claim) of claims that must not count
+        self._outcomes = Outcomes(self.name)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._listen: psycopg.Connection[Any] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.queues}>"
@@ -207,8 +135,10 @@ class Worker:
 
     # -- the loop --------------------------------------------------------------------------------
     def work(self, burst: bool = False, max_jobs: int | None = None) -> bool:
-        """Serve jobs until stopped (or, with ``burst``, until nothing is runnable). Returns whether any
-        job ran."""
+        """Serve jobs until stopped (or, with ``burst``, until nothing is runnable; with ``max_jobs``,
+        after that many jobs). Returns whether any job ran."""
+        if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
+            raise ValueError(f"max_jobs must be a whole number >= 1 (or None), not {max_jobs!r}")
         self._signals = 0
         self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
@@ -222,9 +152,8 @@ class Worker:
                 previous[sig] = signal.signal(sig, self._on_signal)
         # Children are forked before any connection exists, so they share no socket with us.
         slots = self._make_slots()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._listen: psycopg.Connection[Any] | None = None
-        self._finisher: _Finisher | None = None
+        self._outcomes = Outcomes(self.name)
+        self._maintenance = Maintenance(self.name, self.lease)
         ran = 0
         try:
             self._connect()
@@ -259,24 +188,18 @@ class Worker:
         # walks jobs_claim_idx in order and stops at its LIMIT, and every statement reaches its rows by
         # index, whatever the statistics say. (JIT is off, so the cost penalty these settings add to a
         # plan that has no other way is harmless.)
-        self._conn.execute(_PLAN_SETTINGS)
+        _store.worker_plan_settings(self._conn)
         self._listen = connect(self.dsn)
         with translate_errors(self.dsn):
-            self._finisher = _Finisher(self.dsn)
-            self._listen.execute("LISTEN pgqueue_jobs")
+            self._outcomes.open(self.dsn)
+            _store.listen(self._listen, "jobs")
             if self.worker_id is None:
-                row = self._conn.execute(q("register_worker"), {
-                    "name": self.name, "hostname": socket.gethostname(), "pid": os.getpid(),
-                    "queues": self.queues, "concurrency": self.concurrency, "lease": self.lease,
-                }).fetchone()
-                assert row is not None
-                self.worker_id = int(row[0])
+                self.worker_id = _store.register_worker(
+                    self._conn, name=self.name, hostname=socket.gethostname(), pid=os.getpid(),
+                    queues=self.queues, concurrency=self.concurrency, lease=self.lease)
 
     def _close_connections(self) -> None:
-        if self._finisher is not None:  # a batch whose result never came back is sent again
-            self._finished[:0] = self._finisher.inflight
-            self._finisher.close()
-            self._finisher = None
+        self._outcomes.close()
         for conn in (self._conn, self._listen):
             if conn is not None:
                 try:
@@ -286,86 +209,102 @@ class Worker:
         self._conn = self._listen = None
 
     def _loop(self, slots: list[Slot], burst: bool, max_jobs: int | None) -> int:
-        ran = claimed = 0
-        want_claim = True
+        self._ran = self._claimed = 0
+        self._want_claim = True
         now = time.monotonic()
-        heartbeat_every = self.lease / 3
-        next_heartbeat = now + heartbeat_every
-        next_maintenance = now  # rescue lost jobs before the first claim
-        next_poll = now + self.poll_interval
+        self._next_heartbeat = now + self.lease / 3
+        self._next_poll = now + self.poll_interval
         backoff = 0.0
         while True:
             try:
                 if backoff:
-                    self._reconnect()
-                    backoff, want_claim = 0.0, True
-                now = time.monotonic()
-                if now >= next_heartbeat:
-                    self._conn.execute(q("heartbeat"), {"worker_id": self.worker_id})  # type: ignore[union-attr]
-                    next_heartbeat = now + heartbeat_every
-                if now >= next_maintenance:
-                    next_maintenance, want_claim = now + self._maintenance(), True
-                if now >= next_poll:
-                    next_poll, want_claim = now + self.poll_interval, True
-
-                ran += self._collect(slots)
-                if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline and self._signals < 2:
-                    log.warning("Worker %s: grace period of %gs over, stopping running jobs", self.name, self.grace)
-                    self._signals = 2
-                if self._signals >= 2:
-                    self._cold_stop(slots)
-                if self._signals:
-                    for slot in slots:
-                        slot.request_stop()
-                if self._flush(slots):
-                    want_claim = True
-
-                if (not self._signals and want_claim and (max_jobs is None or claimed < max_jobs)):
-                    # Idle slots first: the first jobs of a claim go to them and start at once.
-                    hungry = sorted(self._hungry(slots), key=lambda s: s.busy)
-                    if hungry:
-                        per_slot = self._batch_size()
-                        limit = per_slot * len(hungry)
-                        if max_jobs is not None:
-                            limit = min(limit, max_jobs - claimed)
-                        tasks = self._claim(limit, sum(not s.busy for s in hungry))
-                        claimed += len(tasks)
-                        self._dispatch(tasks, hungry)  # first: the jobs start while we look further ahead
-                        if len(tasks) < limit:
-                            want_claim = False
-                            next_poll = min(next_poll, self._next_scheduled(now))
-                        if tasks:
-                            continue  # in-process slots have outcomes ready; children have work
-                idle = not any(s.busy for s in slots) and not (self._finished or self._failed or self._released
-                                                                or (self._finisher and self._finisher.inflight))
-                if idle and (self._signals or (burst and not want_claim)
-                             or (max_jobs is not None and claimed >= max_jobs)):
-                    return ran
-
-                timeout = min(next_heartbeat, next_poll, next_maintenance) - time.monotonic()
-                deadlines = [d for d in (s.deadline() for s in slots) if d is not None]
-                deadlines += [s.current_start + _MARK_AFTER for s in slots if s.tasks and not s.head_marked]
-                deadlines += [s.current_start + self.give_back_after for s in slots if s.waiting]
-                if self._stop_deadline is not None:
-                    deadlines.append(self._stop_deadline)
-                if deadlines:
-                    timeout = min(timeout, min(deadlines) - time.monotonic())
-                if want_claim and not self._signals and self._hungry(slots):
-                    timeout = 0
-                if self._wait(slots, max(0.0, timeout)):
-                    want_claim = True
-            except (DatabaseUnavailable, psycopg.OperationalError) as exc:
-                backoff = min(max(backoff * 2, 0.5), 10.0)
-                log.error("Worker %s: database connection lost (%s); reconnecting in %.1fs",
-                          self.name, str(exc).strip().splitlines()[0] if str(exc).strip() else exc, backoff)
+                    self._connect()
+                    log.info("Worker %s: reconnected to the database", self.name)
+                    backoff, self._want_claim = 0.0, True
+                if self._turn(slots, burst, max_jobs):
+                    return self._ran
+            except (DatabaseUnavailable, psycopg.Error) as exc:
+                backoff = min(max(backoff * 2, _RECONNECT[0]), _RECONNECT[1])
+                wait = backoff * random.uniform(0.8, 1.2)  # jitter: a fleet does not reconnect in step
+                broken = isinstance(exc, (DatabaseUnavailable, psycopg.OperationalError))
+                log.error("Worker %s: %s (%s); reconnecting in %.2fs", self.name,
+                          "database connection lost" if broken else "database error",
+                          str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, wait)
                 self._close_connections()
-                self._sleep(backoff)
+                self._sleep(wait)
                 if self._signals >= 2:
-                    return ran
+                    return self._ran
 
-    def _reconnect(self) -> None:
-        self._connect()
-        log.info("Worker %s: reconnected to the database", self.name)
+    def _turn(self, slots: list[Slot], burst: bool, max_jobs: int | None) -> bool:
+        """One turn of the loop; True once the worker is done."""
+        self._timers()
+        self._ran += self._collect(slots)
+        self._stopping(slots)
+        if self._flush(slots):
+            self._want_claim = True
+        if self._claim_round(slots, max_jobs):
+            return False  # in-process slots have outcomes ready; children have work
+        idle = not any(s.busy for s in slots) and not self._outcomes.pending
+        if idle and (self._signals or (burst and not self._want_claim and self._maintenance.settled(time.monotonic()))
+                     or (max_jobs is not None and self._claimed >= max_jobs)):
+            return True
+        if self._wait(slots, self._timeout(slots)):
+            self._want_claim = True
+        return False
+
+    def _timers(self) -> None:
+        """Heartbeat, a maintenance batch, the fallback poll: whichever is due."""
+        assert self._conn is not None
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            _store.heartbeat(self._conn, self.worker_id)  # type: ignore[arg-type]
+            self._next_heartbeat = now + self.lease / 3
+        if self._maintenance.next_due() <= now:
+            self._maintenance.tick(self._conn, now)
+            self._want_claim = True
+        if now >= self._next_poll:
+            self._next_poll, self._want_claim = now + self.poll_interval, True
+
+    def _stopping(self, slots: list[Slot]) -> None:
+        if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline and self._signals < 2:
+            log.warning("Worker %s: grace period of %gs over, stopping running jobs", self.name, self.grace)
+            self._signals = 2
+        if self._signals >= 2:
+            self._cold_stop(slots)
+        if self._signals:
+            for slot in slots:
+                slot.request_stop()
+
+    def _claim_round(self, slots: list[Slot], max_jobs: int | None) -> bool:
+        """Claim for the slots that take more work; True if jobs were claimed."""
+        if self._signals or not self._want_claim or (max_jobs is not None and self._claimed >= max_jobs):
+            return False
+        # Idle slots first: the first jobs of a claim go to them and start at once.
+        hungry = sorted(self._hungry(slots), key=lambda s: s.busy)
+        if not hungry:
+            return False
+        limit = self._batch_size() * len(hungry)
+        if max_jobs is not None:
+            limit = min(limit, max_jobs - self._claimed)
+        tasks = self._claim(limit, sum(not s.busy for s in hungry))
+        self._claimed += len(tasks)
+        self._dispatch(tasks, hungry)  # first: the jobs start while we look further ahead
+        if len(tasks) < limit:
+            self._want_claim = False
+            self._next_poll = min(self._next_poll, self._next_scheduled(time.monotonic()))
+        return bool(tasks)
+
+    def _timeout(self, slots: list[Slot]) -> float:
+        """How long the loop may sleep: until the next timer, deadline of a slot, or stop deadline."""
+        deadlines = [self._next_heartbeat, self._next_poll, self._maintenance.next_due()]
+        deadlines += [d for d in (s.deadline() for s in slots) if d is not None]
+        deadlines += [s.current_start + _MARK_AFTER for s in slots if s.tasks and not s.head_marked]
+        deadlines += [s.current_start + self.give_back_after for s in slots if s.waiting]
+        if self._stop_deadline is not None:
+            deadlines.append(self._stop_deadline)
+        if self._want_claim and not self._signals and self._hungry(slots):
+            return 0.0
+        return max(0.0, min(deadlines) - time.monotonic())
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, waking early for a stop signal."""
@@ -383,8 +322,9 @@ class Worker:
         """Sleep until something happens; returns whether a notification announced work for us."""
         assert self._listen is not None
         fds = [self._wake_r, self._listen.fileno()]
-        if self._finisher is not None and self._finisher.inflight:
-            fds.append(self._finisher.fileno())
+        finisher = self._outcomes.finisher
+        if finisher is not None and finisher.inflight:
+            fds.append(finisher.fileno())
         write_fds = []
         for slot in slots:
             fds.extend(slot.fds())
@@ -422,13 +362,11 @@ class Worker:
         assert self._conn is not None
         tasks: list[Task] = []
         for queue in self.queues:
-            rows = run(self._conn, "claim", {  # through libpq directly: a lone job's latency is mostly round trips
-                "queue": queue, "limit": limit - len(tasks), "worker_id": self.worker_id,
-                "worker_name": self.name, "start_now": max(0, start_now - len(tasks)),
-            })
+            rows = _store.claim(self._conn, queue=queue, limit=limit - len(tasks), worker_id=self.worker_id,
+                                worker_name=self.name, start_now=max(0, start_now - len(tasks)))
             rows.sort(key=_PRIORITY_ORDER)
-            worker = (self.worker_id,)
-            tasks.extend([Task._make(r[:10] + worker) for r in rows])
+            tasks.extend([Task(r.id, r.queue, r.func_name, r.args_json, r.kwargs_json, r.timeout, r.attempt,
+                               r.meta_json, r.claim, r.marked, self.worker_id) for r in rows])  # type: ignore[arg-type]
             if len(tasks) >= limit:
                 break
         return tasks
@@ -442,7 +380,7 @@ class Worker:
                 break
             idle = not slot.busy
             if not slot.dispatch(chunk):
-                self._released.extend((t.id, t.claim) for t in chunk)
+                self._outcomes.release([(t.id, t.claim) for t in chunk])
             elif idle and not slot.announces:  # it starts now
                 self._announce(chunk[0])
 
@@ -454,10 +392,8 @@ class Worker:
     def _next_scheduled(self, now: float) -> float:
         """When the earliest scheduled job of our queues becomes due (monotonic clock)."""
         assert self._conn is not None
-        row = self._conn.execute(q("next_scheduled"), {"queues": self.queues}).fetchone()
-        if row is None or row[0] is None:
-            return now + self.poll_interval
-        return now + max(0.0, float(row[0]))
+        seconds = _store.next_scheduled(self._conn, self.queues)
+        return now + (self.poll_interval if seconds is None else max(0.0, seconds))
 
     # -- outcomes --------------------------------------------------------------------------------
     def _collect(self, slots: list[Slot]) -> int:
@@ -485,18 +421,13 @@ class Worker:
                 ran += 1
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
-                if msg.ok:
-                    if not msg.recorded:
-                        self._finished.append(msg)
-                    if info:
-                        log.info("Job OK (%s)", msg.id)
-                else:
-                    self._failed.append(msg)
-                    log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)
+                self._outcomes.add(msg)
+                if msg.ok and info:
+                    log.info("Job OK (%s)", msg.id)
                 if slot.tasks and not slot.announces and not self._signals:  # the next one started
                     self._announce(slot.tasks[0])
             else:  # ("skipped", [(id, claim), ...]): never started (what give_back took is gone already)
-                self._released.extend((t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]}))
+                self._outcomes.release([(t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]})])
         return ran
 
     def _replace(self, slot: ChildSlot) -> int:
@@ -506,77 +437,28 @@ class Worker:
         if lost:
             head, rest = lost[0], lost[1:]
             kind = "JobTimeoutError" if timed_out else "WorkHorseKilled"
-            text = f"{kind}: {reason}"
-            self._failed.append(Outcome(head.id, head.attempt, head.claim, False, None, text, kind, reason,
-                                        time.monotonic() - slot.current_start))
-            log.warning("Job failed (%s): %s: %s", head.id, kind, reason)
-            self._released.extend((t.id, t.claim) for t in rest)
+            self._outcomes.add(Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind,
+                                       reason, time.monotonic() - slot.current_start))
+            self._outcomes.release([(t.id, t.claim) for t in rest])
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
 
     def _flush(self, slots: Sequence[Slot] = ()) -> bool:
-        """Record outcomes: one statement each for finished (sent by the finisher, not waited for),
-        failed and released claims, and one marking runs that have been going for a while as started.
-        Returns whether that made jobs runnable (dependents promoted, retries and released jobs queued)."""
-        conn = self._conn
-        assert conn is not None
-        woke = 0
+        """Give back what waits behind long jobs, and write what is pending (see Outcomes.flush). Returns
+        whether that made jobs runnable (dependents promoted, retries and released jobs queued)."""
+        assert self._conn is not None
         late = time.monotonic() - self.give_back_after
         for slot in slots:
             if slot.waiting and slot.current_start <= late:
-                self._released.extend((t.id, t.claim) for t in slot.give_back())
+                self._outcomes.release([(t.id, t.claim) for t in slot.give_back()])
+        now = time.monotonic()
+        started = [s for s in slots if s.tasks and not s.head_marked and now - s.current_start >= _MARK_AFTER]
         with translate_errors(self.dsn):
-            finisher = self._finisher
-            assert finisher is not None
-            if finisher.inflight:
-                woke += finisher.poll() or 0
-            if self._finished and not finisher.inflight:
-                finisher.start(self._finished, self.worker_id)
-                self._finished = []
-            if self._failed:
-                failed = self._failed
-                ids = [o.id for o in failed]
-                row = conn.execute(q("fail_jobs"), {
-                    "ids": text_array(ids), "claims": number_array([o.claim for o in failed]),
-                    "exc_infos": text_array([o.exc_info or "" for o in failed]),
-                    "errors": text_array([_serialize.dumps({
-                        "attempt": o.attempt, "worker": self.name, "type": o.error_type,
-                        "message": o.error_message, "traceback": o.exc_info}) for o in failed]),
-                    "durations": number_array([o.duration for o in failed]),
-                    "chunks": number_array(_notify_chunks(ids)), "worker_id": self.worker_id}).fetchone()
-                woke += row[2] if row else 0
-                self._failed = []
-            if self._released:
-                row = conn.execute(q("release_claims"), {
-                    "ids": text_array([i for i, _ in self._released]),
-                    "claims": number_array([c for _, c in self._released]), "worker_id": self.worker_id}).fetchone()
-                woke += row[0] if row else 0
-                self._released = []
-            now = time.monotonic()
-            started = [s for s in slots if s.tasks and not s.head_marked and now - s.current_start >= _MARK_AFTER]
-            if started:
-                conn.execute(q("mark_started"), {
-                    "ids": text_array([s.tasks[0].id for s in started]),
-                    "claims": number_array([s.tasks[0].claim for s in started]),
-                    "elapsed": number_array([now - s.current_start for s in started]), "worker_id": self.worker_id})
-                for slot in started:
-                    slot.head_marked = True
+            woke = self._outcomes.flush(self._conn, self.worker_id, [
+                (s.tasks[0].id, s.tasks[0].claim, now - s.current_start) for s in started])
+        for slot in started:
+            slot.head_marked = True
         return woke > 0
-
-    def _maintenance(self) -> float:
-        """Rescue jobs of lost workers, promote deferred jobs whose dependencies finished, prune old
-        worker rows. Every statement is safe to run from many workers at once. Returns the seconds until
-        the next pass: half the shortest lease of the running workers, this one's included (at least
-        0.5 s), so that any worker's jobs are rescued within half its own lease of it running out."""
-        assert self._conn is not None
-        rescued = self._conn.execute(q("rescue_lost_jobs")).fetchone()
-        assert rescued is not None  # one row, always; its last column is NULL when no worker runs
-        if rescued[0]:
-            log.warning("Worker %s: rescued %d job(s) of lost workers", self.name, rescued[0])
-        self._conn.execute(q("promote_deferred"))
-        self._conn.execute(q("prune_jobs"))
-        self._conn.execute(q("prune_workers"))
-        return max(0.5, min(self.lease, rescued[3] or self.lease) / 2)
 
     # -- stopping --------------------------------------------------------------------------------
     def _cold_stop(self, slots: list[Slot]) -> None:
@@ -586,7 +468,7 @@ class Worker:
                 slot.kill("cold shutdown")
                 slot.process.join(5)
                 self._take(slot, slot.received())
-                self._released.extend((t.id, t.claim) for t in slot.restart())
+                self._outcomes.release([(t.id, t.claim) for t in slot.restart()])
 
     def _shutdown(self, slots: list[Slot]) -> None:
         for slot in slots:  # only after an error: a normal stop finds every slot idle
@@ -595,16 +477,17 @@ class Worker:
                 slot.process.join(5)
         for slot in slots:  # outcomes that arrived (or, in process, were produced) before the stop
             self._take(slot, slot.received())
-        self._released.extend((t.id, t.claim) for s in slots for t in s.tasks)
+        self._outcomes.release([(t.id, t.claim) for s in slots for t in s.tasks])
         for slot in slots:
             slot.close()
         if self._conn is not None and not self._conn.closed and self.worker_id is not None:
             try:
                 self._flush()
-                while self._finisher is not None and (self._finisher.inflight or self._finished):
-                    self._finisher.poll(block=True)
+                finisher = self._outcomes.finisher
+                while finisher is not None and (finisher.inflight or self._outcomes.finished):
+                    finisher.poll(block=True)
                     self._flush()
-                self._conn.execute(q("deregister_worker"), {"worker_id": self.worker_id})
+                _store.deregister_worker(self._conn, self.worker_id)
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.error("Worker %s: could not record its last outcomes (%s); the lease rescues its jobs",
                           self.name, exc)

@@ -297,7 +297,7 @@ def test_a_stale_release_does_not_requeue_the_newer_attempt_of_a_job(
     # worker runs it). J goes back to its queue, and the worker, alive, claims it again (attempt 2).
     worker_id = job_row(db, job.id)["worker_id"]
     db.execute("UPDATE pgqueue.workers SET heartbeat_at = now() - interval '1 hour' WHERE id = %s", (worker_id,))
-    db.execute(q_sql("rescue_lost_jobs"))
+    db.execute(q_sql("rescue_lost_jobs"), {"limit": 1000})
     [(j_pid, _)] = wait_started(db, "j")
     assert job_row(db, job.id)["claim_count"] == 2  # claimed twice; only runs that start count as attempts
 

@@ -1,0 +1,163 @@
+"""What a worker owes the database: the outcomes of the jobs it ran, written in batches.
+
+Finished jobs go through the :class:`Finisher`, on a connection of its own, without waiting for the server;
+failed attempts, released claims (jobs that must not count as run) and runs that have begun are written
+by :meth:`Outcomes.flush` on the worker's main connection, one statement each. Every statement is fenced on
+the claim (``claim_count`` and ``worker_id``), so writing a batch twice, or after the job was rescued and
+handed to another worker, changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from .. import _db, _notify, _serialize, _store
+from ..exceptions import DatabaseUnavailable
+from ..sql import number_array, text_array
+from ._execute import Outcome
+
+log = logging.getLogger("pgqueue.worker")
+
+_CRASHES = frozenset({"JobTimeoutError", "WorkHorseKilled", "LeaseLost"})  # logged as warnings
+
+
+class Finisher:
+    """Records finished outcomes on a connection of its own, without waiting for PostgreSQL: while one
+    batch's finish_jobs runs in the server, the supervisor goes on claiming, dispatching and collecting
+    on its main connection. One batch is in flight at a time; outcomes that arrive meanwhile make the
+    next one. A batch sent again after a lost connection (its first commit may or may not have happened)
+    changes nothing twice: completions are fenced on the claim."""
+
+    def __init__(self, dsn: str | None) -> None:
+        self.conn = _db.connect(dsn)
+        _store.worker_plan_settings(self.conn)
+        self.inflight: list[Outcome] = []
+
+    def fileno(self) -> int:
+        return self.conn.pgconn.socket
+
+    def start(self, outcomes: list[Outcome], worker_id: int | None) -> None:
+        ids = [o.id for o in outcomes]
+        _store.finish_jobs_send(self.conn, {
+            "ids": text_array(ids), "claims": number_array([o.claim for o in outcomes]),
+            "results": text_array([o.result_json for o in outcomes]),  # type: ignore[misc]
+            "durations": number_array([o.duration for o in outcomes]),
+            "chunks": number_array(_notify.chunk_numbers(ids)), "worker_id": worker_id})
+        self.inflight = outcomes
+
+    def poll(self, block: bool = False) -> int | None:
+        """None while the batch in flight runs (only when not ``block``); else how many jobs its
+        promotions made runnable (0 with nothing in flight)."""
+        if not self.inflight:
+            return 0
+        deadline = time.monotonic() + 60
+        while (row := _store.finish_jobs_result(self.conn)) is None:
+            if not block:
+                return None
+            if time.monotonic() > deadline:
+                raise DatabaseUnavailable("recording finished jobs took over 60 s")
+            _db.readable(self.fileno(), 1.0)
+        self.inflight = []
+        return row.woken
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # closing a broken connection must not hide the real error
+            pass
+
+
+class Outcomes:
+    """Outcomes collected from the job processes and not yet written, and the writing of them."""
+
+    def __init__(self, worker_name: str) -> None:
+        self.worker_name = worker_name
+        self.finished: list[Outcome] = []
+        self.failed: list[Outcome] = []
+        self.released: list[tuple[str, int]] = []  # (job id, claim) of claims that must not count
+        self.finisher: Finisher | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything is still to be written, or in flight."""
+        return bool(self.finished or self.failed or self.released or (self.finisher and self.finisher.inflight))
+
+    def add(self, outcome: Outcome) -> None:
+        if not outcome.ok:
+            self.failed.append(outcome)
+        elif not outcome.recorded:  # an atomic job's completion committed with its own writes
+            self.finished.append(outcome)
+
+    def release(self, claims: Sequence[tuple[str, int]]) -> None:
+        self.released.extend(claims)
+
+    def open(self, dsn: str | None) -> None:
+        self.finisher = Finisher(dsn)
+
+    def close(self) -> None:
+        """Forget the connection; a batch whose result never came back is sent again after a reconnect."""
+        if self.finisher is not None:
+            self.finished[:0] = self.finisher.inflight
+            self.finisher.close()
+            self.finisher = None
+
+    def flush(self, conn: psycopg.Connection[Any], worker_id: int | None,
+              started: Sequence[tuple[str, int, float]] = ()) -> int:
+        """Write what is pending: finished jobs (sent by the finisher, not waited for), failed attempts,
+        released claims, and ``started`` runs (job id, claim, seconds running). Returns how many jobs that
+        made runnable (dependents promoted, retries and released jobs queued)."""
+        finisher = self.finisher
+        assert finisher is not None
+        woke = 0
+        if finisher.inflight:
+            woke += finisher.poll() or 0
+        if self.finished and not finisher.inflight:
+            finisher.start(self.finished, worker_id)
+            self.finished = []
+        if self.failed:
+            woke += self._write_failed(conn, worker_id)
+        if self.released:
+            woke += _store.release_claims(conn, {
+                "ids": text_array([i for i, _ in self.released]),
+                "claims": number_array([c for _, c in self.released]), "worker_id": worker_id})
+            self.released = []
+        if started:
+            _store.mark_started(conn, {
+                "ids": text_array([i for i, _, _ in started]), "claims": number_array([c for _, c, _ in started]),
+                "elapsed": number_array([e for _, _, e in started]), "worker_id": worker_id})
+        return woke
+
+    def _write_failed(self, conn: psycopg.Connection[Any], worker_id: int | None) -> int:
+        failed, ids = self.failed, [o.id for o in self.failed]
+        rows = _store.fail_jobs(conn, {
+            "ids": text_array(ids), "claims": number_array([o.claim for o in failed]),
+            "exc_infos": text_array([o.exc_info or "" for o in failed]),
+            "errors": text_array([_serialize.dumps({
+                "attempt": o.attempt, "worker": self.worker_name, "type": o.error_type,
+                "message": o.error_message, "traceback": o.exc_info}) for o in failed]),
+            "durations": number_array([o.duration for o in failed]),
+            "chunks": number_array(_notify.chunk_numbers(ids)), "worker_id": worker_id})
+        self.failed = []
+        _log_failures(failed, {r.id: r for r in rows})
+        return rows[0].woken if rows else 0
+
+
+def _log_failures(failed: Sequence[Outcome], rows: dict[str, _store.FailRow]) -> None:
+    """``Job failed (ID): Type: message``, or for an attempt that will be retried ``Job failed, retry 1 of 3
+    in 10 s (ID): ...``. An outcome without a row was fenced off: the job is no longer this worker's."""
+    for o in failed:
+        level = logging.WARNING if o.error_type in _CRASHES else logging.INFO
+        row = rows.get(o.id)
+        if row is None:
+            log.log(level, "Job failed (%s): %s: %s; not recorded: the job is no longer this worker's",
+                    o.id, o.error_type, o.error_message)
+        elif row.status == "failed":
+            log.log(level, "Job failed (%s): %s: %s", o.id, o.error_type, o.error_message)
+        else:
+            log.log(level, "Job failed, retry %d of %d in %g s (%s): %s: %s", row.attempts, row.max_attempts - 1,
+                    round(max(0.0, row.retry_in or 0.0), 1), o.id, o.error_type, o.error_message)
