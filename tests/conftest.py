@@ -24,7 +24,7 @@ import pgqueue
 from pgqueue import _db
 
 if TYPE_CHECKING:  # imported by the fixtures when they run, so that servers may import this module
-    from servers import TcpProxy
+    from servers import PgBouncer, TcpProxy
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -108,6 +108,17 @@ def tcp_proxy(server_dsn: str) -> Iterator[TcpProxy]:
 
     with TcpProxy(server_address(server_dsn)) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_dsn: str) -> Iterator[PgBouncer]:
+    """pgbouncer in transaction pooling mode in front of the test server (``servers.PgBouncer``)."""
+    from servers import pgbouncer_binary, start_pgbouncer
+
+    if pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run installs it)")
+    with start_pgbouncer(server_dsn) as bouncer:
+        yield bouncer
 
 
 def pytest_configure(config: pytest.Config) -> None:

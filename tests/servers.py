@@ -1,17 +1,27 @@
-"""Network faults between the tests and their PostgreSQL server.
+"""Network faults and poolers between the tests and their PostgreSQL server.
 
 ``TcpProxy``: a TCP proxy in the test process that can cut or freeze the connections going through it
-while PostgreSQL stays up. It forwards to the server of a DSN: its TCP address, or its Unix socket (the
-embedded server). The fixture ``tcp_proxy`` in conftest.py makes one.
+while PostgreSQL stays up. ``PgBouncer``: a private pgbouncer process in transaction pooling mode. Both
+forward to the server of a DSN: its TCP address, or its Unix socket (the embedded server). The fixtures
+``tcp_proxy`` and ``pgbouncer`` in conftest.py make them.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import pwd
+import shutil
+import signal
 import socket
+import subprocess
+import tempfile
 import threading
+from pathlib import Path
+from typing import Any
 
 import psycopg
+from conftest import wait_for
 
 Address = str | tuple[str, int]  # a Unix socket's path, or (host, port)
 
@@ -265,3 +275,174 @@ class TcpProxy:
                 break
         with self._cond:
             link.kill()
+
+
+def pgbouncer_binary() -> str | None:
+    return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/local/sbin")
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_as(target: Address) -> pwd.struct_passwd | None:
+    """The user pgbouncer runs as: None (ourselves) unless we are root, which pgbouncer refuses. Then the
+    owner of the server's socket directory, who can reach the socket (the embedded server's directory is
+    private to its own user); else ``postgres``, else ``nobody``."""
+    if os.geteuid() != 0:
+        return None
+    if isinstance(target, str):
+        owner = os.stat(os.path.dirname(target)).st_uid
+        if owner != 0:
+            return pwd.getpwuid(owner)
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            pass
+    raise RuntimeError("running as root, and no user to run pgbouncer as (postgres or nobody)")
+
+
+class PgBouncer:
+    """A private pgbouncer process in front of the server of ``server_dsn``: transaction pooling, every
+    database of that server (a fallback ``*`` entry), on 127.0.0.1:``port``, files in its own temporary
+    directory. Clients log in without a password (``auth_type = trust``) as any role that could log in
+    when it started; it logs in to the server as the same role, with the DSN's password if it has one.
+    Idle server connections are reused last-in first-out (``server_round_robin = 0``)."""
+
+    def __init__(self, server_dsn: str, *, pool_size: int = 4, max_client_conn: int = 200,
+                 binary: str | None = None) -> None:
+        found = binary or pgbouncer_binary()
+        if found is None:
+            raise FileNotFoundError("pgbouncer is not installed")
+        self.binary = found
+        self.server_dsn = server_dsn
+        self.pool_size = pool_size
+        self.max_client_conn = max_client_conn
+        first_line = subprocess.run([found, "--version"], capture_output=True, text=True, check=True).stdout
+        self.version: str = first_line.split()[1]  # "PgBouncer 1.18.0" -> "1.18.0"
+        self.target = server_address(server_dsn)
+        self.dir = Path(tempfile.mkdtemp(prefix="pgq-bouncer-"))
+        self.log_path = self.dir / "pgbouncer.log"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def dsn(self, dsn: str) -> str:
+        """``dsn`` going through pgbouncer (same database, user and options)."""
+        return reroute(dsn, self.port)
+
+    def start(self, attempts: int = 3) -> None:
+        """Start pgbouncer and wait until it serves; retried on another port if it exits (the free port
+        it was given may have been taken meanwhile)."""
+        user = _run_as(self.target)
+        self._write_files(user)
+        for attempt in range(attempts):
+            self.port = _free_port()
+            self._write_config()
+            self._spawn(user)
+            if self._wait_serving():
+                return
+            if attempt == attempts - 1:
+                raise RuntimeError(f"pgbouncer did not start:\n{self.output}")
+
+    def close(self) -> None:
+        """Stop pgbouncer (its server connections end) and delete its files."""
+        self._stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PgBouncer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write_files(self, user: pwd.struct_passwd | None) -> None:
+        with psycopg.connect(self.server_dsn, autocommit=True) as conn:
+            roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolcanlogin")]
+        params = psycopg.conninfo.conninfo_to_dict(self.server_dsn)
+        passwords = {str(params.get("user", "")): str(params.get("password", ""))}
+        lines = [f"{_quote(role)} {_quote(passwords.get(role, ''))}\n" for role in roles]
+        (self.dir / "users.txt").write_text("".join(lines))
+        if user is not None:
+            for path in (self.dir, self.dir / "users.txt"):
+                os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _write_config(self) -> None:
+        if isinstance(self.target, str):  # a Unix socket: pgbouncer wants its directory and port
+            directory, _, name = self.target.rpartition("/")
+            server = f"host={directory} port={name.rsplit('.', 1)[1]}"
+        else:
+            server = f"host={self.target[0]} port={self.target[1]}"
+        (self.dir / "pgbouncer.ini").write_text(f"""\
+[databases]
+* = {server}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {self.dir / "users.txt"}
+pool_mode = transaction
+default_pool_size = {self.pool_size}
+max_client_conn = {self.max_client_conn}
+server_round_robin = 0
+""")
+
+    def _spawn(self, user: pwd.struct_passwd | None) -> None:
+        self._stop()
+        args = [self.binary, *(["-u", user.pw_name] if user else []), str(self.dir / "pgbouncer.ini")]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def _stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)  # pgbouncer's immediate shutdown
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def _wait_serving(self) -> bool:
+        """Whether pgbouncer serves (a query through it works), False if it exited first."""
+        def serving() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                return True
+            try:
+                with psycopg.connect(self.dsn(self.server_dsn), connect_timeout=5) as conn:
+                    conn.execute("SELECT 1")
+                return True
+            except psycopg.OperationalError:
+                return False
+
+        try:
+            wait_for(serving, timeout=20, interval=0.05, message="pgbouncer to serve")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}; its log:\n{self.output}") from None
+        assert self.proc is not None
+        return self.proc.poll() is None
+
+
+def start_pgbouncer(server_dsn: str, **kwargs: Any) -> PgBouncer:
+    """A started ``PgBouncer`` (``kwargs``: pool_size, max_client_conn); close() it, or use it in ``with``."""
+    bouncer = PgBouncer(server_dsn, **kwargs)
+    try:
+        bouncer.start()
+    except BaseException:
+        bouncer.close()
+        raise
+    return bouncer

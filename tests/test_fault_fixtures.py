@@ -1,19 +1,24 @@
-"""The fault fixtures themselves (tests/servers.py): the TCP proxy cuts and freezes connections as it says."""
+"""The fault fixtures themselves (tests/servers.py): the TCP proxy cuts and freezes connections as it says,
+and the pgbouncer fixture really pools by transaction, with what that does to prepared statements and
+LISTEN in pgbouncer 1.18."""
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from conftest import wait_for
+from psycopg import errors as pgerrors
 from psycopg import pq
-from servers import TcpProxy, server_address
+from servers import PgBouncer, TcpProxy, server_address
 
 # The first packet a libpq client sends; the server answers it with one byte, S or N.
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
@@ -139,3 +144,90 @@ def test_close_while_frozen_ends_everything(server_dsn: str) -> None:
     with pytest.raises(psycopg.OperationalError):
         wait_result(conn)
     conn.close()
+
+
+# -- pgbouncer -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_db(new_database: Callable[[], str]) -> str:
+    """A database of this test alone: its pgbouncer pool starts empty, so the backend each transaction
+    gets is known (the pool hands out the one released last)."""
+    return new_database()
+
+
+@pytest.fixture
+def pooled(pgbouncer: PgBouncer, own_db: str) -> Iterator[Callable[[], psycopg.Connection[Any]]]:
+    """Autocommit clients of pgbouncer on ``own_db``, closed at the end."""
+    clients: list[psycopg.Connection[Any]] = []
+
+    def connect() -> psycopg.Connection[Any]:
+        clients.append(psycopg.connect(pgbouncer.dsn(own_db), autocommit=True))
+        return clients[-1]
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+def test_pgbouncer_fixture(pgbouncer: PgBouncer, dsn: str) -> None:
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pgbouncer.version)
+    with psycopg.connect(pgbouncer.dsn(dsn), autocommit=True) as conn:
+        assert conn.info.port == pgbouncer.port
+        assert conn.execute("SELECT current_database()").fetchone() == (conn.info.dbname,)
+
+
+def test_pgbouncer_pools_by_transaction(pooled: Callable[[], psycopg.Connection[Any]]) -> None:
+    a, b = pooled(), pooled()
+    first = backend_pid(a)
+    b.execute("BEGIN")
+    assert backend_pid(b) == first  # A's backend went back to the pool when its transaction ended
+    second = backend_pid(a)
+    assert second != first  # A's next transaction runs elsewhere while B holds that backend
+    b.execute("COMMIT")
+
+
+def test_pgbouncer_prepared_statements_stay_on_their_backend(pooled: Callable[[], psycopg.Connection[Any]]
+                                                             ) -> None:
+    """Protocol-level prepared statements (psycopg's prepare=True, and its automatic preparation after
+    a few runs) belong to a server backend, not to the client: 1.18 does not track them."""
+    a, b, c = pooled(), pooled(), pooled()
+    assert a.execute("SELECT 1", prepare=True).fetchone() == (1,)  # _pg3_0 on the pool's one backend
+    with pytest.raises(pgerrors.DuplicatePreparedStatement, match="_pg3_0"):
+        b.execute("SELECT 2", prepare=True)  # B's first name is _pg3_0 too, on the same backend
+    c.execute("BEGIN")
+    backend_pid(c)  # C now holds that backend
+    with pytest.raises(pgerrors.InvalidSqlStatementName, match="_pg3_0"):
+        a.execute("SELECT 1", prepare=True)  # A's next transaction is on another backend
+    c.execute("COMMIT")
+
+
+def test_pgbouncer_drops_notifications_between_transactions(
+        pgbouncer: PgBouncer, pooled: Callable[[], psycopg.Connection[Any]], own_db: str) -> None:
+    """LISTEN is server-session state: the listening backend goes back to the pool, and pgbouncer drops a
+    notification that reaches it there ("got packet 'A' from server when not linked"), even though the
+    listener's next transaction runs on that very backend. One that arrives while the listener is in a
+    transaction on it is delivered."""
+    listener = pooled()
+    got: list[str] = []
+    listener.add_notify_handler(lambda n: got.append(n.payload))
+    listener.execute("LISTEN pgq_fixture_test")
+    pid = backend_pid(listener)
+    pool = f"{listener.info.dbname}/{listener.info.user}@"
+
+    def dropped() -> int:
+        return sum(1 for line in pgbouncer.output.splitlines()
+                   if pool in line and "got packet 'A' from server when not linked" in line)
+
+    # Direct: a pooled notifier would get the listener's idle backend and be sent the notification itself.
+    with psycopg.connect(own_db, autocommit=True) as notifier:
+        notifier.execute("NOTIFY pgq_fixture_test, 'between'")
+        wait_for(lambda: dropped() == 1, message="pgbouncer to drop the notification")
+        assert backend_pid(listener) == pid
+        assert got == []
+
+        listener.execute("BEGIN")
+        assert backend_pid(listener) == pid
+        notifier.execute("NOTIFY pgq_fixture_test, 'inside'")  # sent at the end of the listener's transaction
+        listener.execute("COMMIT")
+        assert got == ["inside"]
