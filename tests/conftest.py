@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -22,6 +22,9 @@ from psycopg import sql
 
 import pgqueue
 from pgqueue import _db
+
+if TYPE_CHECKING:  # imported by the fixtures when they run, so that servers may import this module
+    from servers import PgBouncer, TcpProxy
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -96,6 +99,26 @@ def _test_tables(request: pytest.FixtureRequest) -> None:
         conn.execute("CREATE SCHEMA IF NOT EXISTS pgq_test")
         conn.execute("CREATE TABLE IF NOT EXISTS pgq_test.runs (job_id text, tag text, pid int, "
                      "at timestamptz NOT NULL DEFAULT clock_timestamp())")
+
+
+@pytest.fixture
+def tcp_proxy(server_dsn: str) -> Iterator[TcpProxy]:
+    """A TCP proxy to the test server that can cut or freeze its connections (``servers.TcpProxy``)."""
+    from servers import TcpProxy, server_address
+
+    with TcpProxy(server_address(server_dsn)) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_dsn: str) -> Iterator[PgBouncer]:
+    """pgbouncer in transaction pooling mode in front of the test server (``servers.PgBouncer``)."""
+    from servers import pgbouncer_binary, start_pgbouncer
+
+    if pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install pgbouncer; .ci/run installs it)")
+    with start_pgbouncer(server_dsn) as bouncer:
+        yield bouncer
 
 
 def pytest_configure(config: pytest.Config) -> None:
