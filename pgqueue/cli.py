@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from . import monitor
+from . import _config, monitor
 from .exceptions import PgQueueError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,8 +88,6 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
            give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...], quiet: bool,
            verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
-    import os
-
     from .worker import SimpleWorker, Worker
 
     for path in reversed(paths):
@@ -130,6 +129,8 @@ def _render_info(queues: tuple[str, ...], raw: bool, by_queue: bool, dsn: str | 
         lines += [f"{w.name} {w.state}: {', '.join(w.queues)}" for w in workers]
     lines.append(f"{len(workers)} workers, {len(stats)} queues")
     lines.append("")
+    if _config.embedded_in_use():  # said on stderr too, but --interval clears the screen
+        lines.append(f"Database: the embedded PostgreSQL server, data in {_config.embedded_data_dir()}")
     lines.append(f"Updated: {datetime.now():%Y-%m-%d %H:%M:%S}")
     return "\n".join(lines)
 
@@ -222,6 +223,65 @@ def demo(dsn: str | None) -> None:
 
     _log_to_stderr(logging.INFO)
     demo_module.run(dsn)
+    if _config.embedded_in_use():
+        click.echo("\nThe embedded PostgreSQL server keeps running: `pgqueue embedded psql` queries it, "
+                   "`pgqueue embedded stop` stops it.")
+
+
+@main.group()
+def embedded() -> None:
+    """The embedded PostgreSQL server pgqueue uses when no database URL is set: its state, a psql on it,
+    stopping it. Its data directory is $PGQUEUE_EMBEDDED_DATA, else a per-user data folder."""
+
+
+@embedded.command("status")
+def embedded_status() -> None:
+    """Whether it runs, with its data directory, pid and URL (exit status 3 if it does not run, as pg_ctl's)."""
+    server = _config.embedded_server()
+    if not server.running:
+        click.echo("The embedded PostgreSQL server is not running.")
+        created = "" if (server.data_dir / "PG_VERSION").exists() else " (not created yet)"
+        click.echo(f"  data directory: {server.data_dir}{created}")
+        click.echo("pgqueue starts it when it runs with no database URL set.")
+        sys.exit(3)
+    click.echo("The embedded PostgreSQL server is running.")
+    click.echo(f"  data directory: {server.data_dir}")
+    click.echo(f"  pid:            {server.pid}")
+    click.echo(f"  URL:            {server.url}")
+    for var in _config.ENV_VARS:
+        if os.environ.get(var):
+            click.echo(f"pgqueue does not use it here: {var} is set.")
+            break
+    click.echo("`pgqueue embedded psql` queries it, `pgqueue embedded stop` stops it.")
+
+
+@embedded.command("stop")
+@_friendly
+def embedded_stop() -> None:
+    """Stop it (a fast shutdown, as pg_ctl's: its connections, workers' included, are closed)."""
+    server = _config.stop_embedded()
+    if server.running:
+        click.echo(f"Stopped the embedded PostgreSQL server (pid {server.pid}, data directory {server.data_dir}).")
+    else:
+        click.echo(f"The embedded PostgreSQL server is not running (data directory {server.data_dir}).")
+
+
+@embedded.command("psql", context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@_friendly
+def embedded_psql(psql_args: tuple[str, ...]) -> None:
+    """Run psql on it (starting it if it is not running); PSQL_ARGS go to psql, e.g. -c 'SELECT 1'."""
+    import shutil
+
+    was_running = _config.embedded_server().running
+    url = _config.start_embedded()
+    if not was_running:
+        click.echo(f"Started the embedded PostgreSQL server, data in {_config.embedded_data_dir()}", err=True)
+    psql = _config.embedded_psql() or shutil.which("psql")
+    if psql is None:
+        raise PgQueueError(f"no psql found; connect any PostgreSQL client to {url}")
+    sys.stdout.flush()
+    os.execv(psql, [psql, url, *psql_args])
 
 
 if __name__ == "__main__":  # pragma: no cover
