@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -22,6 +23,31 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 dsn_option = click.option("--dsn", "-u", "dsn", default=None, metavar="URL",
                           help="PostgreSQL URL (default: $PGQUEUE_DATABASE_URL, $DATABASE_URL, else embedded).")
+
+
+class _Seconds(click.FloatRange):
+    """A duration in seconds: a finite number in range. FloatRange alone lets ``nan`` (no comparison holds)
+    and ``inf`` through, which end in time.sleep's ValueError or OverflowError, or a database error."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number of seconds.", param, ctx)
+        return number
+
+
+def _names(what: str, blank: str = " ") -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback refusing empty names (or made only of ``blank``): an unset shell variable
+    (``pgqueue worker "$QUEUE"``) must not become a queue no job is ever on, or a module prefix no
+    function is under."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        values = value if isinstance(value, tuple) else (value,)
+        if any(v is not None and not v.strip(blank) for v in values):
+            raise click.BadParameter(f"{what} must not be empty.", ctx, param)
+        return value
+    return check
 
 
 def _log_to_stderr(level: int) -> None:
@@ -57,27 +83,29 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("queues", nargs=-1)
+@click.argument("queues", nargs=-1, callback=_names("queue names"))
 @click.option("--burst", "-b", is_flag=True, help="Exit 0 when nothing is runnable.")
 @click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(min=1),
               help="Jobs run at once, each in a child process.")
 @click.option("--name", "-n", default=None, help="Worker name (default HOST.PID).")
 @click.option("--with-scheduler", is_flag=True,
               help="Accepted for RQ compatibility: every worker runs scheduled jobs when due.")
-@click.option("--lease", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--lease", default=30.0, show_default=True, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
               help="Seconds this worker's heartbeat keeps its jobs its own.")
-@click.option("--poll-interval", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Fallback poll when no notification comes.")
+@click.option("--poll-interval", default=5.0, show_default=True, type=_Seconds(min=0, min_open=True),
+              metavar="SECONDS", help="Fallback poll when no notification comes.")
 @click.option("--allow-module", "allow_modules", multiple=True, metavar="PREFIX",
+              callback=_names("a module prefix", " ."),
               help="Only run job functions under this module prefix (repeatable).")
-@click.option("--grace", type=click.FloatRange(min=0), default=None,
+@click.option("--grace", type=_Seconds(min=0), default=None, metavar="SECONDS",
               help="On SIGTERM, stop jobs still running after this many seconds and requeue them "
                    "(default: wait for them to finish).")
-@click.option("--give-back-after", default=0.1, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+@click.option("--give-back-after", default=0.1, show_default=True, type=_Seconds(min=0), metavar="SECONDS",
               help="Claimed jobs waiting behind a job that has run this long go back to their queue.")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no child processes), like RQ's SimpleWorker.")
-@click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
+@click.option("--max-jobs", type=click.IntRange(min=1), default=None, metavar="N", help="Exit after this many jobs.")
 @click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
+              type=click.Path(exists=True, file_okay=False),
               help="Put this folder on sys.path, so job modules import from it (repeatable; as in RQ).")
 @click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
 @click.option("--verbose", "-v", is_flag=True, help="Log debug messages too.")
@@ -135,15 +163,21 @@ def _render_info(queues: tuple[str, ...], raw: bool, by_queue: bool, dsn: str | 
     return "\n".join(lines)
 
 
+MIN_INTERVAL = 0.1
+
+
 @main.command()
-@click.argument("queues", nargs=-1)
+@click.argument("queues", nargs=-1, callback=_names("queue names"))
 @click.option("--raw", "-r", is_flag=True, help="Print `queue NAME COUNT` and `worker NAME STATE QUEUES` lines.")
-@click.option("--by-queue", "-R", is_flag=True, help="Group workers by queue.")
-@click.option("--interval", "-i", type=float, default=None, help="Refresh every SECONDS until Ctrl-C.")
+@click.option("--by-queue", "-R", is_flag=True, help="Group workers by queue (not with --raw).")
+@click.option("--interval", "-i", type=_Seconds(min=MIN_INTERVAL), default=None, metavar="SECONDS",
+              help=f"Refresh every SECONDS (at least {MIN_INTERVAL}) until Ctrl-C.")
 @dsn_option
 @_friendly
 def info(queues: tuple[str, ...], raw: bool, by_queue: bool, interval: float | None, dsn: str | None) -> None:
     """Queued jobs per queue, and workers with their state (like rqinfo)."""
+    if raw and by_queue:
+        raise click.UsageError("--by-queue does not go with --raw, whose lines already name each worker's queues")
     if interval is None:
         click.echo(_render_info(queues, raw, by_queue, dsn))
         return
@@ -161,7 +195,7 @@ def info(queues: tuple[str, ...], raw: bool, by_queue: bool, interval: float | N
 
 
 @main.command()
-@click.argument("queues", nargs=-1)
+@click.argument("queues", nargs=-1, callback=_names("queue names"))
 @dsn_option
 @_friendly
 def failed(queues: tuple[str, ...], dsn: str | None) -> None:
@@ -175,7 +209,8 @@ def failed(queues: tuple[str, ...], dsn: str | None) -> None:
 @main.command()
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Requeue every failed job.")
-@click.option("--queue", "-q", default=None, help="With --all: only this queue's failed jobs.")
+@click.option("--queue", "-q", default=None, callback=_names("the queue name"),
+              help="With --all: only this queue's failed jobs.")
 @dsn_option
 @_friendly
 def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | None) -> None:
@@ -184,6 +219,8 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | 
         raise click.UsageError("name JOB_IDs, or use --all")
     if job_ids and all_:
         raise click.UsageError("give JOB_IDs or --all, not both")
+    if queue is not None and not all_:
+        raise click.UsageError("--queue goes with --all: `pgqueue requeue --all --queue QUEUE`")
     done, held = monitor.requeue(None if all_ else list(job_ids), queue, dsn)
     missing = set(job_ids) - set(done) - {h.job_id for h in held}
     click.echo(f"Requeued {len(done)} job(s)")
