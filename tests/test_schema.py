@@ -12,7 +12,7 @@ import pytest
 from conftest import run_cli
 
 import pgqueue
-from pgqueue import JobStatus, Queue, SchemaMissing
+from pgqueue import JobStatus, MigrationError, Queue, SchemaMissing, SchemaTooNew
 from pgqueue._schema import metadata
 
 CATALOG = """
@@ -132,6 +132,51 @@ def test_missing_schema_is_one_clear_error(new_database: Callable[[], str]) -> N
     assert q.enqueue("pgq_testjobs.noop").get_status() == JobStatus.QUEUED
     assert q.enqueue("pgq_testjobs.noop", job_timeout=5).get_status() == JobStatus.QUEUED
 
+
+
+def _one_error_line(result: Any) -> str:
+    """The CLI's answer to a user's mistake: exit 1, no traceback, one line on stderr."""
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    return str(lines[0])
+
+
+def test_migrate_by_a_role_without_create_is_one_line_saying_what_it_needs(
+        server_dsn: str, new_database: Callable[[], str]) -> None:
+    url = new_database()
+    role = f"pgq_nocreate_{psycopg.conninfo.conninfo_to_dict(url)['dbname'][-8:]}"
+    with psycopg.connect(server_dsn, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(role)))
+    try:
+        as_role = psycopg.conninfo.make_conninfo(url, user=role)
+        line = _one_error_line(run_cli("migrate", "--dsn", as_role))
+        assert f"cannot migrate {role}@" in line and "permission denied for database" in line, line
+        assert "CREATE on the database" in line and "docs/security.md" in line, line
+        with pytest.raises(MigrationError, match="permission denied for database") as raised:
+            pgqueue.migrate(as_role)
+        assert str(raised.value) == line.removeprefix("Error: ")
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT to_regnamespace('pgqueue')").fetchone() == (None,)
+
+
+def test_migrate_on_a_database_a_newer_pgqueue_migrated_names_its_revision(new_database: Callable[[], str]) -> None:
+    url = new_database()
+    pgqueue.migrate(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE pgqueue.alembic_version SET version_num = '0099'")
+    line = _one_error_line(run_cli("migrate", "--dsn", url))
+    assert "is at revision 0099" in line and "a newer pgqueue migrated this database" in line, line
+    assert line.endswith("upgrade pgqueue") and "its newest is 0003" in line, line
+    with pytest.raises(SchemaTooNew, match="revision 0099") as raised:
+        pgqueue.migrate(url)
+    assert isinstance(raised.value, MigrationError) and raised.value.revision == "0099"
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0099",)]
 
 # Each rule of pgqueue.jobs (jobs_rules_idx), a row that breaks it, and a row at its edge that keeps it.
 RULES = [
