@@ -7,6 +7,7 @@ import contextlib
 import os
 import select
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -221,6 +222,32 @@ def receive(conn: psycopg.Connection[Any], make_row: Callable[[Sequence[Any]], A
     result = _result(pgconn, state.encoding)
     state.loader.set_pgresult(result)
     return state.loader.load_rows(0, result.ntuples, make_row)
+
+
+def run_within(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any], timeout: float) -> int:
+    """Run query ``name`` (no result rows) on pgqueue's own autocommit ``conn`` as an unnamed statement,
+    giving up after ``timeout`` seconds: for a statement that must not hang when the network or the server
+    stops answering (the worker's heartbeat). Returns the rows changed. On timeout the connection is
+    closed and DatabaseUnavailable raised."""
+    _, query, names = statement(name)
+    pgconn, encoding = conn.pgconn, conn.info.encoding
+    values = [_text(params[n], encoding) for n in names]
+    deadline = time.monotonic() + timeout
+    with conn.lock:
+        pgconn.send_query_params(query, values)
+        while True:
+            sending = pgconn.flush()  # non-zero while part of the query is still to be sent
+            if not sending:
+                pgconn.consume_input()  # raises OperationalError if the connection broke
+                if not pgconn.is_busy():
+                    break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                conn.close()
+                raise DatabaseUnavailable(f"no answer to {name} within {timeout:g} s")
+            ready([pgconn.socket], [pgconn.socket] if sending else [], remaining)
+        result = _result(pgconn, encoding)
+    return int(result.command_tuples or 0)
 
 
 def _send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> _Prepared:

@@ -50,6 +50,11 @@ def chunk_numbers(ids: Sequence[str]) -> list[int]:
     return chunks
 
 
+def fits(job_id: str) -> bool:
+    """Whether ``job_id`` alone fits in a payload (statements that end one job notify only then)."""
+    return len(job_id.encode()) < PAYLOAD_BYTES
+
+
 def payloads(ids: Iterable[str]) -> list[str]:
     """The payloads that carry ``ids``: comma-joined, each under the limit."""
     groups: dict[int, list[str]] = {}

@@ -170,7 +170,7 @@ def save_meta(conn: Conn, id: str, meta_json: str) -> bool:
 
 def cancel_job(conn: Conn, id: str) -> bool:
     """Whether the job had not ended and is now canceled."""
-    return bool(_fast(conn, "cancel_job", {"id": id}, CancelRow))
+    return bool(_fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id)}, CancelRow))
 
 
 def delete_job(conn: Conn, id: str) -> None:
@@ -362,8 +362,9 @@ def register_worker(conn: Conn, *, name: str, hostname: str, pid: int, queues: S
                     WorkerIdRow)[0].id
 
 
-def heartbeat(conn: Conn, worker_id: int) -> None:
-    _do(conn, "heartbeat", {"worker_id": worker_id})
+def heartbeat(conn: Conn, worker_id: int, timeout: float) -> bool:
+    """Renew the worker's heartbeat, giving up after ``timeout`` seconds; whether its row is there."""
+    return _db.run_within(conn, "heartbeat", {"worker_id": worker_id}, timeout) == 1
 
 
 def deregister_worker(conn: Conn, worker_id: int) -> None:

@@ -92,6 +92,9 @@ def main() -> None:
               help="Accepted for RQ compatibility: every worker runs scheduled jobs when due.")
 @click.option("--lease", default=30.0, show_default=True, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
               help="Seconds this worker's heartbeat keeps its jobs its own.")
+@click.option("--lease-margin", default=None, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
+              help="Stop running jobs when the heartbeat could not be renewed for lease minus this "
+                   "(default: a fifth of the lease), before another worker may rescue them.")
 @click.option("--poll-interval", default=5.0, show_default=True, type=_Seconds(min=0, min_open=True),
               metavar="SECONDS", help="Fallback poll when no notification comes.")
 @click.option("--allow-module", "allow_modules", multiple=True, metavar="PREFIX",
@@ -112,7 +115,8 @@ def main() -> None:
 @dsn_option
 @_friendly
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
-           lease: float, poll_interval: float, allow_modules: tuple[str, ...], grace: float | None,
+           lease: float, lease_margin: float | None, poll_interval: float, allow_modules: tuple[str, ...],
+           grace: float | None,
            give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...], quiet: bool,
            verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
@@ -123,8 +127,12 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     _log_to_stderr(level)
     cls = SimpleWorker if simple else Worker
-    w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
-            poll_interval=poll_interval, allow_modules=allow_modules, grace=grace, give_back_after=give_back_after)
+    try:
+        w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
+                lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
+                give_back_after=give_back_after)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
 
 

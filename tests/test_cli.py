@@ -202,6 +202,7 @@ def test_migrate_and_schema_commands(dsn: str) -> None:
     (["info", ""], "queue names must not be empty."),
     (["worker", "--burst", "--max-jobs", "0"], "'--max-jobs': 0 is not in the range x>=1."),
     (["worker", "--burst", "--max-jobs", "-1"], "'--max-jobs': -1 is not in the range x>=1."),
+    (["worker", "--burst", "--lease", "2", "--lease-margin", "2"], "lease_margin (2 s) must be shorter than the lease"),
     (["worker", "--burst", "--lease", "nan"], "'--lease': nan is not a finite number of seconds."),
     (["worker", "--burst", "--poll-interval", "inf"], "'--poll-interval': inf is not a finite number of seconds."),
     (["worker", "--burst", "--grace", "nan"], "'--grace': nan is not a finite number of seconds."),

@@ -134,7 +134,7 @@ WITH c AS (
     WHERE id = %(id)s AND status IN ('scheduled', 'queued', 'deferred', 'running')
     RETURNING id
 )
-SELECT c.id, pg_notify('pgqueue_done', c.id) AS notified FROM c
+SELECT c.id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_done', c.id) END AS notified FROM c
 
 -- name: requeue_jobs
 -- Failed jobs back to their queue, with one more attempt allowed (exc_info keeps the failure's text). unique_key allows one live job per key:

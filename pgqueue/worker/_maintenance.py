@@ -33,6 +33,7 @@ log = logging.getLogger("pgqueue.worker")
 BATCH = 1000  # rows per statement
 LOCK_TIMEOUT = 1.0  # seconds a maintenance statement may wait for a lock
 STATEMENT_TIMEOUT = 10.0  # seconds a maintenance statement may run
+FIRST_RETRY = 1.0  # seconds before a service that failed runs again, doubling with each failure in a row
 MAX_BACKOFF = 30.0  # seconds between retries of a service that keeps failing
 
 Conn = psycopg.Connection[Any]
@@ -138,7 +139,7 @@ class Maintenance:
 
     def _failed(self, service: Service, exc: BaseException, now: float) -> None:
         service.failures += 1
-        delay = min(MAX_BACKOFF, self.interval * 2 ** (service.failures - 1))
+        delay = min(MAX_BACKOFF, FIRST_RETRY * 2 ** (service.failures - 1))
         service.due = now + delay
         log.error("Worker %s: maintenance (%s) failed: %s: %s; retrying in %.1f s (attempt %d)", self.worker_name,
                   service.name, type(exc).__name__, _first_line(exc), delay, service.failures)

@@ -7,6 +7,7 @@ worker's own process (SimpleWorker), for tests and debuggers.
 
 from __future__ import annotations
 
+import _thread
 import fcntl
 import gc
 import marshal
@@ -74,6 +75,10 @@ class Slot:
 
     def request_stop(self) -> None:
         """Run nothing new after the current task."""
+
+    def fence(self, reason: str) -> None:
+        """The worker's lease is lost: stop the running task at once (the supervisor records it as a failed
+        attempt of kind ``LeaseLost``, if nobody rescued the job meanwhile) and start no other."""
 
     @property
     def waiting(self) -> bool:
@@ -186,6 +191,7 @@ class ChildSlot(Slot):
         self._name = f"pgqueue-child-{index}"
         self.stop_flag = self._ctx.RawValue("b", 0)  # shared memory: read before each task, no lock
         self.kill_reason: str | None = None
+        self.kill_kind = "WorkHorseKilled"  # the error type recorded for the task a kill stopped
         self._start()
 
     def _start(self) -> None:
@@ -219,6 +225,7 @@ class ChildSlot(Slot):
             _grow_pipe(fd)
         self.task_fd, self.out_fd, self._buffer, self._pending = task_w, out_r, b"", b""
         self.kill_reason = None
+        self.kill_kind = "WorkHorseKilled"
 
     def _close_fds(self) -> None:
         for fd in (self.task_fd, self.out_fd):
@@ -309,8 +316,8 @@ class ChildSlot(Slot):
     def dead(self) -> bool:
         return not self.process.is_alive()
 
-    def kill(self, reason: str) -> None:
-        self.kill_reason = reason
+    def kill(self, reason: str, kind: str = "WorkHorseKilled") -> None:
+        self.kill_reason, self.kill_kind = reason, kind
         if self.process.is_alive():
             os.kill(self.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
 
@@ -338,6 +345,12 @@ class ChildSlot(Slot):
     def request_stop(self) -> None:
         self.stop_flag.value = 1
 
+    def fence(self, reason: str) -> None:
+        # Called from the lease's fence thread, under the supervisor's fence lock (so the process is not
+        # being replaced meanwhile). A process not yet reaped keeps its pid: the kill cannot hit another.
+        if self.busy and self.kill_reason is None:
+            self.kill(reason, "LeaseLost")
+
     def close(self) -> None:
         if self.process.is_alive():
             self._pending += _frame(None)
@@ -357,7 +370,7 @@ class _Timeout(AbortJob):
 
 class InProcessSlot(Slot):
     """Runs tasks synchronously in the worker's process. Hard timeouts use SIGALRM, so they apply when
-    the worker runs in the main thread (as the CLI does)."""
+    the worker runs in the main thread (as the CLI does); so does stopping a job when the lease is lost."""
 
     announces = True
 
@@ -369,18 +382,29 @@ class InProcessSlot(Slot):
         self._announce = announce  # callable: logs a task as it starts
         self._give_back_after = give_back_after  # once the batch has run this long, the rest goes back
         self._done: list[Message] = []
+        self._fenced: str | None = None  # why the lease's fence stopped the running task
+        self._interruptible = False  # whether a SIGALRM handler of ours is installed (a job runs)
 
     def dispatch(self, tasks: Sequence[Task]) -> bool:
+        self._fenced = None  # a claim is made only while the lease is held
         self.tasks.extend(tasks)
         self.current_start = start = time.monotonic()
         self.head_marked = tasks[0].marked
         for i, task in enumerate(tasks):
-            if self._stopping() or (i and time.monotonic() - start >= self._give_back_after):
+            if self._stopping() or self._fenced or (i and time.monotonic() - start >= self._give_back_after):
                 self._done.append(("skipped", [(t.id, t.claim) for t in tasks[i:]]))
                 break
             self._announce(task)
             self._done.append(self._run_one(task))
         return True
+
+    def fence(self, reason: str) -> None:
+        # From the fence thread: raise in the job through our SIGALRM handler, as a timeout does. A
+        # simulated signal runs the Python handler only, and only if one is installed (never the default
+        # action, which would end the process).
+        self._fenced = reason
+        if self._interruptible:
+            _thread.interrupt_main(signal.SIGALRM)
 
     def _run_one(self, task: Task) -> Message:
         alarm = threading.current_thread() is threading.main_thread()
@@ -389,15 +413,19 @@ class InProcessSlot(Slot):
                 raise _Timeout()
 
             previous = signal.signal(signal.SIGALRM, on_alarm)
+            self._interruptible = True
             signal.setitimer(signal.ITIMER_REAL, task.timeout)
+        began = time.monotonic()
         try:
             return run(task, self._dsn, self._worker_name, self._allow)
         except _Timeout:
-            return Outcome(task.id, task.attempt, task.claim, False, None,
-                           f"JobTimeoutError: {timeout_message(task.timeout)}", "JobTimeoutError",
-                           timeout_message(task.timeout), task.timeout)
+            kind, message = ("LeaseLost", self._fenced) if self._fenced else (
+                "JobTimeoutError", timeout_message(task.timeout))
+            return Outcome(task.id, task.attempt, task.claim, False, None, f"{kind}: {message}", kind, message,
+                           time.monotonic() - began)
         finally:
             if alarm:
+                self._interruptible = False
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
 

@@ -9,6 +9,7 @@ takes as many jobs as fill about 50 ms of work per slot. Outcomes are written by
 from __future__ import annotations
 
 import logging
+import math
 import operator
 import os
 import random
@@ -26,6 +27,7 @@ from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import DatabaseUnavailable
 from ._execute import AbortJob, Outcome, Task
+from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
@@ -70,7 +72,7 @@ class Worker:
     def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
                  poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 1000,
-                 grace: float | None = None, give_back_after: float = 0.1) -> None:
+                 grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -78,17 +80,27 @@ class Worker:
             raise ValueError("a worker needs at least one queue")
         for n in names:
             check_queue_name(n)
-        if concurrency < 1:
-            raise ValueError("concurrency must be >= 1")
-        if lease <= 0 or poll_interval <= 0:
-            raise ValueError("lease and poll_interval must be > 0 seconds")
-        if give_back_after < 0:
-            raise ValueError("give_back_after must be >= 0 seconds")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+        for option, value, least in (("lease", lease, 0.0), ("poll_interval", poll_interval, 0.0),
+                                     ("give_back_after", give_back_after, None), ("grace", grace, None),
+                                     ("lease_margin", lease_margin, 0.0)):
+            if value is None and option in ("grace", "lease_margin"):
+                continue
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value == least:
+                raise ValueError(f"{option} must be a finite number of seconds "
+                                 f"{'> 0' if least is not None else '>= 0'}, not {value!r}")
         self.queues: list[str] = list(dict.fromkeys(names))
         self.dsn = dsn
         self.name = name or f"{socket.gethostname()}.{os.getpid()}"
         self.concurrency = concurrency
         self.lease = float(lease)
+        # The fence stops this worker's running jobs when its heartbeat could not be renewed for
+        # lease - lease_margin seconds: before any other worker may rescue them (docs/guarantees.md).
+        self.lease_margin = default_margin(self.lease) if lease_margin is None else float(lease_margin)
+        if self.lease_margin >= self.lease:
+            raise ValueError(f"lease_margin ({self.lease_margin:g} s) must be shorter than the lease "
+                             f"({self.lease:g} s)")
         self.poll_interval = float(poll_interval)
         self.allow_modules = tuple(allow_modules)
         self.max_batch = max(1, max_batch)
@@ -105,6 +117,11 @@ class Worker:
         self._outcomes = Outcomes(self.name)
         self._conn: psycopg.Connection[Any] | None = None
         self._listen: psycopg.Connection[Any] | None = None
+        self._lease: Lease | None = None
+        self._slots: list[Slot] = []
+        # Held while jobs are handed to child processes or a process is replaced, and by the fence while it
+        # stops running jobs: a job is never handed over after the fence has looked.
+        self._fence_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.queues}>"
@@ -151,9 +168,12 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, self._on_signal)
         # Children are forked before any connection exists, so they share no socket with us.
-        slots = self._make_slots()
+        slots = self._slots = self._make_slots()
         self._outcomes = Outcomes(self.name)
         self._maintenance = Maintenance(self.name, self.lease)
+        if self._in_process and not in_main:
+            log.warning("Worker %s: a SimpleWorker outside the main thread cannot stop a job: neither its timeout "
+                        "nor a lost lease interrupts it (run it in the main thread, or use Worker)", self.name)
         ran = 0
         try:
             self._connect()
@@ -194,9 +214,12 @@ class Worker:
             self._outcomes.open(self.dsn)
             _store.listen(self._listen, "jobs")
             if self.worker_id is None:
+                sent = time.monotonic()
                 self.worker_id = _store.register_worker(
                     self._conn, name=self.name, hostname=socket.gethostname(), pid=os.getpid(),
                     queues=self.queues, concurrency=self.concurrency, lease=self.lease)
+                self._lease = Lease(self.dsn, self.name, self.worker_id, self.lease, self.lease_margin, sent,
+                                    self._on_lease_lost).start()
 
     def _close_connections(self) -> None:
         self._outcomes.close()
@@ -208,12 +231,26 @@ class Worker:
                     pass
         self._conn = self._listen = None
 
+    def _on_lease_lost(self, silent: float) -> None:
+        """From the fence thread: stop every running job (see _lease)."""
+        reason = (f"lease lost: the worker could not renew its heartbeat for {silent:.1f} s (lease {self.lease:g} s), "
+                  "so it stopped the job before another worker could rescue it")
+        with self._fence_lock:
+            for slot in self._slots:
+                slot.fence(reason)
+        self.request_wakeup()
+
+    def request_wakeup(self) -> None:
+        if self._wake_w >= 0:
+            try:
+                os.write(self._wake_w, b"w")
+            except OSError:
+                pass
+
     def _loop(self, slots: list[Slot], burst: bool, max_jobs: int | None) -> int:
         self._ran = self._claimed = 0
         self._want_claim = True
-        now = time.monotonic()
-        self._next_heartbeat = now + self.lease / 3
-        self._next_poll = now + self.poll_interval
+        self._next_poll = time.monotonic() + self.poll_interval
         backoff = 0.0
         while True:
             try:
@@ -253,12 +290,9 @@ class Worker:
         return False
 
     def _timers(self) -> None:
-        """Heartbeat, a maintenance batch, the fallback poll: whichever is due."""
+        """A maintenance batch, the fallback poll: whichever is due."""
         assert self._conn is not None
         now = time.monotonic()
-        if now >= self._next_heartbeat:
-            _store.heartbeat(self._conn, self.worker_id)  # type: ignore[arg-type]
-            self._next_heartbeat = now + self.lease / 3
         if self._maintenance.next_due() <= now:
             self._maintenance.tick(self._conn, now)
             self._want_claim = True
@@ -279,6 +313,8 @@ class Worker:
         """Claim for the slots that take more work; True if jobs were claimed."""
         if self._signals or not self._want_claim or (max_jobs is not None and self._claimed >= max_jobs):
             return False
+        if self._lease is None or not self._lease.held:
+            return False  # the fence stopped our jobs: nothing new until the heartbeat is renewed
         # Idle slots first: the first jobs of a claim go to them and start at once.
         hungry = sorted(self._hungry(slots), key=lambda s: s.busy)
         if not hungry:
@@ -296,13 +332,13 @@ class Worker:
 
     def _timeout(self, slots: list[Slot]) -> float:
         """How long the loop may sleep: until the next timer, deadline of a slot, or stop deadline."""
-        deadlines = [self._next_heartbeat, self._next_poll, self._maintenance.next_due()]
+        deadlines = [self._next_poll, self._maintenance.next_due()]
         deadlines += [d for d in (s.deadline() for s in slots) if d is not None]
         deadlines += [s.current_start + _MARK_AFTER for s in slots if s.tasks and not s.head_marked]
         deadlines += [s.current_start + self.give_back_after for s in slots if s.waiting]
         if self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
-        if self._want_claim and not self._signals and self._hungry(slots):
+        if self._want_claim and not self._signals and self._hungry(slots) and self._lease and self._lease.held:
             return 0.0
         return max(0.0, min(deadlines) - time.monotonic())
 
@@ -372,6 +408,16 @@ class Worker:
         return tasks
 
     def _dispatch(self, tasks: list[Task], slots: list[Slot]) -> None:
+        if self._in_process:
+            self._deal(tasks, slots)  # runs the jobs here and now: the fence interrupts them instead
+            return
+        with self._fence_lock:
+            if self._lease is not None and self._lease.held:
+                self._deal(tasks, slots)
+            else:  # the fence fired since the claim: these jobs must not start
+                self._outcomes.release([(t.id, t.claim) for t in tasks])
+
+    def _deal(self, tasks: list[Task], slots: list[Slot]) -> None:
         # Round robin, idle slots first: the first jobs claimed (those recorded as starting now) become
         # the idle slots' heads, and each slot gets its share of a small claim.
         for i, slot in enumerate(slots):
@@ -406,7 +452,7 @@ class Worker:
                 deadline = slot.deadline()
                 if deadline is not None and now > deadline and slot.kill_reason is None:
                     head = slot.tasks[0]
-                    slot.kill(timeout_message(head.timeout))
+                    slot.kill(timeout_message(head.timeout), "JobTimeoutError")
                 if slot.dead:
                     ran += self._take(slot, slot.received())  # what it sent before dying
                     ran += self._replace(slot)
@@ -431,12 +477,11 @@ class Worker:
         return ran
 
     def _replace(self, slot: ChildSlot) -> int:
-        reason = slot.exit_reason()
-        timed_out = slot.kill_reason is not None and slot.kill_reason.startswith("the job exceeded its timeout")
-        lost = slot.restart()
+        reason, kind = slot.exit_reason(), slot.kill_kind
+        with self._fence_lock:
+            lost = slot.restart()
         if lost:
             head, rest = lost[0], lost[1:]
-            kind = "JobTimeoutError" if timed_out else "WorkHorseKilled"
             self._outcomes.add(Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind,
                                        reason, time.monotonic() - slot.current_start))
             self._outcomes.release([(t.id, t.claim) for t in rest])
@@ -468,7 +513,8 @@ class Worker:
                 slot.kill("cold shutdown")
                 slot.process.join(5)
                 self._take(slot, slot.received())
-                self._outcomes.release([(t.id, t.claim) for t in slot.restart()])
+                with self._fence_lock:
+                    self._outcomes.release([(t.id, t.claim) for t in slot.restart()])
 
     def _shutdown(self, slots: list[Slot]) -> None:
         for slot in slots:  # only after an error: a normal stop finds every slot idle
@@ -487,13 +533,21 @@ class Worker:
                 while finisher is not None and (finisher.inflight or self._outcomes.finished):
                     finisher.poll(block=True)
                     self._flush()
+                self._stop_lease()
                 _store.deregister_worker(self._conn, self.worker_id)
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.error("Worker %s: could not record its last outcomes (%s); the lease rescues its jobs",
                           self.name, exc)
+        self._stop_lease()
         self._close_connections()
         if self.worker_id is not None:
             log.info("Worker %s: stopped", self.name)
+
+
+    def _stop_lease(self) -> None:
+        if self._lease is not None:
+            self._lease.stop()
+            self._lease = None
 
 
 class SimpleWorker(Worker):

@@ -73,3 +73,15 @@ def resilient_record(tag: str = "", sleep: float = 0.0, deadline: float = 60.0) 
 def sleep_then_record(seconds: float, tag: str) -> str:
     time.sleep(seconds)
     return record(tag)
+
+
+def tick(tag: str, first_run: float, later_runs: float) -> str:
+    """Record a row tagged ``tag`` (with this process's pid and the database's clock) every 20 ms: for
+    ``first_run`` seconds on the first attempt, ``later_runs`` after. The rows are the job's external
+    effects: two runs at once would interleave them."""
+    seconds = first_run if _attempt() <= 1 else later_runs
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        record(tag)
+        time.sleep(0.02)
+    return tag
