@@ -66,21 +66,33 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
             raise DatabaseUnavailable(f"cannot reach PostgreSQL{where}: {_first_line(exc)}") from None
 
 
-def connect(dsn: str | None = None, *, autocommit: bool = True, **kwargs: Any) -> psycopg.Connection[Any]:
-    """A new connection of pgqueue's own, with errors translated."""
+def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", **kwargs: Any
+            ) -> psycopg.Connection[Any]:
+    """A new connection of pgqueue's own, with errors translated. ``role`` names what it is for in
+    ``pg_stat_activity.application_name`` (``pgqueue:enqueue``, ``pgqueue:HOST.PID:claim``), unless the
+    DSN sets an application_name of its own."""
     resolved = resolve_dsn(dsn)
     scheme, sep, _ = resolved.partition("://")
     if sep and scheme not in ("postgresql", "postgres"):
         raise ConfigurationError(f"invalid database URL: pgqueue needs PostgreSQL (postgresql://...), not {scheme}://")
     try:
-        psycopg.conninfo.conninfo_to_dict(resolved)
+        params = psycopg.conninfo.conninfo_to_dict(resolved)
     except psycopg.ProgrammingError as exc:
         raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
+    if "application_name" not in params and "application_name" not in kwargs:
+        kwargs["application_name"] = application_name(role)
     with translate_errors(resolved):
         conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
         if autocommit:
             conn.execute(q("own_settings"))  # SETs, not startup options, so PgBouncer accepts them
         return conn
+
+
+def application_name(role: str) -> str:
+    """``pgqueue:ROLE``, cut to the 63 bytes PostgreSQL keeps (the end, which names the role, is kept)."""
+    name = f"pgqueue:{role}" if role else "pgqueue"
+    data = name.encode()
+    return name if len(data) <= 63 else "pgqueue:…" + data[-(63 - 11):].decode(errors="ignore")
 
 
 def _forget_parent_connections() -> None:
@@ -104,7 +116,7 @@ def shared_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
     with _cache_lock:
         conn = _cache.get(resolved)
         if conn is None or not _usable(conn):
-            conn = connect(resolved)
+            conn = connect(resolved, role="enqueue")
             _cache[resolved] = conn
         return conn
 
@@ -119,7 +131,7 @@ def own_connection(dsn: str | None = None) -> Iterator[psycopg.Connection[Any]]:
         spare = _spare.setdefault(resolved, [])
         conn = spare.pop() if spare else None
     if conn is None or not _usable(conn):
-        conn = connect(resolved)
+        conn = connect(resolved, role="enqueue")
     try:
         yield conn
     finally:

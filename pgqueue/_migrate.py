@@ -38,7 +38,7 @@ def _alembic(dsn: str | None, action: str, revision: str) -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.pool import NullPool
 
-    raw = connect(dsn, autocommit=False)  # resolves the DSN and reports a bad one clearly
+    raw = connect(dsn, autocommit=False, role="migrate")  # resolves the DSN and reports a bad one clearly
     engine = create_engine("postgresql+psycopg://", creator=lambda: raw, poolclass=NullPool)
     cfg = _config()
     try:

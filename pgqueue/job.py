@@ -310,7 +310,7 @@ class Job:
         """Block until the job ends and return its result. Woken by the worker's NOTIFY, not by polling.
         Raises :class:`JobFailed` if it failed or was canceled, ``TimeoutError`` if ``timeout`` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with connect(self._dsn) as conn, translate_errors(self._dsn):
+        with connect(self._dsn, role="wait") as conn, translate_errors(self._dsn):
             _store.listen(conn, "done")
             while True:
                 self.refresh()  # after LISTEN, so an end between the two cannot be missed

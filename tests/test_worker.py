@@ -311,3 +311,46 @@ def test_a_worker_with_descriptors_past_1024_serves() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert [j.get_status() for j in jobs + [simple]] == [JobStatus.FINISHED] * 21
     assert [j.result for j in jobs + [simple]] == [i + 1 for i in range(21)]
+
+
+def test_a_retried_attempt_logs_its_retry_and_the_last_one_logs_the_failure(spawn_worker: Any) -> None:
+    """Before, a retried attempt logged exactly like a final failure."""
+    worker = spawn_worker("default")
+    job = Queue().enqueue(tj.fail, "again", retry=Retry(max=2, interval=[0.2, 0.3]))
+    with pytest.raises(JobFailed):
+        job.wait(timeout=20)
+    wait_for(lambda: f"Job failed ({job.id})" in worker.output, 10, message="the final failure's log line")
+    lines = [line.split(" ", 1)[1] for line in worker.output.splitlines() if job.id in line and "failed" in line]
+    assert lines == [f"Job failed, retry 1 of 2 in 0.2 s ({job.id}): ValueError: again",
+                     f"Job failed, retry 2 of 2 in 0.3 s ({job.id}): ValueError: again",
+                     f"Job failed ({job.id}): ValueError: again"]
+
+
+def test_connections_name_their_worker_and_role_in_pg_stat_activity(spawn_worker: Any,
+                                                                     db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("default", "--name", "w1")
+    Queue().enqueue(tj.noop)  # this process's enqueue connection
+    expected = {"pgqueue:w1:claim", "pgqueue:w1:finish", "pgqueue:w1:listen", "pgqueue:w1:heartbeat",
+                "pgqueue:enqueue"}
+
+    def names() -> set[str]:
+        return {r[0] for r in db.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()").fetchall()}
+    wait_for(lambda: expected <= names(), 10, message=f"connections named {expected}")
+    assert worker.proc.poll() is None
+
+
+def test_a_simple_worker_outside_the_main_thread_warns_that_it_cannot_stop_a_job(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+
+    Queue().enqueue(tj.noop)
+    thread = threading.Thread(target=lambda: SimpleWorker(name="in-a-thread").work(burst=True))
+    with caplog.at_level("WARNING", logger="pgqueue"):
+        thread.start()
+        thread.join(30)
+    warnings = [r.getMessage() for r in caplog.records if "outside the main thread" in r.getMessage()]
+    assert warnings == ["Worker in-a-thread: a SimpleWorker outside the main thread cannot stop a job: neither its "
+                        "timeout nor a lost lease interrupts it (run it in the main thread, or use Worker)"]
+    SimpleWorker(name="main").work(burst=True)  # in the main thread: no warning
+    assert len([r for r in caplog.records if "outside the main thread" in r.getMessage()]) == 1

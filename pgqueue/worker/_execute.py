@@ -97,7 +97,7 @@ def _connection(dsn: str | None) -> psycopg.Connection[Any]:
     """This process's connection for atomic jobs (a child process keeps it across jobs)."""
     global _atomic_conn
     if _atomic_conn is None or _atomic_conn.closed or _atomic_conn.broken:
-        _atomic_conn = connect(dsn)
+        _atomic_conn = connect(dsn, role="atomic job")
     return _atomic_conn
 
 

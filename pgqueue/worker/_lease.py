@@ -80,6 +80,10 @@ class Lease:
     # -- the heartbeat thread ----------------------------------------------------------------------
     def _beat(self) -> None:
         failing = False
+        try:
+            self._open()  # now, not at the first renewal: ready, and visible in pg_stat_activity
+        except Exception:  # the first renewal tries again, and says why
+            pass
         while True:
             with self._changed:
                 due = self.renewed + self.lease / 3 if not failing else time.monotonic() + RETRY
@@ -105,11 +109,14 @@ class Lease:
                 self.lost = False
                 self._changed.notify_all()
 
-    def _renew(self) -> None:
+    def _open(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self.dsn)
+            self._conn = connect(self.dsn, role=f"{self.worker_name}:heartbeat")
+        return self._conn
+
+    def _renew(self) -> None:
         # Bounded: on a network that stopped answering, the next attempt gets a new connection.
-        if not _store.heartbeat(self._conn, self.worker_id, timeout=max(1.0, self.lease / 3)):
+        if not _store.heartbeat(self._open(), self.worker_id, timeout=max(1.0, self.lease / 3)):
             raise PgQueueError(f"the row of worker {self.worker_id} is gone from pgqueue.workers")
 
     def _close(self) -> None:

@@ -33,8 +33,8 @@ class Finisher:
     next one. A batch sent again after a lost connection (its first commit may or may not have happened)
     changes nothing twice: completions are fenced on the claim."""
 
-    def __init__(self, dsn: str | None) -> None:
-        self.conn = _db.connect(dsn)
+    def __init__(self, dsn: str | None, worker_name: str) -> None:
+        self.conn = _db.connect(dsn, role=f"{worker_name}:finish")
         _store.worker_plan_settings(self.conn)
         self.inflight: list[Outcome] = []
 
@@ -97,7 +97,7 @@ class Outcomes:
         self.released.extend(claims)
 
     def open(self, dsn: str | None) -> None:
-        self.finisher = Finisher(dsn)
+        self.finisher = Finisher(dsn, self.worker_name)
 
     def close(self) -> None:
         """Forget the connection; a batch whose result never came back is sent again after a reconnect."""

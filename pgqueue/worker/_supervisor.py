@@ -199,7 +199,7 @@ class Worker:
         return [ChildSlot(i, self.dsn, self.name, self.allow_modules) for i in range(self.concurrency)]
 
     def _connect(self) -> None:
-        self._conn = connect(self.dsn)
+        self._conn = connect(self.dsn, role=f"{self.name}:claim")
         # A queue's row counts swing faster than its statistics follow: after a burst of enqueues the
         # planner may still believe the queue nearly empty and claim by sorting every runnable row, or
         # join claimed rows back by a sequential scan. And a generic plan cannot see a LIMIT's value: it
@@ -209,7 +209,7 @@ class Worker:
         # index, whatever the statistics say. (JIT is off, so the cost penalty these settings add to a
         # plan that has no other way is harmless.)
         _store.worker_plan_settings(self._conn)
-        self._listen = connect(self.dsn)
+        self._listen = connect(self.dsn, role=f"{self.name}:listen")
         with translate_errors(self.dsn):
             self._outcomes.open(self.dsn)
             _store.listen(self._listen, "jobs")

@@ -156,3 +156,32 @@ def test_enqueue_while_the_server_is_stopped_raises_then_recovers(owned_server: 
     with psycopg.connect(uri, autocommit=True) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM pgqueue.jobs ORDER BY position").fetchall()]
     assert ids == [first.id, last.id], "a failed enqueue wrote a job"
+
+
+@pytest.mark.timeout(90)
+def test_after_a_long_outage_workers_serve_again_within_two_seconds_of_the_servers_return(
+        owned_server: OwnedServer, spawn_worker: Callable[..., Any],
+        note_recovery: Callable[[str, float], None]) -> None:
+    """Before, the reconnect back-off doubled up to 10 s: after a 20 s outage workers came back 5.4 s after
+    the server. Now it stops at 1 s (each wait within 20% of it, for jitter), however long the outage."""
+    import re
+
+    uri = owned_server.uri
+    _prepare(uri)
+    worker = spawn_worker("default", "--dsn", uri, "--lease", "120", "--poll-interval", "30",
+                          env={"PGQUEUE_DATABASE_URL": uri})
+    owned_server.stop()
+    # Long enough for the back-off to reach its longest wait many times over (it was 8 s by then).
+    wait_for(lambda: worker.output.count("reconnecting in") >= 8, 40, interval=0.1,
+             message="eight attempts to reconnect")
+    owned_server.start()
+    back = time.monotonic()
+    with psycopg.connect(uri, autocommit=True) as conn:
+        job = Queue("default").enqueue(tj.noop, 1, connection=conn)
+    wait_for(lambda: _scalar(uri, f"SELECT status FROM pgqueue.jobs WHERE id = '{job.id}'") == "finished", 10,
+             interval=0.05, message="a job enqueued after the outage to finish")
+    note_recovery("4. PostgreSQL stopped for 8 reconnection attempts: server back -> new job finished",
+                  time.monotonic() - back)
+    waits = [float(w) for w in re.findall(r"reconnecting in ([0-9.]+)s", worker.output)]
+    assert waits and max(waits) <= 1.2, waits
+    assert worker.proc.poll() is None
