@@ -314,10 +314,11 @@ def run_with_baseline(cfg: dict[str, Any], baseline: dict[str, Any], make_cfg: A
 
 def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One system's output from its rounds, shaped as one driver's output: per workload the round with
-    the median rate (``rates`` lists every round's, in round order) or, for latency, the median p50
-    (``p50s_ms``/``p99s_ms`` list every round's). A history workload's latency, measured apart from its
-    drain, is the median of the rounds' own (``latency_p50s_ms``/``latency_p99s_ms``), not the latency of
-    the median drain's round. ``rounds`` keeps each round's own results."""
+    the median rate (``rates`` lists every round's, in round order) or, for latency, the median p50, with
+    ``p99_ms`` the median of the rounds' p99s (one round's p99 swings far more than its p50; ``p50s_ms``/
+    ``p99s_ms`` list every round's). A history workload's latency, measured apart from its drain, is the
+    median of the rounds' own (``latency_p50s_ms``/``latency_p99s_ms``), not the latency of the median
+    drain's round. ``rounds`` keeps each round's own results."""
     first = runs[0]
     merged: dict[str, Any] = {k: v for k, v in first.items()
                               if k not in ("results", "errors", "round", "position", "idle_wait")}
@@ -344,8 +345,11 @@ def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     results[key][field.replace("_ms", "s_ms")] = got
         elif isinstance(sample, dict) and "p50_ms" in sample:
             chosen = sorted(vals, key=lambda rv: rv[1].get("p50_ms") or 0)[len(vals) // 2]
-            results[key] = {**chosen[1], "p50s_ms": [v.get("p50_ms") for _, v in vals],
-                            "p99s_ms": [v.get("p99_ms") for _, v in vals], "round": chosen[0]}
+            p99s = [v.get("p99_ms") for _, v in vals]
+            results[key] = {**chosen[1], "p50s_ms": [v.get("p50_ms") for _, v in vals], "p99s_ms": p99s,
+                            "round": chosen[0]}
+            if len(vals) > 1 and None not in p99s:
+                results[key]["p99_ms"] = sorted(p99s)[len(p99s) // 2]
         else:
             results[key] = sample
     merged["results"] = results
