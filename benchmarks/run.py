@@ -4,6 +4,7 @@
     python3 benchmarks/run.py                      # full run (see --help for the sizes)
     python3 benchmarks/run.py --smoke              # every system, tiny counts; exit 1 if anything errors
     python3 benchmarks/run.py --systems pgqueue,rq --jobs 5000
+    python3 benchmarks/run.py --baseline HEAD~3    # ... plus pgqueue at HEAD~3, alternating with this checkout
 
 This orchestrator uses the standard library only. Each system runs in its own virtualenv under
 benchmarks/.venvs/ (built on first use, rebuilt when its requirements change), through a driver script
@@ -23,6 +24,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +34,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 VENVS = BENCH / ".venvs"
 DRIVERS = BENCH / "drivers"
+BASELINES = BENCH / ".baseline"  # exports of --baseline commits (gitignored)
+BASELINE_VENV = "pgqueue-baseline"  # one venv, rebuilt when the baseline commit changes
 
 #: name -> pip requirements of its venv, and its driver. Pins follow the versions the comparison targets.
 SYSTEMS: dict[str, dict[str, Any]] = {
@@ -115,17 +119,122 @@ def _pip_has_python_option(version_line: str) -> bool:
     return (major, minor) >= (22, 3)
 
 
+# -- the baseline: pgqueue at an earlier commit ------------------------------------------------------
+def git(*args: str) -> str:
+    proc = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout.strip()
+
+
+def resolve_baseline(ref: str) -> dict[str, str]:
+    """The commit REF names in this repository: {"ref", "sha", "short", "label"}."""
+    try:
+        sha = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except RuntimeError as exc:
+        raise SystemExit(f"--baseline {ref}: not a commit of the repository at {ROOT} ({exc})") from None
+    short = git("rev-parse", "--short", sha)
+    return {"ref": ref, "sha": sha, "short": short, "label": f"pgqueue@{short}"}
+
+
+def export_baseline(sha: str) -> Path:
+    """``git archive`` of the commit into benchmarks/.baseline/<sha>/, once; other commits' exports go (the
+    one baseline venv is rebuilt for the new one anyway)."""
+    target = BASELINES / sha
+    done = target / ".bench-export-complete"
+    if done.exists():
+        return target
+    BASELINES.mkdir(parents=True, exist_ok=True)
+    for old in BASELINES.iterdir():
+        if old.is_dir():
+            shutil.rmtree(old)
+    say(f"[baseline] exporting {sha[:12]} to {target.relative_to(ROOT)}")
+    tmp = BASELINES / f"{sha}.partial"
+    tmp.mkdir()
+    proc = subprocess.Popen(["git", "-C", str(ROOT), "archive", "--format=tar", sha], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+        if hasattr(tarfile, "data_filter"):  # Python 3.12, and 3.10.12 / 3.11.4 on
+            tar.extractall(tmp, filter="data")
+        else:
+            tar.extractall(tmp)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.wait() != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"git archive {sha}: {err.strip()}")
+    missing = [f for f in ("pyproject.toml", "pgqueue/__init__.py") if not (tmp / f).exists()]
+    if missing:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"commit {sha[:12]} has no {' or '.join(missing)}: not a pgqueue that pip can install")
+    tmp.rename(target)
+    done.write_text(sha + "\n")
+    return target
+
+
+def pgqueue_constraints() -> Path | None:
+    """The distributions in the current pgqueue venv (pgqueue itself left out) as pip constraints, so that
+    the baseline gets the same psycopg, SQLAlchemy, ... and only pgqueue's own code differs."""
+    code = ("import importlib.metadata as m\n"
+            "names = {}\n"
+            "for d in m.distributions():\n"
+            "    n = (d.metadata['Name'] or '').lower().replace('_', '-')\n"
+            "    if n and n not in ('pgqueue', 'pip', 'setuptools', 'wheel'):\n"
+            "        names[n] = d.version\n"
+            "print('\\n'.join(f'{n}=={v}' for n, v in sorted(names.items())))\n")
+    proc = subprocess.run([str(venv_python("pgqueue")), "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        say(f"[baseline] could not list the pgqueue venv's packages: {proc.stderr.strip()[-300:]}")
+        return None
+    path = BASELINES / "constraints.txt"
+    BASELINES.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != proc.stdout:
+        path.write_text(proc.stdout)
+    return path
+
+
+def ensure_baseline(baseline: dict[str, Any], pgqueue_ready: concurrent.futures.Future[float] | None,
+                    rebuild: bool) -> float:
+    """Export the baseline commit and build its venv: ``pip install -e`` of the export, pinned to the
+    current pgqueue venv's dependency versions when it has been built (else as pip resolves them)."""
+    t = time.monotonic()
+    export = export_baseline(baseline["sha"])
+    baseline["path"] = str(export)
+    constraints = None
+    if pgqueue_ready is not None:
+        try:
+            pgqueue_ready.result()
+            constraints = pgqueue_constraints()
+        except Exception:  # reported for the pgqueue venv itself
+            pass
+    requirements = [*(["-c", str(constraints)] if constraints else []), "-e", str(export)]
+    try:
+        ensure_venv(BASELINE_VENV, requirements, [export / "pyproject.toml", *([constraints] if constraints else [])],
+                    rebuild)
+    except RuntimeError as exc:
+        if not constraints:
+            raise
+        say(f"[baseline] pip cannot install {baseline['label']} with the current venv's versions; "
+            f"trying without them: {str(exc).strip()[-300:]}")
+        constraints = None
+        ensure_venv(BASELINE_VENV, ["-e", str(export)], [export / "pyproject.toml"], rebuild)
+    baseline["same_dependencies"] = constraints is not None
+    return time.monotonic() - t
+
+
 # -- running drivers -------------------------------------------------------------------------------
-def run_driver(name: str, cfg: dict[str, Any], timeout: float, log_dir: Path) -> dict[str, Any]:
-    """Run one system's driver in its venv. Its stderr is streamed (and logged); stdout's last line is
-    the JSON result."""
-    cmd = [str(venv_python(name)), str(DRIVERS / SYSTEMS[name]["driver"]), "--config", json.dumps(cfg)]
+def run_driver(name: str, cfg: dict[str, Any], timeout: float, log_dir: Path, *, venv: str | None = None,
+               driver: str | None = None, log_name: str | None = None) -> dict[str, Any]:
+    """Run one system's driver in its venv (by default both named after the system). Its stderr is
+    streamed (and logged); stdout's last line is the JSON result."""
+    cmd = [str(venv_python(venv or name)), str(DRIVERS / (driver or SYSTEMS[name]["driver"])),
+           "--config", json.dumps(cfg)]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(DRIVERS)
     env["PYTHONUNBUFFERED"] = "1"
     for var in ("PGQUEUE_DATABASE_URL", "DATABASE_URL"):  # every connection here is explicit
         env.pop(var, None)
-    log_path = log_dir / f"{name}-driver.log"
+    log_path = log_dir / f"{log_name or name}-driver.log"
     t = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=DRIVERS)
 
@@ -167,6 +276,86 @@ def run_driver(name: str, cfg: dict[str, Any], timeout: float, log_dir: Path) ->
                                              "error": f"driver exited with code {proc.returncode}"})
     out["elapsed_seconds"] = round(time.monotonic() - t, 1)
     return out
+
+
+def run_with_baseline(cfg: dict[str, Any], baseline: dict[str, Any], make_cfg: Any, timeout: float,
+                      log_dir: Path, wait_idle_seconds: float) -> dict[str, dict[str, Any]]:
+    """pgqueue and its baseline in alternating rounds: round 1 runs pgqueue then the baseline, round 2 the
+    baseline first, and so on. Each round is one driver run per side with ``repeats`` 1 (every workload
+    measured once, on a fresh database); the rounds take the place of the driver's back-to-back repeats, so
+    that the machine's drift over the minutes of a run hits both sides alike. Each side's result is then
+    the round with the median rate (latency: median p50), as ``median_of`` picks among repeats."""
+    rounds = max(1, int(cfg.get("repeats", 1)))
+    outs: dict[str, list[dict[str, Any]]] = {"pgqueue": [], "baseline": []}
+    order_log = []
+    for r in range(rounds):
+        order = ("pgqueue", "baseline") if r % 2 == 0 else ("baseline", "pgqueue")
+        order_log.append(list(order))
+        for position, name in enumerate(order):
+            scfg = dict(make_cfg(name), repeats=1)
+            if name == "baseline":
+                scfg["baseline"] = {k: baseline[k] for k in ("ref", "sha", "path")}
+            idle = wait_idle(wait_idle_seconds) if wait_idle_seconds else None
+            label = baseline["label"] if name == "baseline" else name
+            say(f"=== {label} (round {r + 1}/{rounds}) ===")
+            out = run_driver(name, scfg, timeout, log_dir, venv=BASELINE_VENV if name == "baseline" else None,
+                             driver=SYSTEMS["pgqueue"]["driver"],
+                             log_name=f"{name}-round{r + 1}" if rounds > 1 else None)
+            out.update(round=r + 1, position=position)
+            if idle:
+                out["idle_wait"] = idle
+            outs[name].append(out)
+            say(f"=== {label} (round {r + 1}/{rounds}): done in {out.get('elapsed_seconds')}s, "
+                f"{len(out.get('errors', []))} error(s)")
+    baseline["rounds"] = rounds
+    baseline["order"] = order_log
+    return {name: merge_rounds(runs) for name, runs in outs.items()}
+
+
+def merge_rounds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's output from its rounds, shaped as one driver's output: per workload the round with
+    the median rate (``rates`` lists every round's, in round order) or, for latency, the median p50, with
+    ``p99_ms`` the median of the rounds' p99s (one round's p99 swings far more than its p50; ``p50s_ms``/
+    ``p99s_ms`` list every round's). A history workload's latency, measured apart from its drain, is the
+    median of the rounds' own (``latency_p50s_ms``/``latency_p99s_ms``), not the latency of the median
+    drain's round. ``rounds`` keeps each round's own results."""
+    first = runs[0]
+    merged: dict[str, Any] = {k: v for k, v in first.items()
+                              if k not in ("results", "errors", "round", "position", "idle_wait")}
+    merged["loadavg_end"] = runs[-1].get("loadavg_end")
+    for key in ("elapsed_seconds", "driver_seconds"):
+        merged[key] = round(sum(r.get(key) or 0 for r in runs), 1)
+    if first.get("idle_wait"):
+        merged["idle_wait"] = first["idle_wait"]
+    merged["errors"] = [dict(e, round=r["round"]) for r in runs for e in r.get("errors", [])]
+    keys: list[str] = []
+    for r in runs:
+        keys += [k for k in r.get("results", {}) if k not in keys]
+    results: dict[str, Any] = {}
+    for key in keys:
+        vals = [(r["round"], r["results"][key]) for r in runs if key in r.get("results", {})]
+        sample = vals[0][1]
+        if isinstance(sample, dict) and "rate" in sample:
+            chosen = sorted(vals, key=lambda rv: rv[1].get("rate") or 0)[len(vals) // 2]
+            results[key] = {**chosen[1], "rates": [v.get("rate") for _, v in vals], "round": chosen[0]}
+            for field in ("latency_p50_ms", "latency_p99_ms"):
+                got = [v[field] for _, v in vals if v.get(field) is not None]
+                if len(got) > 1:
+                    results[key][field] = sorted(got)[len(got) // 2]
+                    results[key][field.replace("_ms", "s_ms")] = got
+        elif isinstance(sample, dict) and "p50_ms" in sample:
+            chosen = sorted(vals, key=lambda rv: rv[1].get("p50_ms") or 0)[len(vals) // 2]
+            p99s = [v.get("p99_ms") for _, v in vals]
+            results[key] = {**chosen[1], "p50s_ms": [v.get("p50_ms") for _, v in vals], "p99s_ms": p99s,
+                            "round": chosen[0]}
+            if len(vals) > 1 and None not in p99s:
+                results[key]["p99_ms"] = sorted(p99s)[len(p99s) // 2]
+        else:
+            results[key] = sample
+    merged["results"] = results
+    merged["rounds"] = [{k: r.get(k) for k in ("round", "position", "results", "errors", "elapsed_seconds",
+                                               "loadavg_start", "idle_wait") if k in r} for r in runs]
+    return merged
 
 
 def harness(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -249,9 +438,68 @@ def fmt(v: Any) -> str:
     return str(v)
 
 
+def system_label(report: dict[str, Any], name: str) -> str:
+    if name == "baseline":
+        return (report.get("baseline") or {}).get("label", "pgqueue (baseline)")
+    return SYSTEMS[name]["label"]
+
+
+def baseline_section(report: dict[str, Any]) -> list[str]:
+    """results.md's "pgqueue vs baseline": current / baseline per workload, and per round."""
+    res, bl = report["systems"], report.get("baseline") or {}
+    label = system_label(report, "baseline")
+    rounds = bl.get("rounds", 1)
+    cur_rev = (res.get("pgqueue", {}).get("versions") or {}).get("pgqueue", "?")
+    out = ["", "## pgqueue vs baseline", "",
+           f"This checkout's pgqueue ({cur_rev}) against {label}: `--baseline {bl.get('ref')}`, commit "
+           f"`{bl.get('sha')}`, installed from an export of that commit "
+           + ("with the same dependency versions as this checkout's venv" if bl.get("same_dependencies")
+              else "with the dependency versions pip chose (not pinned to this checkout's venv)")
+           + ", run by the same driver on the same workloads."]
+    if rounds > 1:
+        out.append(f"They ran in {rounds} alternating rounds (" + "; ".join(
+            " then ".join("pgqueue" if n == "pgqueue" else label for n in order) for order in bl.get("order", []))
+            + "), each measuring every workload once per side on a fresh database; each side's value is its "
+              "median round, and *per round* pairs the two measurements of the same round.")
+    out += ["", "**current ÷ baseline**: for rates (jobs/s) higher is better, so above 1 means this checkout is "
+                "faster; for latency and memory lower is better, so below 1 means this checkout is faster / smaller.",
+            ""]
+    if report.get("profile") == "smoke":
+        out += ["Smoke counts: these ratios measure nothing but that both sides ran.", ""]
+    paired = rounds > 1
+    out += [f"| Workload | pgqueue | {label} | current ÷ baseline | better |" + (" per round |" if paired else ""),
+            "|---|---|---|---|---|" + ("---|" if paired else "")]
+    rows = [(lbl, path, unit, higher) for lbl, path, unit, higher in ROWS]
+    rows.insert(2, ("Bulk enqueue, prebuilt list", ("enqueue_bulk_list", "rate"), "jobs/s", True))
+    hist = sorted((k for k in (res.get("pgqueue", {}).get("results") or {}) if k.startswith("history.")),
+                  key=lambda k: int(k.split(".")[1]))
+    for key in hist:
+        n = int(key.split(".")[1])
+        rows.append((f"Drain with {n:,} ended jobs kept, default 1 process", (key, "rate"), "jobs/s", True))
+        rows.append((f"Latency p50 with {n:,} ended jobs kept", (key, "latency_p50_ms"), "ms", False))
+
+    def per_round(path: tuple[str, ...]) -> str:
+        pairs = []
+        cur_rounds = {r["round"]: r for r in res.get("pgqueue", {}).get("rounds", [])}
+        for r in res.get("baseline", {}).get("rounds", []):
+            c = _get({"x": cur_rounds.get(r["round"], {})}, "x", *path)
+            b = _get({"x": r}, "x", *path)
+            pairs.append(f"{c / b:.2f}" if c is not None and b else "—")
+        return ", ".join(pairs)
+
+    for lbl, path, unit, higher in rows:
+        cur, base = _get(res, "pgqueue", *path), _get(res, "baseline", *path)
+        ratio = f"{cur / base:.2f}×" if cur is not None and base else "—"
+        out.append(f"| {lbl} ({unit}) | {fmt(cur)} | {fmt(base)} | {ratio} | {'higher' if higher else 'lower'} |"
+                   + (f" {per_round(path)} |" if paired else ""))
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     res = report["systems"]
     names = [n for n in SYSTEMS if n in res]  # pgqueue first, then the peers in a fixed order
+    if "baseline" in res:  # right after pgqueue
+        names.insert(names.index("pgqueue") + 1 if "pgqueue" in names else 0, "baseline")
     cfg = report["config"]
     out = [f"# pgqueue side-by-side benchmark ({report['profile']})", "",
            f"Run {report['started_at']} on {report['machine'].get('cpus')} CPUs "
@@ -268,7 +516,7 @@ def markdown(report: dict[str, Any]) -> str:
            "Each peer cell shows the peer's value and, in brackets, **pgqueue ÷ peer**. For jobs/s above 1 "
            "means pgqueue is faster; for latency and memory (lower is better) above 1 means pgqueue is "
            "slower/bigger.", ""]
-    header = "| Workload | " + " | ".join(SYSTEMS[n]["label"] for n in names) + " |"
+    header = "| Workload | " + " | ".join(system_label(report, n) for n in names) + " |"
     out += [header, "|" + "---|" * (len(names) + 1)]
     for label, path, unit, _higher in ROWS:
         base = _get(res, "pgqueue", *path)
@@ -288,12 +536,16 @@ def markdown(report: dict[str, Any]) -> str:
                "throughput setting):")
     out.append("")
     for n in names:
+        if n == "baseline":  # the same driver, so the same configurations as pgqueue
+            continue
         for cname, desc in (res[n].get("drain_configs") or {}).items():
-            out.append(f"- {SYSTEMS[n]['label']}, {cname}: {desc}")
+            out.append(f"- {system_label(report, n)}, {cname}: {desc}")
     listed = (res.get("pgqueue", {}).get("results", {}) or {}).get("enqueue_bulk_list", {}).get("rate")
     if listed:
         out += ["", f"pgqueue's bulk figure streams a generator of `prepare_data` items through `enqueue_many`; "
                     f"the same jobs as one prebuilt list: {fmt(listed)} jobs/s."]
+    if "baseline" in res:
+        out += baseline_section(report)
     hist = {k: v for k, v in (res.get("pgqueue", {}).get("results", {}) or {}).items() if k.startswith("history.")}
     if hist:
         out += ["", "## pgqueue: drain rate and latency with ended jobs kept in the table", "",
@@ -307,7 +559,7 @@ def markdown(report: dict[str, Any]) -> str:
             out.append(f"| {h['history']:,} | {fmt(h['rate'])} | {rel} | {fmt(h.get('latency_p50_ms'))} / "
                        f"{fmt(h.get('latency_p99_ms'))} | {fmt(h['peak_rss_mb'])} | "
                        f"{fmt(h['peak_pss_mb'])} | {fmt(h['table_size_mb'])} |")
-    loads = ", ".join(f"{SYSTEMS[n]['label']} {res[n]['loadavg_start'][0]:.1f}"
+    loads = ", ".join(f"{system_label(report, n)} {res[n]['loadavg_start'][0]:.1f}"
                       + (f" (CPUs {res[n]['idle_wait']['cpu_busy_before']:.0%} busy just before)"
                          if res[n].get("idle_wait") else "")
                       for n in names if res[n].get("loadavg_start"))
@@ -317,7 +569,7 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "## Versions", ""]
     for n in names:
         vers = ", ".join(f"{k} {v}" for k, v in (res[n].get("versions") or {}).items())
-        out.append(f"- {SYSTEMS[n]['label']}: {vers} (Python {res[n].get('python', '?')})")
+        out.append(f"- {system_label(report, n)}: {vers} (Python {res[n].get('python', '?')})")
     out += ["", "## PostgreSQL settings", "", "| Setting | Value |", "|---|---|"]
     for k, v in (report.get("postgres_settings") or {}).items():
         out.append(f"| {k} | {v} |")
@@ -355,6 +607,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-analyze", action="store_true",
                    help="before timed phases run CHECKPOINT only, not VACUUM ANALYZE (tables without "
                         "statistics, as right after a TRUNCATE on a server without autovacuum)")
+    p.add_argument("--baseline", metavar="REF",
+                   help="also run pgqueue at REF (a git ref or commit of this repository), labelled "
+                        "pgqueue@<short sha>, with the same driver: exported to benchmarks/.baseline/, in a venv "
+                        "of its own with the current pgqueue venv's dependency versions; it alternates with this "
+                        "checkout's pgqueue round by round (--systems must include pgqueue), and results.md "
+                        "gains a 'pgqueue vs baseline' section of current / baseline ratios")
     p.add_argument("--rebuild-venvs", action="store_true", help="rebuild the venvs even if up to date")
     p.add_argument("--no-chart", action="store_true", help="skip the PNG chart")
     p.add_argument("--keep-databases", action="store_true", help="do not drop the bench_* databases (debugging)")
@@ -381,6 +639,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
         raise SystemExit(f"unknown system(s) {unknown}; choose from {', '.join(SYSTEMS)}")
+    baseline = None
+    if args.baseline is not None:
+        if "pgqueue" not in systems:
+            raise SystemExit("--baseline compares pgqueue at REF with this checkout's: include pgqueue in --systems")
+        baseline = resolve_baseline(args.baseline)
+        say(f"[baseline] {args.baseline} is {baseline['sha']} ({baseline['label']})")
     out_dir = args.out or BENCH / "results" / profile
     log_dir = out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -396,6 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         futures = {pool.submit(ensure_venv, n, spec["requirements"], spec.get("stamp_files", []),
                                args.rebuild_venvs): n for n, spec in wanted.items()}
+        if baseline:  # submitted last: it waits for the pgqueue venv, whose versions it copies
+            pgqueue_future = next(f for f, n in futures.items() if n == "pgqueue")
+            futures[pool.submit(ensure_baseline, baseline, pgqueue_future, args.rebuild_venvs)] = "baseline"
         for fut in concurrent.futures.as_completed(futures):
             try:
                 fut.result()
@@ -417,25 +684,35 @@ def main(argv: list[str] | None = None) -> int:
     # 3. systems, one after another
     run_id = f"{os.getpid()}"
     results: dict[str, Any] = {}
+
+    def system_cfg(name: str) -> dict[str, Any]:
+        return dict(cfg, system=name, admin_dsn=args.pg, redis_url=args.redis, log_dir=str(log_dir),
+                    dbname=f"bench_{name}_{run_id}", keep_databases=args.keep_databases, smoke=args.smoke)
+
     for name in systems:
         if name in venv_errors:
             results[name] = {"system": name, "results": {}, "errors": [
                 {"workload": "venv", "error": venv_errors[name], "traceback": ""}]}
             continue
-        scfg = dict(cfg, system=name, admin_dsn=args.pg, redis_url=args.redis, log_dir=str(log_dir),
-                    dbname=f"bench_{name}_{run_id}", keep_databases=args.keep_databases, smoke=args.smoke)
+        timeout = 600 if args.smoke else 3600
+        if name == "pgqueue" and baseline and "baseline" not in venv_errors:
+            results.update(run_with_baseline(cfg, baseline, system_cfg, timeout, log_dir, args.wait_idle))
+            continue
+        scfg = system_cfg(name)
         idle = wait_idle(args.wait_idle) if args.wait_idle else None
         say(f"=== {name} ===")
-        timeout = 600 if args.smoke else 3600
         results[name] = run_driver(name, scfg, timeout, log_dir)
         if idle:
             results[name]["idle_wait"] = idle
         n_err = len(results[name].get("errors", []))
         say(f"=== {name}: done in {results[name].get('elapsed_seconds')}s, {n_err} error(s)")
+        if name == "pgqueue" and baseline:  # its venv failed: pgqueue ran alone
+            results["baseline"] = {"system": "baseline", "results": {}, "errors": [
+                {"workload": "venv", "error": venv_errors["baseline"], "traceback": ""}]}
 
     # 4. leftovers (a driver killed by its timeout cannot drop its own database)
     if not args.keep_databases and "harness" not in venv_errors:
-        dbs = [f"bench_{n}_{run_id}" for n in systems if n != "rq"]
+        dbs = [f"bench_{n}_{run_id}" for n in [*systems, *(["baseline"] if baseline else [])] if n != "rq"]
         proc = harness(["pginfo.py", "drop", args.pg, *dbs])
         if proc.returncode != 0:
             say(f"[pg] dropping leftover databases failed: {proc.stderr.strip()[-500:]}")
@@ -448,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": {**cfg, "systems": systems, "redis": args.redis},
         "systems": results,
     }
+    if baseline:
+        report["baseline"] = baseline
     (out_dir / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out_dir / "results.md").write_text(markdown(report))
     say(f"[out] {out_dir / 'results.json'}\n[out] {out_dir / 'results.md'}")
@@ -461,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     print((out_dir / "results.md").read_text())
     failures = [(n, e["workload"], e["error"].splitlines()[0] if e.get("error") else "")
                 for n, r in results.items() for e in r.get("errors", [])]
-    say(f"[done] {len(systems)} system(s) in {time.monotonic() - t_start:.0f}s "
+    say(f"[done] {len(systems) + (1 if baseline else 0)} system(s) in {time.monotonic() - t_start:.0f}s "
         f"(venvs {venv_seconds:.0f}s), {len(failures)} error(s)")
     for n, w, e in failures:
         say(f"  FAILED {n} / {w}: {e}")

@@ -4,7 +4,9 @@
 
 Four panels: enqueue rates, drain rates (default/best x 1/2 processes), latency p50/p99, and pgqueue's
 drain rate against the finished history kept in its table. Throughput axes are logarithmic because
-the systems span two orders of magnitude (RQ's fork-per-job worker vs batched SQL).
+the systems span two orders of magnitude (RQ's fork-per-job worker vs batched SQL). A run with
+``--baseline REF`` adds pgqueue at REF (system "baseline", labelled pgqueue@<short sha>) in a lighter red,
+beside pgqueue in every panel.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-LABELS = {"pgqueue": "pgqueue", "procrastinate": "procrastinate", "pgqueuer": "pgqueuer", "rq": "RQ",
-          "raw": "raw SQL"}
-COLORS = {"pgqueue": "#d62728", "procrastinate": "#1f77b4", "pgqueuer": "#2ca02c", "rq": "#9467bd",
-          "raw": "#7f7f7f"}
+LABELS = {"pgqueue": "pgqueue", "baseline": "pgqueue (baseline)", "procrastinate": "procrastinate",
+          "pgqueuer": "pgqueuer", "rq": "RQ", "raw": "raw SQL"}
+COLORS = {"pgqueue": "#d62728", "baseline": "#ff9896", "procrastinate": "#1f77b4", "pgqueuer": "#2ca02c",
+          "rq": "#9467bd", "raw": "#7f7f7f"}
 
 
 def get(report, system, *path):
@@ -67,6 +69,8 @@ def grouped(ax, report, systems, groups, title, ylabel, log=False, fmt="{:,.0f}"
 def main(src: str, dst: str) -> None:
     with open(src) as fh:
         report = json.load(fh)
+    if report.get("baseline", {}).get("label"):
+        LABELS["baseline"] = report["baseline"]["label"]
     systems = [s for s in LABELS if s in report["systems"]]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     grouped(axes[0][0], report, systems,
@@ -82,7 +86,13 @@ def main(src: str, dst: str) -> None:
     ax = axes[1][1]
     hist = {int(k.split(".")[1]): v for k, v in get(report, "pgqueue").items() if k.startswith("history.")} \
         if get(report, "pgqueue") else {}
-    if hist:
+    base_hist = any(k.startswith("history.") for k in get(report, "baseline") or {})
+    if hist and base_hist:  # pgqueue and its baseline side by side, per history size
+        sizes = sorted(hist)
+        grouped(ax, report, ["pgqueue", "baseline"], [(f"{s:,}", (f"history.{s}", "rate")) for s in sizes],
+                "", "jobs/s")
+        ax.set_xlabel("finished jobs kept in pgqueue.jobs", fontsize=8)
+    elif hist:
         sizes = sorted(hist)
         labels = [f"{s:,}" for s in sizes]
         rates = [hist[s]["rate"] for s in sizes]

@@ -5,6 +5,10 @@ Enqueue: ``Queue.enqueue`` (its own autocommit transaction per call) and ``Queue
 recorded as ``enqueue_bulk_list``. Workers: the ``pgqueue worker`` CLI in burst mode.
 Extra workload (pgqueue only): drain rate with 0 / 100k / 1M finished jobs kept in ``pgqueue.jobs``,
 and the worker's memory.
+
+The same driver runs an earlier commit's pgqueue (``run.py --baseline REF``, system "baseline"), in a venv
+of its own (``pip install -e`` of an export of that commit). The config's ``baseline`` entry then names the
+commit; what that commit's pgqueue lacks is done without, or fails as one recorded workload.
 """
 
 from __future__ import annotations
@@ -39,12 +43,23 @@ class PgQueue(PgSystem):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
+        # "pgqueue", or "baseline" for an earlier commit: names the logs, the database and the output.
+        self.name = cfg.get("system", "pgqueue")
+        self.baseline: dict[str, str] | None = cfg.get("baseline")
         self.queue: Queue | None = None
 
     def versions(self) -> dict[str, str]:
         root = Path(pgqueue.__file__).resolve().parents[1]
-        rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
-                             text=True).stdout.strip()
+        if self.baseline:
+            # An export has no .git of its own (git here would describe the checkout around it); and a
+            # venv that imports another pgqueue than the export's would compare nothing.
+            if root != Path(self.baseline["path"]).resolve():
+                raise RuntimeError(f"the baseline venv imports pgqueue from {root}, not from the export "
+                                   f"{self.baseline['path']}")
+            rev = f"{self.baseline['sha'][:12]}, {self.baseline['ref']}"
+        else:
+            rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"], capture_output=True,
+                                 text=True).stdout.strip()
         return {"pgqueue": f"{pgqueue.__version__} ({rev})" if rev else pgqueue.__version__,
                 "psycopg": psycopg.__version__}
 
@@ -54,9 +69,12 @@ class PgQueue(PgSystem):
         self.queue = Queue(QUEUE, dsn=self.dsn)
 
     def teardown(self) -> None:
-        from pgqueue._db import close_shared_connections  # release the DSN before dropping the database
-
-        close_shared_connections()
+        try:  # release the DSN before dropping the database (DROP ... WITH (FORCE) copes without it)
+            from pgqueue._db import close_shared_connections
+        except ImportError:  # a baseline commit without it
+            pass
+        else:
+            close_shared_connections()
         self.drop_database()
 
     def reset(self) -> None:
@@ -142,14 +160,14 @@ class PgQueue(PgSystem):
             self.enqueue_bulk(jobs)
             self.settle()  # VACUUM ANALYZE (history included) + CHECKPOINT
             return run_drain([self.drain_cmd("default")], env=self.env(), window=self.drain_window, total=jobs,
-                             log_path=self.logs / f"pgqueue-history-{history}.log",
+                             log_path=self.logs / f"{self.name}-history-{history}.log",
                              timeout=self.cfg["drain_timeout"], max_seconds=self.cfg["drain_max_seconds"])
 
         result = median_of(self.cfg.get("repeats", 1), drain)
         # Enqueue-to-start latency on an idle worker with the same history: the claim of a lone job.
         pgutil.execute(self.dsn, "DELETE FROM pgqueue.jobs WHERE id NOT LIKE 'hist-%'")
         self.settle()
-        with LongWorker(self.latency_cmd(), self.env(), self.logs / f"pgqueue-history-{history}-latency.log") as w:
+        with LongWorker(self.latency_cmd(), self.env(), self.logs / f"{self.name}-history-{history}-latency.log") as w:
             latency = measure_latency(enqueue=self.latency_enqueue, started_at=self.latency_started, worker=w,
                                       samples=max(20, self.cfg["latency_samples"] // 2), warmup=3)
         result.update(latency_p50_ms=latency["p50_ms"], latency_p99_ms=latency["p99_ms"])
