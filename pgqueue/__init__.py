@@ -16,6 +16,7 @@ from .exceptions import (
     NoSuchJobError,
     PgQueueError,
     SchemaMissing,
+    SchemaOutdated,
     SchemaTooNew,
     UniqueKeyHeld,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Queue",
     "Retry",
     "SchemaMissing",
+    "SchemaOutdated",
     "SchemaTooNew",
     "SimpleWorker",
     "UniqueKeyHeld",

@@ -19,7 +19,7 @@ from psycopg import pq
 from psycopg.adapt import Transformer
 
 from ._config import resolve_dsn
-from .exceptions import ConfigurationError, DatabaseUnavailable, PgQueueError, SchemaMissing
+from .exceptions import ConfigurationError, DatabaseUnavailable, PgQueueError, SchemaMissing, SchemaOutdated
 from .sql import q, statement
 
 _cache: dict[str, psycopg.Connection[Any]] = {}
@@ -58,6 +58,10 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         if exc is None or isinstance(exc, PgQueueError):
             return
+        if isinstance(exc, pgerrors.UndefinedColumn) or (
+                isinstance(exc, pgerrors.UndefinedTable) and "pgqueue." in str(exc)
+                and not any(f"pgqueue.{t}" in str(exc) for t in ("jobs", "workers"))):
+            raise SchemaOutdated(_first_line(exc)) from None
         if isinstance(exc, (pgerrors.UndefinedTable, pgerrors.InvalidSchemaName, pgerrors.UndefinedObject)):
             if "pgqueue" in str(exc):
                 raise SchemaMissing(_first_line(exc)) from None

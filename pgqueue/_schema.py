@@ -55,6 +55,8 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("ended_at", DateTime(timezone=True)),
     Column("delete_at", DateTime(timezone=True)),
+    Column("callbacks", JSONB),
+    Column("retry_on", ARRAY(Text)),
 )
 
 workers = Table(
@@ -69,4 +71,14 @@ workers = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
     Column("stopped_at", DateTime(timezone=True)),
+    Column("successful_jobs", BigInteger, nullable=False),
+    Column("failed_jobs", BigInteger, nullable=False),
+    Column("working_seconds", Double, nullable=False),
+)
+
+pauses = Table(
+    "pauses", metadata,
+    Column("scope", Text, primary_key=True),
+    Column("paused_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text),
 )

@@ -26,6 +26,16 @@ class SchemaMissing(PgQueueError):
         )
 
 
+class SchemaOutdated(SchemaMissing):
+    """pgqueue's schema is there, but at an older revision than this version of pgqueue needs."""
+
+    def __init__(self, message: str = "") -> None:
+        PgQueueError.__init__(
+            self, (message + ": " if message else "")
+            + "pgqueue's schema in this database is older than this version of pgqueue needs; run "
+            "`pgqueue migrate` (migrations only add, so workers of the previous version keep working)")
+
+
 class NoSuchJobError(PgQueueError):
     """No job has the given id."""
 

@@ -46,10 +46,10 @@ def catalog(url: str) -> list[tuple[Any, ...]]:
 
 def test_migrate_is_idempotent_and_records_its_own_version(new_database: Callable[[], str]) -> None:
     url = new_database()
-    assert pgqueue.migrate(url) == "0003"
-    assert pgqueue.migrate(url) == "0003"
+    assert pgqueue.migrate(url) == "0004"
+    assert pgqueue.migrate(url) == "0004"
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0003",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0004",)]
         assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
 
 
@@ -60,7 +60,7 @@ def test_schema_sql_builds_the_same_database_as_the_migrations(dsn: str, new_dat
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(printed.stdout)
     assert catalog(url) == catalog(dsn)
-    assert pgqueue.migrate(url) == "0003"  # a later `pgqueue migrate` carries on from the printed DDL
+    assert pgqueue.migrate(url) == "0004"  # a later `pgqueue migrate` carries on from the printed DDL
 
 
 def test_sqlalchemy_tables_match_the_database(db: psycopg.Connection[Any]) -> None:
@@ -108,7 +108,7 @@ def test_an_applications_own_alembic_history_is_untouched(new_database: Callable
 
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version_num FROM public.alembic_version").fetchall() == [("a1",)]
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0003",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0004",)]
     command.downgrade(cfg, "base")  # the app's history still works on its own
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regclass('public.orders')").fetchone() == (None,)
@@ -171,7 +171,7 @@ def test_migrate_on_a_database_a_newer_pgqueue_migrated_names_its_revision(new_d
         conn.execute("UPDATE pgqueue.alembic_version SET version_num = '0099'")
     line = _one_error_line(run_cli("migrate", "--dsn", url))
     assert "is at revision 0099" in line and "a newer pgqueue migrated this database" in line, line
-    assert line.endswith("upgrade pgqueue") and "its newest is 0003" in line, line
+    assert line.endswith("upgrade pgqueue") and "its newest is 0004" in line, line
     with pytest.raises(SchemaTooNew, match="revision 0099") as raised:
         pgqueue.migrate(url)
     assert isinstance(raised.value, MigrationError) and raised.value.revision == "0099"
@@ -267,9 +267,9 @@ def test_revision_0003_rebuilds_the_claim_index_with_the_queued_jobs_in_it(new_d
         for id, queue, priority in [("a1", "a", 0), ("b1", "b", 0), ("a2", "a", -1), ("a3", "a", 0)]:
             conn.execute("INSERT INTO pgqueue.jobs (id, queue, func_name, priority) VALUES (%s, %s, 'm.f', %s)",
                          [id, queue, priority])
-    assert pgqueue.migrate(url) == "0003"
+    _alembic(url, "upgrade", "0003")
     head = new_database()
-    pgqueue.migrate(head)
+    _alembic(head, "upgrade", "0003")
     assert catalog(url) == catalog(head)
     assert Queue("a", dsn=url).job_ids == ["a2", "a1", "a3"]  # read through the rebuilt index
     assert Queue("b", dsn=url).count == 1
@@ -315,18 +315,27 @@ def test_queues_whose_names_share_a_hash_keep_their_own_jobs_and_order(db: psyco
     assert b.empty() == 6 and a.count == 0
 
 
-def test_this_version_runs_on_a_database_still_at_the_previous_revision(new_database: Callable[[], str]) -> None:
-    """docs/quickstart.md: deploy first, migrate after. So this code must work on revision 0002."""
-    from pgqueue import SimpleWorker
+def test_revision_0004_only_adds_so_the_previous_version_runs_on_it(new_database: Callable[[], str]) -> None:
+    """docs/quickstart.md: migrate first, then deploy. 0004 adds columns (nullable, or with a constant
+    default) and a table, and changes nothing of 0003: every statement of the previous version still
+    finds what it names. Rows survive the upgrade and the downgrade."""
     from pgqueue._migrate import _alembic
 
-    url = new_database()
-    _alembic(url, "upgrade", "0002")
-    q = Queue("old", dsn=url)
-    jobs = [q.enqueue_call("pgq_testjobs.add", args=(i, i), priority=-(i % 2)) for i in range(4)]
-    q.enqueue_many([Queue.prepare_data("pgq_testjobs.add", args=(9, 9))])
-    assert q.count == 5 and q.job_ids[:2] == [jobs[1].id, jobs[3].id]
-    SimpleWorker(["old"], dsn=url).work(burst=True)
-    assert [j.get_status() for j in jobs] == [JobStatus.FINISHED] * 4 and q.count == 0
-    with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchone() == ("0002",)
+    old, new = new_database(), new_database()
+    _alembic(old, "upgrade", "0003")
+    _alembic(new, "upgrade", "0003")
+    with psycopg.connect(new, autocommit=True) as conn:
+        conn.execute("INSERT INTO pgqueue.jobs (id, queue, func_name) VALUES ('kept', 'q', 'm.f')")
+    assert pgqueue.migrate(new) == "0004"
+    before = {row for row in catalog(old) if row[0] != "version"}
+    after = {row for row in catalog(new) if row[0] != "version"}
+    assert before <= after, sorted(before - after)
+    added = [row[1] for row in after - before if row[0] == "column"]
+    assert sorted(c.split()[0] for c in added) == [
+        "jobs.callbacks", "jobs.retry_on", "pauses.paused_at", "pauses.reason", "pauses.scope",
+        "workers.failed_jobs", "workers.successful_jobs", "workers.working_seconds"]
+    assert all(" YES " in c or c.rstrip().endswith(("0", "now()")) for c in added if not c.startswith("pauses.")), added
+    _alembic(new, "downgrade", "0003")
+    assert catalog(new) == catalog(old)
+    with psycopg.connect(new) as conn:
+        assert conn.execute("SELECT id FROM pgqueue.jobs").fetchall() == [("kept",)]

@@ -1,4 +1,4 @@
--- pgqueue schema, revision 0003 (the newest; migrations/versions/ holds how each revision got here).
+-- pgqueue schema, revision 0004 (the newest; migrations/versions/ holds how each revision got here).
 -- Applied by `pgqueue migrate` (alembic) or printed by `pgqueue schema --sql` for teams that apply
 -- DDL with their own tools. Everything lives in the `pgqueue` schema so it never collides with the
 -- application's tables, and so reports read naturally: SELECT ... FROM pgqueue.jobs.
@@ -28,7 +28,11 @@ CREATE TABLE pgqueue.workers (
     lease_seconds   double precision NOT NULL CHECK (lease_seconds > 0),
     started_at      timestamptz NOT NULL DEFAULT now(),
     heartbeat_at    timestamptz NOT NULL DEFAULT now(),
-    stopped_at      timestamptz
+    stopped_at      timestamptz,
+    -- statistics, as RQ's workers keep them (written with the heartbeat)
+    successful_jobs bigint NOT NULL DEFAULT 0,
+    failed_jobs     bigint NOT NULL DEFAULT 0,
+    working_seconds double precision NOT NULL DEFAULT 0
 );
 CREATE INDEX workers_name_idx ON pgqueue.workers (name);
 
@@ -66,7 +70,11 @@ CREATE TABLE pgqueue.jobs (
     started_at       timestamptz,
     ended_at         timestamptz,
     -- when pruning deletes an ended job: ended_at + result_ttl (finished) or + failure_ttl (failed)
-    delete_at        timestamptz
+    delete_at        timestamptz,
+    -- functions run by the worker when the job ends: {"success"|"failure"|"stopped": {"func", "timeout"}}
+    callbacks        jsonb,
+    -- exception classes (dotted paths) a failure must be an instance of to be retried; NULL: any
+    retry_on         text[]
     -- The rules every row keeps (jobs_rules_idx below): attempts >= 0, claim_count >= 0, max_attempts >= 1,
     -- timeout_seconds > 0; a finished or failed job has ended_at; a running job has worker_id and a claim.
 );
@@ -137,6 +145,14 @@ CREATE INDEX jobs_rules_idx ON pgqueue.jobs (pgqueue.jobs_row_rejected(
     WHERE attempts < 0 OR claim_count < 0 OR max_attempts < 1 OR timeout_seconds <= 0
        OR (status IN ('finished', 'failed') AND ended_at IS NULL)
        OR (status = 'running' AND (worker_id IS NULL OR claim_count < 1));
+
+-- Workers take no jobs of a paused queue (scope 'queue:NAME'), nor any job while scope 'all' is there
+-- (`pgqueue suspend`).
+CREATE TABLE pgqueue.pauses (
+    scope      text PRIMARY KEY CHECK (scope = 'all' OR scope LIKE 'queue:%'),
+    paused_at  timestamptz NOT NULL DEFAULT now(),
+    reason     text
+);
 
 -- The jobs table churns: vacuum it more eagerly than the default so dead tuples do not pile up.
 ALTER TABLE pgqueue.jobs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02,
