@@ -192,6 +192,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+_CONFLICT_ATTEMPTS = 5  # inserts of a job whose conflicting job keeps ending before it can be read
 _COPY_CHUNK = 2000  # jobs per COPY write: the server writes one chunk while the next is prepared
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
@@ -317,33 +318,48 @@ class Queue:
                                               args=d.args_json, timeout=timeout).enqueued_at
                 return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, at, at, 0)]
             ids = [d.id if d.id is not None else new_id() for d in batch]
-            if len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front):
-                inserted = _store.insert_job(conn, caller, self._single_params(batch[0], ids[0]))
-            else:
-                inserted = _store.insert_jobs(conn, self._batch_params(batch, ids))
-        rows = {r.id: r for r in inserted}
-        jobs = []
-        for data, id in zip(batch, ids, strict=True):
-            row = rows.get(id)
-            if row is None:  # ON CONFLICT: the live job with this unique key, or with this id
-                jobs.append(self._live_duplicate(data, id, connection))
-                continue
-            jobs.append(data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
-                                    JobStatus(row.status), row.enqueued_at, row.scheduled_at, row.priority))
-        return jobs
+            jobs: list[Job | None] = [None] * len(batch)
+            pending: Sequence[int] = range(len(batch))
+            for _ in range(_CONFLICT_ATTEMPTS):
+                pending = self._insert_some(conn, caller, batch, ids, pending, jobs)
+                if not pending:
+                    return jobs  # type: ignore[return-value]  # every one filled in
+        d = batch[pending[0]]
+        raise PgQueueError(
+            f"enqueue gave up on job {ids[pending[0]]} after {_CONFLICT_ATTEMPTS} attempts: each time its "
+            f"{'unique_key ' + repr(d.unique_key) if d.unique_key else 'job_id'} was held by a job that ended "
+            "before it could be returned (the key's jobs end as fast as they are enqueued); retry later")
 
-    def _live_duplicate(self, data: EnqueueData, id: str, connection: Any) -> Job:
-        caller = connection is not None
-        with translate_errors(self.dsn):
-            conn = self._connection(connection)
+    def _insert_some(self, conn: psycopg.Connection[Any], caller: bool, batch: list[EnqueueData], ids: list[str],
+                     which: Sequence[int], jobs: list[Job | None]) -> list[int]:
+        """Insert ``batch[i]`` for each i in ``which`` (one statement) and fill in ``jobs[i]``: the new job,
+        or the one it conflicted with (ON CONFLICT: the job with its id, or the live job with its unique key).
+        Returns the i whose conflicting job ended before it could be read: nothing blocks them now, so the
+        caller inserts them again. ON CONFLICT DO NOTHING raises nothing, so in a caller's transaction the
+        statement after it runs as usual (no savepoint needed)."""
+        part = [batch[i] for i in which]
+        part_ids = [ids[i] for i in which]
+        if len(part) == 1 and not (part[0].depends_on or part[0].unique_key or part[0].at_front):
+            inserted = _store.insert_job(conn, caller, self._single_params(part[0], part_ids[0]))
+        else:
+            inserted = _store.insert_jobs(conn, self._batch_params(part, part_ids))
+        rows = {r.id: r for r in inserted}
+        again = []
+        for i in which:
+            data, id = batch[i], ids[i]
+            row = rows.get(id)
+            if row is not None:
+                jobs[i] = data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
+                                      JobStatus(row.status), row.enqueued_at, row.scheduled_at, row.priority)
+                continue
+            # Read on the same connection: the job may be in the caller's uncommitted transaction.
             found = _store.find_live_duplicate(conn, caller, id=id, unique_key=data.unique_key)
-            # Loaded on the same connection: it may be in the caller's uncommitted transaction.
-            row = None if found is None else _store.fetch_job(conn, found, caller)
-            if row is None:
-                raise PgQueueError(f"job {id} conflicted with a job that no longer exists; retry")
-        existing = Job(row.id, self.dsn)
-        existing._load_row(row)
-        return existing
+            if found is None:
+                again.append(i)
+            else:
+                jobs[i] = existing = Job(found.id, self.dsn)
+                existing._load_row(found)
+        return again
 
     def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
         """COPY ``first``, then ``more`` in chunks, building each chunk's Jobs while the server writes it.

@@ -92,8 +92,13 @@ FROM STDIN
 SELECT now() AS now, (SELECT count(pg_notify('pgqueue_jobs', q)) FROM unnest(%(queues)s::text[]) q) AS woken
 
 -- name: find_live_duplicate
--- After an insert that hit ON CONFLICT: the live job holding the unique key, or the job with that id.
-SELECT id FROM pgqueue.jobs
+-- After an insert that hit ON CONFLICT: the job with that id, or the live job holding the unique key, with
+-- every column fetch_job reads. None if it ended (or was deleted) since the insert: the caller inserts again.
+SELECT id, queue, func_name, args::text AS args, kwargs::text AS kwargs, status::text AS status, priority,
+       description, meta::text AS meta, result::text AS result, exc_info, errors::text AS errors, attempts,
+       max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on, unique_key, worker_name,
+       enqueued_at, scheduled_at, started_at, ended_at
+FROM pgqueue.jobs
 WHERE id = %(id)s
    OR (unique_key = %(unique_key)s AND status IN ('scheduled', 'queued', 'deferred', 'running'))
 ORDER BY id = %(id)s DESC
