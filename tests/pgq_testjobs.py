@@ -157,3 +157,14 @@ def atomic_write(tag: str, fail: bool = False, steal_first: bool = False) -> str
         # Another session takes the job away, as a rescue after a lost lease would.
         _db().execute("UPDATE pgqueue.jobs SET status = 'queued', worker_id = NULL WHERE id = %s", (job.id,))
     return tag
+
+
+@pgqueue.atomic
+def atomic_sleep(seconds: float) -> float:
+    """An atomic job that takes ``seconds`` (measured here) between its transaction's start and its end."""
+    started = time.monotonic()
+    job = pgqueue.get_current_job()
+    assert job is not None and job.connection is not None
+    job.connection.execute("SELECT 1")  # the transaction has begun: its now() is fixed from here on
+    time.sleep(seconds)
+    return time.monotonic() - started

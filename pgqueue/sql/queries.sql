@@ -225,14 +225,17 @@ WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
 -- counts the run (if mark_started did not yet), promotes dependents whose dependencies have all
 -- finished, and notifies waiters: one NOTIFY per `chunk` (pgqueue._notify numbers the outcomes so that
 -- each chunk's ids fit in one payload; -1 marks an id too long to send). exc_info stays the text of the last failure, if an attempt failed.
+-- The end is statement_timestamp(), not now(): an atomic job runs this in its own transaction, whose now()
+-- is when the job began.
 WITH r AS (
     SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[],
                          %(chunks)s::int[]) AS r(id, claim, result, duration, chunk)
 ), done AS (
-    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(),
-                              delete_at = now() + make_interval(secs => j.result_ttl),
+    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = statement_timestamp(),
+                              delete_at = statement_timestamp() + make_interval(secs => j.result_ttl),
                               attempts = j.attempts + (j.started_at IS NULL)::int,
-                              started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration))
+                              started_at = coalesce(j.started_at,
+                                                    statement_timestamp() - make_interval(secs => r.duration))
     FROM r
     WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
