@@ -311,3 +311,29 @@ def test_a_worker_with_descriptors_past_1024_serves() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert [j.get_status() for j in jobs + [simple]] == [JobStatus.FINISHED] * 21
     assert [j.result for j in jobs + [simple]] == [i + 1 for i in range(21)]
+
+
+@pytest.mark.parametrize("worker_class", [SimpleWorker, Worker])
+def test_a_row_whose_args_or_kwargs_are_not_an_array_and_an_object_fails_naming_the_column(
+        worker_class: type[Worker], db: psycopg.Connection[Any]) -> None:
+    # The jobs table is public SQL: a row written there directly can hold any JSON in args and kwargs.
+    bad = {'"xy"': ("args", "string"), '{"a": 1}': ("args", "object"), "5": ("args", "number"),
+           "null": ("args", "null")}
+    bad_kwargs = {"[1]": ("kwargs", "array"), '"s"': ("kwargs", "string"), "true": ("kwargs", "boolean")}
+    jobs = {}
+    for value, expected in bad.items():
+        job = Queue().enqueue(tj.echo)
+        db.execute("UPDATE pgqueue.jobs SET args = %s::jsonb WHERE id = %s", (value, job.id))
+        jobs[job.id] = expected
+    for value, expected in bad_kwargs.items():
+        job = Queue().enqueue(tj.echo)
+        db.execute("UPDATE pgqueue.jobs SET kwargs = %s::jsonb WHERE id = %s", (value, job.id))
+        jobs[job.id] = expected
+    good = Queue().enqueue(tj.echo, 1, x=2)
+    worker_class().work(burst=True)
+    for id, (column, kind) in jobs.items():
+        job = Job.fetch(id)
+        assert job.status == JobStatus.FAILED, (column, kind)
+        expected = "array" if column == "args" else "object"
+        assert f"TypeError: pgqueue.jobs.{column} must be a JSON {expected}, got {kind}" in job.exc_info
+    assert good.result == {"args": [1], "kwargs": {"x": 2}}
