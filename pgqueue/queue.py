@@ -16,6 +16,7 @@ from . import _copy, _serialize, _store
 from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
+from ._options import func_name_of
 from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array
@@ -29,39 +30,6 @@ RESERVED_OPTIONS = frozenset({
     "at_front", "meta", "description", "unique_key", "connection",
 })
 _PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "scheduled_in"}
-
-
-_func_names: dict[Any, str] = {}  # function -> dotted path, for the functions already enqueued once
-
-
-def func_name_of(func: Callable[..., Any] | str) -> str:
-    """The dotted path a worker imports: ``"pkg.module.func"``."""
-    try:
-        return _func_names[func]
-    except (KeyError, TypeError):  # not seen yet, or unhashable
-        pass
-    if isinstance(func, str):
-        if not func or func.startswith(".") or func.endswith(".") or "." not in func:
-            raise ValueError(
-                f"a job function given as a string must be a dotted path like 'pkg.mod.func', got {func!r}")
-        return func
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", None)
-    if not callable(func) or not module or not qualname:
-        raise TypeError(f"cannot enqueue {func!r}: pass a module-level function or its dotted path")
-    if "<locals>" in qualname or "<lambda>" in qualname:
-        raise ValueError(
-            f"cannot enqueue {module}.{qualname}: workers import job functions by dotted path, so they must "
-            "be defined at module level, not inside another function or as a lambda"
-        )
-    name = f"{module}.{qualname}"
-    if len(_func_names) < 10_000:
-        try:
-            _func_names[func] = name
-        except TypeError:  # unhashable callable
-            pass
-    return name
-
 
 
 def _ids_of(depends_on: Any) -> Sequence[str]:

@@ -168,3 +168,30 @@ def atomic_sleep(seconds: float) -> float:
     job.connection.execute("SELECT 1")  # the transaction has begun: its now() is fixed from here on
     time.sleep(seconds)
     return time.monotonic() - started
+
+
+class Jobs:
+    """Methods of every kind, for the tests of what enqueue accepts."""
+
+    @classmethod
+    def which(cls, x: Any) -> list[Any]:
+        return [cls.__name__, x]
+
+    @staticmethod
+    def double(x: Any) -> Any:
+        return 2 * x
+
+    def method(self, x: Any) -> Any:
+        return x
+
+
+class MoreJobs(Jobs):
+    pass
+
+
+class CallableJob:
+    def __call__(self, x: Any) -> Any:
+        return x
+
+
+jobs_instance = Jobs()  # a module-level instance: its methods have a dotted path a worker can import
