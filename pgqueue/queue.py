@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from . import _copy, _serialize, _store
+from . import _copy, _options, _serialize, _store
 from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
@@ -22,6 +22,8 @@ from .job import Job, JobStatus, Retry
 from .sql import number_array
 
 DEFAULT_TIMEOUT = 180.0
+#: What a duration option takes: seconds, a timedelta, or a string such as "30m" (see _options.seconds).
+Duration = int | float | timedelta | str
 
 #: The keyword arguments ``enqueue`` keeps for itself (as RQ does); ``enqueue_call`` passes the
 #: function's own arguments only through ``args=`` and ``kwargs=``.
@@ -40,8 +42,13 @@ def _ids_of(depends_on: Any) -> Sequence[str]:
     return list(dict.fromkeys(d.id if isinstance(d, Job) else str(d) for d in depends_on))
 
 
-def _seconds(value: int | float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+def _attempts_of(retry: Retry | int) -> tuple[int, Sequence[float]]:
+    """max_attempts and retry intervals of ``retry=``: a Retry, or an int (Retry(max=retry))."""
+    if isinstance(retry, bool) or not isinstance(retry, (Retry, int)):
+        raise TypeError(f"retry= takes Retry(max=..., interval=...) or an int, not {retry!r}")
+    if isinstance(retry, int):
+        retry = Retry(max=retry)
+    return 1 + retry.max, retry.intervals
 
 
 class EnqueueData:
@@ -83,12 +90,12 @@ class EnqueueData:
             self._set_options(kwargs, **options)
 
     def _set_options(self, kwargs: dict[str, Any] | None, *, job_id: str | None = None,
-                     job_timeout: int | float | timedelta | None = None, result_ttl: int | None = None,
-                     ttl: int | None = None, failure_ttl: int | None = None, retry: Retry | int | None = None,
-                     priority: int = 0, depends_on: Any = None, at_front: bool = False,
-                     meta: dict[str, Any] | None = None, description: str | None = None,
+                     job_timeout: Duration | None = None, result_ttl: Duration | None = None,
+                     ttl: Duration | None = None, failure_ttl: Duration | None = None,
+                     retry: Retry | int | None = None, priority: int = 0, depends_on: Any = None,
+                     at_front: bool = False, meta: dict[str, Any] | None = None, description: str | None = None,
                      unique_key: str | None = None, scheduled_at: datetime | None = None,
-                     scheduled_in: float | None = None) -> None:
+                     scheduled_in: Duration | None = None) -> None:
         if kwargs:
             self.kwargs = dict(kwargs)
             self.kwargs_json = _serialize.dumps(self.kwargs)
@@ -100,31 +107,30 @@ class EnqueueData:
             if not self.id:
                 raise ValueError("job_id must not be empty")
         if retry is not None:
-            if isinstance(retry, bool):
-                raise TypeError("retry= takes Retry(max=..., interval=...) or an int")
-            if isinstance(retry, int):
-                retry = Retry(max=retry)
-            self.max_attempts, self.intervals = 1 + retry.max, retry.intervals
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError("priority must be an int (lower runs first)")
-        self.priority = priority
+            self.max_attempts, self.intervals = _attempts_of(retry)
+        self.priority = priority if priority == 0 and type(priority) is int else _options.priority(priority)
         self.at_front = bool(at_front)
         self.description = description
-        if job_timeout is not None:
-            timeout = _seconds(job_timeout)
-            if timeout < 0:
-                raise ValueError("job_timeout must be >= 0")
-            self.timeout = timeout or None
-        # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
-        self.result_ttl = None if result_ttl is None or result_ttl < 0 else int(result_ttl)
-        self.failure_ttl = None if failure_ttl is None or failure_ttl < 0 else int(failure_ttl)
-        self.ttl = None if ttl is None else int(ttl)
+        self._set_durations(job_timeout, result_ttl, failure_ttl, ttl)
         self.depends_on = _ids_of(depends_on)
         self.unique_key = unique_key
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
         self.scheduled_at = scheduled_at
-        self.scheduled_in = scheduled_in
+        self.scheduled_in = None if scheduled_in is None else _options.delay("scheduled_in", scheduled_in)
+
+    def _set_durations(self, job_timeout: Duration | None, result_ttl: Duration | None,
+                       failure_ttl: Duration | None, ttl: Duration | None) -> None:
+        """Each given duration, checked and in seconds (None: the default, set on the class)."""
+        if job_timeout is not None:
+            self.timeout = _options.timeout("job_timeout", job_timeout)  # -1: no timeout (infinity)
+        # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
+        if result_ttl is not None:
+            self.result_ttl = _options.kept_for("result_ttl", result_ttl)
+        if failure_ttl is not None:
+            self.failure_ttl = _options.kept_for("failure_ttl", failure_ttl)
+        if ttl is not None:
+            self.ttl = _options.ttl(ttl)  # -1: no limit
 
     @property
     def plain(self) -> bool:
@@ -181,10 +187,11 @@ class Queue:
     """
 
     def __init__(self, name: str = "default", dsn: str | None = None, *,
-                 default_timeout: int | float | None = None) -> None:
+                 default_timeout: Duration | None = None) -> None:
         self.name = check_queue_name(name)
         self.dsn = dsn
-        self.default_timeout = float(default_timeout or DEFAULT_TIMEOUT)
+        self.default_timeout = (DEFAULT_TIMEOUT if default_timeout is None
+                                else _options.timeout("default_timeout", default_timeout))
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
@@ -223,9 +230,10 @@ class Queue:
         """Enqueue ``f(*args, **kwargs)`` to run at ``when`` (a timezone-aware datetime)."""
         return self._enqueue_scheduled({"scheduled_at": when}, f, args, kwargs)
 
-    def enqueue_in(self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta, or seconds)."""
-        return self._enqueue_scheduled({"scheduled_in": _seconds(delay)}, f, args, kwargs)
+    def enqueue_in(self, delay: Duration, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta, seconds, or a string such as
+        ``"5m"``)."""
+        return self._enqueue_scheduled({"scheduled_in": _options.delay("enqueue_in delay", delay)}, f, args, kwargs)
 
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs; all or none are written. Plain jobs go in by one streamed COPY:
