@@ -9,7 +9,7 @@ import math
 import numbers
 import re
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -192,3 +192,28 @@ def priority(value: Any) -> int:
         raise ValueError(f"priority={value} is out of range: a priority is a 32-bit integer, from {-INT32_MAX - 1} "
                          f"to {INT32_MAX} (lower runs first)")
     return value
+
+
+# -- dependencies ----------------------------------------------------------------------------------
+def dependency_cycle(graph: dict[str, Sequence[str]]) -> list[str] | None:
+    """A cycle among jobs of one batch (job id -> the ids it depends on), as ``[a, b, ..., a]``, or None.
+    Each job in it would wait for the next to finish, for ever."""
+    state: dict[str, bool] = {}  # True: on the path being walked; False: walked, no cycle through it
+    for root in graph:
+        if root in state:
+            continue
+        path, todo = [root], [iter(graph[root])]
+        state[root] = True
+        while todo:
+            for dep in todo[-1]:
+                if dep in graph and state.get(dep) is not False:
+                    if state.get(dep):  # back on the path: a cycle
+                        return path[path.index(dep):] + [dep]
+                    state[dep] = True
+                    path.append(dep)
+                    todo.append(iter(graph[dep]))
+                    break
+            else:  # every dependency walked
+                state[path.pop()] = False
+                todo.pop()
+    return None

@@ -42,6 +42,16 @@ def _ids_of(depends_on: Any) -> Sequence[str]:
     return list(dict.fromkeys(d.id if isinstance(d, Job) else str(d) for d in depends_on))
 
 
+def _refuse_cycles(batch: Sequence[EnqueueData]) -> None:
+    """Refuse a batch whose jobs (by their job_id) depend on each other in a cycle: all would stay
+    deferred for ever. Run before anything of the batch is written."""
+    graph = {d.id: d.depends_on for d in batch if d.custom_id and d.depends_on}
+    cycle = _options.dependency_cycle(graph) if len(graph) > 1 else None  # type: ignore[arg-type]
+    if cycle:
+        raise ValueError(f"jobs {' -> '.join(map(repr, cycle))} depend on each other in a cycle, so none of "
+                         "them could ever run: remove one of these dependencies")
+
+
 def _attempts_of(retry: Retry | int) -> tuple[int, Sequence[float]]:
     """max_attempts and retry intervals of ``retry=``: a Retry, or an int (Retry(max=retry))."""
     if isinstance(retry, bool) or not isinstance(retry, (Retry, int)):
@@ -113,6 +123,9 @@ class EnqueueData:
         self.description = description
         self._set_durations(job_timeout, result_ttl, failure_ttl, ttl)
         self.depends_on = _ids_of(depends_on)
+        if self.custom_id and self.id in self.depends_on:
+            raise ValueError(f"job {self.id!r} depends on itself, so it could never run: "
+                             f"remove {self.id!r} from its depends_on")
         self.unique_key = unique_key
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
@@ -240,7 +253,9 @@ class Queue:
         ``items`` may be a generator, consumed while the server writes the jobs that came before it."""
         it = iter(items)
         if connection is not None:  # the caller's transaction: refuse bad items before writing in it
-            it = iter(_take(it, None))
+            taken = _take(it, None)
+            _refuse_cycles(taken)
+            it = iter(taken)
         with _gc_paused():
             first = _take(it, _COPY_CHUNK)
             if not first:
@@ -285,6 +300,8 @@ class Queue:
         }
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        if len(batch) > 1:  # before anything is written (a COPY before this is in a transaction of ours)
+            _refuse_cycles(batch)
         caller = connection is not None
         with translate_errors(self.dsn):
             conn = self._connection(connection)

@@ -212,3 +212,39 @@ def test_retries_and_delays_the_database_cannot_compute_with_are_refused(db: psy
         with pytest.raises(ValueError, match="scheduled_in"):
             Queue.prepare_data(tj.noop, scheduled_in=delay)
     assert count_jobs(db) == 0
+
+
+# -- dependencies ----------------------------------------------------------------------------------
+
+def test_a_job_that_depends_on_itself_is_refused(db: psycopg.Connection[Any]) -> None:
+    existing = Queue().enqueue(tj.noop, job_id="a")
+    for attempt in [lambda: Queue().enqueue(tj.noop, job_id="b", depends_on="b"),
+                    lambda: Queue().enqueue(tj.noop, job_id="b", depends_on=[existing, "b"]),
+                    lambda: Queue().enqueue_call(tj.noop, job_id="a", depends_on=existing),
+                    lambda: Queue.prepare_data(tj.noop, job_id="b", depends_on=["b"])]:
+        with pytest.raises(ValueError, match="depends on itself"):
+            attempt()
+    assert [r[0] for r in db.execute("SELECT id FROM pgqueue.jobs")] == ["a"]
+
+
+def item(id: str, *depends_on: str) -> Any:
+    return Queue.prepare_data(tj.noop, job_id=id, depends_on=list(depends_on))
+
+
+@pytest.mark.parametrize("caller", [False, True], ids=["own connection", "caller's transaction"])
+def test_a_cycle_within_one_enqueue_many_batch_is_refused_and_nothing_written(
+        db: psycopg.Connection[Any], dsn: str, caller: bool) -> None:
+    plain = [Queue.prepare_data(tj.noop, args=(i,)) for i in range(3)]  # these go by COPY first
+    batches = {"a -> b -> a": [item("a", "b"), item("b", "a")],
+               "x -> y -> z -> x": [*plain, item("x", "y"), item("w"), item("y", "z", "w"), item("z", "x")]}
+    with psycopg.connect(dsn) as conn:
+        for cycle, batch in batches.items():
+            with pytest.raises(ValueError, match="cycle") as refused:
+                Queue().enqueue_many(batch, connection=conn if caller else None)
+            assert " -> ".join(repr(i) for i in cycle.split(" -> ")) in str(refused.value)
+        conn.execute("SELECT 1")  # the caller's transaction carries on
+        conn.commit()
+    assert count_jobs(db) == 0
+    # A chain without a cycle is fine: the dependents wait.
+    jobs = Queue().enqueue_many([item("p", "q"), item("q", "r"), item("r")])
+    assert [j.get_status() for j in jobs] == [JobStatus.DEFERRED, JobStatus.DEFERRED, JobStatus.QUEUED]
