@@ -317,11 +317,12 @@ class Queue:
                 pending = self._insert_some(conn, caller, batch, ids, pending, jobs)
                 if not pending:
                     return jobs  # type: ignore[return-value]  # every one filled in
-        d = batch[pending[0]]
+        d, id = batch[pending[0]], ids[pending[0]]
+        held = f"unique_key {d.unique_key!r}" if d.unique_key else f"job_id {id!r}"
         raise PgQueueError(
-            f"enqueue gave up on job {ids[pending[0]]} after {_CONFLICT_ATTEMPTS} attempts: each time its "
-            f"{'unique_key ' + repr(d.unique_key) if d.unique_key else 'job_id'} was held by a job that ended "
-            "before it could be returned (the key's jobs end as fast as they are enqueued); retry later")
+            f"enqueue gave up on job {id} after {_CONFLICT_ATTEMPTS} attempts: each time its {held} was held by "
+            "a job that had ended (or was deleted) before it could be read, as if that key's jobs ended as fast "
+            "as they are enqueued; retry later")
 
     def _insert_some(self, conn: psycopg.Connection[Any], caller: bool, batch: list[EnqueueData], ids: list[str],
                      which: Sequence[int], jobs: list[Job | None]) -> list[int]:
