@@ -106,9 +106,10 @@ def copy_jobs(cur: psycopg.Cursor[Any], simple: bool) -> AbstractContextManager[
     return cur.copy(q("copy_simple_jobs" if simple else "copy_jobs"))
 
 
-def find_live_duplicate(conn: Conn, caller: bool, *, id: str, unique_key: str | None) -> str | None:
-    row = _one(_rows(conn, caller, "find_live_duplicate", {"id": id, "unique_key": unique_key}, IdRow))
-    return None if row is None else row.id
+def find_live_duplicate(conn: Conn, caller: bool, *, id: str, unique_key: str | None) -> JobRow | None:
+    """The job an insert that wrote no row conflicted with: the one with ``id``, else the live one holding
+    ``unique_key``. None if it has ended (or gone) since: then nothing blocks the insert any more."""
+    return _one(_rows(conn, caller, "find_live_duplicate", {"id": id, "unique_key": unique_key}, JobRow))
 
 
 # -- jobs ------------------------------------------------------------------------------------------
@@ -418,7 +419,7 @@ def worker_plan_settings(conn: Conn) -> None:
 #: Each statement's row type, for the test that compares them with the statements' columns.
 ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "insert_jobs": InsertedRow, "insert_simple_job": SimpleInsertedRow, "insert_job": InsertedRow,
-    "copy_simple_jobs": None, "copy_jobs": None, "wake_queues": NowRow, "find_live_duplicate": IdRow,
+    "copy_simple_jobs": None, "copy_jobs": None, "wake_queues": NowRow, "find_live_duplicate": JobRow,
     "fetch_job": JobRow, "job_status": StatusRow, "queue_count": CountRow, "queue_job_ids": IdRow,
     "queue_empty": None, "save_meta": IdRow, "cancel_job": CancelRow, "requeue_jobs": RequeueRow,
     "delete_job": None, "failed_jobs": FailedJobRow, "claim": ClaimRow, "mark_started": None,

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from ._options import func_name_of
 from .job import Job
 from .queue import Queue
 
@@ -17,6 +18,7 @@ class DelayedFunction(Generic[R]):
     """A job function with ``.delay`` and ``.enqueue_call``; calling it runs it directly."""
 
     def __init__(self, func: Callable[..., R], queue: Queue | str, dsn: str | None, options: dict[str, Any]):
+        func_name_of(func)  # refuses at once what could never run as a job (a bound method, a __main__ function)
         functools.update_wrapper(self, func)
         self.func = func
         self.queue = queue if isinstance(queue, Queue) else Queue(queue, dsn=dsn)

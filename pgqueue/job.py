@@ -37,6 +37,9 @@ class JobStatus(str, enum.Enum):
 _FINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED})
 
 
+_INT32_MAX = 2**31 - 1  # max_attempts (1 + max) is an integer column; intervals are capped alike (68 years)
+
+
 class Retry:
     """How often a failed job runs again, and after how long.
 
@@ -46,11 +49,13 @@ class Retry:
     """
 
     def __init__(self, max: int, interval: float | Sequence[float] = 0) -> None:
-        if not isinstance(max, int) or isinstance(max, bool) or max < 0:
-            raise ValueError("Retry(max=...) must be an int >= 0")
+        if not isinstance(max, int) or isinstance(max, bool) or not 0 <= max < _INT32_MAX:
+            raise ValueError(f"Retry(max=...) must be an int from 0 to {_INT32_MAX - 1}, not {max!r}")
         intervals = [float(interval)] if isinstance(interval, (int, float)) else [float(i) for i in interval]
-        if any(i < 0 for i in intervals):
-            raise ValueError("Retry intervals must be >= 0 seconds")
+        # A worker adds the interval to now() when the job fails: NaN, infinity or an interval past the
+        # timestamps PostgreSQL has would fail that statement, so they are refused here.
+        if not all(0 <= i <= _INT32_MAX for i in intervals):
+            raise ValueError(f"Retry intervals must be from 0 to {_INT32_MAX} seconds, not {interval!r}")
         self.max = max
         self.intervals: list[float] = intervals
 

@@ -12,15 +12,18 @@ from typing import Any
 
 import psycopg
 
-from . import _copy, _serialize, _store
+from . import _copy, _options, _serialize, _store
 from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
+from ._options import func_name_of
 from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array
 
 DEFAULT_TIMEOUT = 180.0
+#: What a duration option takes: seconds, a timedelta, or a string such as "30m" (see _options.seconds).
+Duration = int | float | timedelta | str
 
 #: The keyword arguments ``enqueue`` keeps for itself (as RQ does); ``enqueue_call`` passes the
 #: function's own arguments only through ``args=`` and ``kwargs=``.
@@ -31,39 +34,6 @@ RESERVED_OPTIONS = frozenset({
 _PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "scheduled_in"}
 
 
-_func_names: dict[Any, str] = {}  # function -> dotted path, for the functions already enqueued once
-
-
-def func_name_of(func: Callable[..., Any] | str) -> str:
-    """The dotted path a worker imports: ``"pkg.module.func"``."""
-    try:
-        return _func_names[func]
-    except (KeyError, TypeError):  # not seen yet, or unhashable
-        pass
-    if isinstance(func, str):
-        if not func or func.startswith(".") or func.endswith(".") or "." not in func:
-            raise ValueError(
-                f"a job function given as a string must be a dotted path like 'pkg.mod.func', got {func!r}")
-        return func
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", None)
-    if not callable(func) or not module or not qualname:
-        raise TypeError(f"cannot enqueue {func!r}: pass a module-level function or its dotted path")
-    if "<locals>" in qualname or "<lambda>" in qualname:
-        raise ValueError(
-            f"cannot enqueue {module}.{qualname}: workers import job functions by dotted path, so they must "
-            "be defined at module level, not inside another function or as a lambda"
-        )
-    name = f"{module}.{qualname}"
-    if len(_func_names) < 10_000:
-        try:
-            _func_names[func] = name
-        except TypeError:  # unhashable callable
-            pass
-    return name
-
-
-
 def _ids_of(depends_on: Any) -> Sequence[str]:
     if depends_on is None:
         return ()
@@ -72,8 +42,23 @@ def _ids_of(depends_on: Any) -> Sequence[str]:
     return list(dict.fromkeys(d.id if isinstance(d, Job) else str(d) for d in depends_on))
 
 
-def _seconds(value: int | float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+def _refuse_cycles(batch: Sequence[EnqueueData]) -> None:
+    """Refuse a batch whose jobs (by their job_id) depend on each other in a cycle: all would stay
+    deferred for ever. Run before anything of the batch is written."""
+    graph = {d.id: d.depends_on for d in batch if d.custom_id and d.depends_on}
+    cycle = _options.dependency_cycle(graph) if len(graph) > 1 else None  # type: ignore[arg-type]
+    if cycle:
+        raise ValueError(f"jobs {' -> '.join(map(repr, cycle))} depend on each other in a cycle, so none of "
+                         "them could ever run: remove one of these dependencies")
+
+
+def _attempts_of(retry: Retry | int) -> tuple[int, Sequence[float]]:
+    """max_attempts and retry intervals of ``retry=``: a Retry, or an int (Retry(max=retry))."""
+    if isinstance(retry, bool) or not isinstance(retry, (Retry, int)):
+        raise TypeError(f"retry= takes Retry(max=..., interval=...) or an int, not {retry!r}")
+    if isinstance(retry, int):
+        retry = Retry(max=retry)
+    return 1 + retry.max, retry.intervals
 
 
 class EnqueueData:
@@ -115,12 +100,12 @@ class EnqueueData:
             self._set_options(kwargs, **options)
 
     def _set_options(self, kwargs: dict[str, Any] | None, *, job_id: str | None = None,
-                     job_timeout: int | float | timedelta | None = None, result_ttl: int | None = None,
-                     ttl: int | None = None, failure_ttl: int | None = None, retry: Retry | int | None = None,
-                     priority: int = 0, depends_on: Any = None, at_front: bool = False,
-                     meta: dict[str, Any] | None = None, description: str | None = None,
+                     job_timeout: Duration | None = None, result_ttl: Duration | None = None,
+                     ttl: Duration | None = None, failure_ttl: Duration | None = None,
+                     retry: Retry | int | None = None, priority: int = 0, depends_on: Any = None,
+                     at_front: bool = False, meta: dict[str, Any] | None = None, description: str | None = None,
                      unique_key: str | None = None, scheduled_at: datetime | None = None,
-                     scheduled_in: float | None = None) -> None:
+                     scheduled_in: Duration | None = None) -> None:
         if kwargs:
             self.kwargs = dict(kwargs)
             self.kwargs_json = _serialize.dumps(self.kwargs)
@@ -132,31 +117,33 @@ class EnqueueData:
             if not self.id:
                 raise ValueError("job_id must not be empty")
         if retry is not None:
-            if isinstance(retry, bool):
-                raise TypeError("retry= takes Retry(max=..., interval=...) or an int")
-            if isinstance(retry, int):
-                retry = Retry(max=retry)
-            self.max_attempts, self.intervals = 1 + retry.max, retry.intervals
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise TypeError("priority must be an int (lower runs first)")
-        self.priority = priority
+            self.max_attempts, self.intervals = _attempts_of(retry)
+        self.priority = priority if priority == 0 and type(priority) is int else _options.priority(priority)
         self.at_front = bool(at_front)
         self.description = description
-        if job_timeout is not None:
-            timeout = _seconds(job_timeout)
-            if timeout < 0:
-                raise ValueError("job_timeout must be >= 0")
-            self.timeout = timeout or None
-        # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
-        self.result_ttl = None if result_ttl is None or result_ttl < 0 else int(result_ttl)
-        self.failure_ttl = None if failure_ttl is None or failure_ttl < 0 else int(failure_ttl)
-        self.ttl = None if ttl is None else int(ttl)
+        self._set_durations(job_timeout, result_ttl, failure_ttl, ttl)
         self.depends_on = _ids_of(depends_on)
+        if self.custom_id and self.id in self.depends_on:
+            raise ValueError(f"job {self.id!r} depends on itself, so it could never run: "
+                             f"remove {self.id!r} from its depends_on")
         self.unique_key = unique_key
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
         self.scheduled_at = scheduled_at
-        self.scheduled_in = scheduled_in
+        self.scheduled_in = None if scheduled_in is None else _options.delay("scheduled_in", scheduled_in)
+
+    def _set_durations(self, job_timeout: Duration | None, result_ttl: Duration | None,
+                       failure_ttl: Duration | None, ttl: Duration | None) -> None:
+        """Each given duration, checked and in seconds (None: the default, set on the class)."""
+        if job_timeout is not None:
+            self.timeout = _options.timeout("job_timeout", job_timeout)  # -1: no timeout (infinity)
+        # As in RQ, a negative result_ttl or failure_ttl keeps the row forever (as does None, the default).
+        if result_ttl is not None:
+            self.result_ttl = _options.kept_for("result_ttl", result_ttl)
+        if failure_ttl is not None:
+            self.failure_ttl = _options.kept_for("failure_ttl", failure_ttl)
+        if ttl is not None:
+            self.ttl = _options.ttl(ttl)  # -1: no limit
 
     @property
     def plain(self) -> bool:
@@ -192,6 +179,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+_CONFLICT_ATTEMPTS = 5  # inserts of a job whose conflicting job keeps ending before it can be read
 _COPY_CHUNK = 2000  # jobs per COPY write: the server writes one chunk while the next is prepared
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 
@@ -212,10 +200,11 @@ class Queue:
     """
 
     def __init__(self, name: str = "default", dsn: str | None = None, *,
-                 default_timeout: int | float | None = None) -> None:
+                 default_timeout: Duration | None = None) -> None:
         self.name = check_queue_name(name)
         self.dsn = dsn
-        self.default_timeout = float(default_timeout or DEFAULT_TIMEOUT)
+        self.default_timeout = (DEFAULT_TIMEOUT if default_timeout is None
+                                else _options.timeout("default_timeout", default_timeout))
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
@@ -254,16 +243,19 @@ class Queue:
         """Enqueue ``f(*args, **kwargs)`` to run at ``when`` (a timezone-aware datetime)."""
         return self._enqueue_scheduled({"scheduled_at": when}, f, args, kwargs)
 
-    def enqueue_in(self, delay: timedelta | float, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
-        """Enqueue ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta, or seconds)."""
-        return self._enqueue_scheduled({"scheduled_in": _seconds(delay)}, f, args, kwargs)
+    def enqueue_in(self, delay: Duration, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
+        """Enqueue ``f(*args, **kwargs)`` to run after ``delay`` (a timedelta, seconds, or a string such as
+        ``"5m"``)."""
+        return self._enqueue_scheduled({"scheduled_in": _options.delay("enqueue_in delay", delay)}, f, args, kwargs)
 
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs; all or none are written. Plain jobs go in by one streamed COPY:
         ``items`` may be a generator, consumed while the server writes the jobs that came before it."""
         it = iter(items)
         if connection is not None:  # the caller's transaction: refuse bad items before writing in it
-            it = iter(_take(it, None))
+            taken = _take(it, None)
+            _refuse_cycles(taken)
+            it = iter(taken)
         with _gc_paused():
             first = _take(it, _COPY_CHUNK)
             if not first:
@@ -308,6 +300,8 @@ class Queue:
         }
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        if len(batch) > 1:  # before anything is written (a COPY before this is in a transaction of ours)
+            _refuse_cycles(batch)
         caller = connection is not None
         with translate_errors(self.dsn):
             conn = self._connection(connection)
@@ -317,33 +311,49 @@ class Queue:
                                               args=d.args_json, timeout=timeout).enqueued_at
                 return [d.to_job(id, self.name, self.dsn, timeout, JobStatus.QUEUED, at, at, 0)]
             ids = [d.id if d.id is not None else new_id() for d in batch]
-            if len(batch) == 1 and not (batch[0].depends_on or batch[0].unique_key or batch[0].at_front):
-                inserted = _store.insert_job(conn, caller, self._single_params(batch[0], ids[0]))
-            else:
-                inserted = _store.insert_jobs(conn, self._batch_params(batch, ids))
-        rows = {r.id: r for r in inserted}
-        jobs = []
-        for data, id in zip(batch, ids, strict=True):
-            row = rows.get(id)
-            if row is None:  # ON CONFLICT: the live job with this unique key, or with this id
-                jobs.append(self._live_duplicate(data, id, connection))
-                continue
-            jobs.append(data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
-                                    JobStatus(row.status), row.enqueued_at, row.scheduled_at, row.priority))
-        return jobs
+            jobs: list[Job | None] = [None] * len(batch)
+            pending: Sequence[int] = range(len(batch))
+            for _ in range(_CONFLICT_ATTEMPTS):
+                pending = self._insert_some(conn, caller, batch, ids, pending, jobs)
+                if not pending:
+                    return jobs  # type: ignore[return-value]  # every one filled in
+        d, id = batch[pending[0]], ids[pending[0]]
+        held = f"unique_key {d.unique_key!r}" if d.unique_key else f"job_id {id!r}"
+        raise PgQueueError(
+            f"enqueue gave up on job {id} after {_CONFLICT_ATTEMPTS} attempts: each time its {held} was held by "
+            "a job that had ended (or was deleted) before it could be read, as if that key's jobs ended as fast "
+            "as they are enqueued; retry later")
 
-    def _live_duplicate(self, data: EnqueueData, id: str, connection: Any) -> Job:
-        caller = connection is not None
-        with translate_errors(self.dsn):
-            conn = self._connection(connection)
+    def _insert_some(self, conn: psycopg.Connection[Any], caller: bool, batch: list[EnqueueData], ids: list[str],
+                     which: Sequence[int], jobs: list[Job | None]) -> list[int]:
+        """Insert ``batch[i]`` for each i in ``which`` (one statement) and fill in ``jobs[i]``: the new job,
+        or the one it conflicted with (ON CONFLICT: the job with its id, or the live job with its unique key).
+        Returns the i whose conflicting job ended before it could be read: nothing blocks them now, so the
+        caller inserts them again. ON CONFLICT DO NOTHING raises nothing, so in a caller's transaction the
+        statement after it runs as usual (no savepoint needed)."""
+        part = [batch[i] for i in which]
+        part_ids = [ids[i] for i in which]
+        if len(part) == 1 and not (part[0].depends_on or part[0].unique_key or part[0].at_front):
+            inserted = _store.insert_job(conn, caller, self._single_params(part[0], part_ids[0]))
+        else:
+            inserted = _store.insert_jobs(conn, self._batch_params(part, part_ids))
+        rows = {r.id: r for r in inserted}
+        again = []
+        for i in which:
+            data, id = batch[i], ids[i]
+            row = rows.get(id)
+            if row is not None:
+                jobs[i] = data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
+                                      JobStatus(row.status), row.enqueued_at, row.scheduled_at, row.priority)
+                continue
+            # Read on the same connection: the job may be in the caller's uncommitted transaction.
             found = _store.find_live_duplicate(conn, caller, id=id, unique_key=data.unique_key)
-            # Loaded on the same connection: it may be in the caller's uncommitted transaction.
-            row = None if found is None else _store.fetch_job(conn, found, caller)
-            if row is None:
-                raise PgQueueError(f"job {id} conflicted with a job that no longer exists; retry")
-        existing = Job(row.id, self.dsn)
-        existing._load_row(row)
-        return existing
+            if found is None:
+                again.append(i)
+            else:
+                jobs[i] = existing = Job(found.id, self.dsn)
+                existing._load_row(found)
+        return again
 
     def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
         """COPY ``first``, then ``more`` in chunks, building each chunk's Jobs while the server writes it.

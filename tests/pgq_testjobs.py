@@ -157,3 +157,41 @@ def atomic_write(tag: str, fail: bool = False, steal_first: bool = False) -> str
         # Another session takes the job away, as a rescue after a lost lease would.
         _db().execute("UPDATE pgqueue.jobs SET status = 'queued', worker_id = NULL WHERE id = %s", (job.id,))
     return tag
+
+
+@pgqueue.atomic
+def atomic_sleep(seconds: float) -> float:
+    """An atomic job that takes ``seconds`` (measured here) between its transaction's start and its end."""
+    started = time.monotonic()
+    job = pgqueue.get_current_job()
+    assert job is not None and job.connection is not None
+    job.connection.execute("SELECT 1")  # the transaction has begun: its now() is fixed from here on
+    time.sleep(seconds)
+    return time.monotonic() - started
+
+
+class Jobs:
+    """Methods of every kind, for the tests of what enqueue accepts."""
+
+    @classmethod
+    def which(cls, x: Any) -> list[Any]:
+        return [cls.__name__, x]
+
+    @staticmethod
+    def double(x: Any) -> Any:
+        return 2 * x
+
+    def method(self, x: Any) -> Any:
+        return x
+
+
+class MoreJobs(Jobs):
+    pass
+
+
+class CallableJob:
+    def __call__(self, x: Any) -> Any:
+        return x
+
+
+jobs_instance = Jobs()  # a module-level instance: its methods have a dotted path a worker can import

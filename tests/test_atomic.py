@@ -38,3 +38,18 @@ def test_a_lost_lease_rolls_the_writes_back_so_they_happen_once(db: psycopg.Conn
     fetched = Job.fetch(job.id)
     assert fetched.status == JobStatus.FINISHED
     assert runs(db) == [(job.id, "once")]
+
+
+@pytest.mark.parametrize("worker_class", [Worker, SimpleWorker])
+def test_ended_at_is_when_the_job_ended_not_when_its_transaction_began(worker_class: type[Worker],
+                                                                       db: psycopg.Connection[Any]) -> None:
+    job = Queue().enqueue(tj.atomic_sleep, 1.0, result_ttl=3600)
+    worker_class().work(burst=True)
+    ran = job.result  # seconds the function itself measured
+    assert ran >= 1.0
+    fetched = Job.fetch(job.id)
+    assert fetched.started_at is not None and fetched.ended_at is not None
+    assert (fetched.ended_at - fetched.started_at).total_seconds() >= ran
+    # result_ttl counts from the real end too
+    row = db.execute("SELECT delete_at - ended_at FROM pgqueue.jobs WHERE id = %s", (job.id,)).fetchone()
+    assert row is not None and row[0].total_seconds() == 3600

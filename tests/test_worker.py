@@ -354,3 +354,29 @@ def test_a_simple_worker_outside_the_main_thread_warns_that_it_cannot_stop_a_job
                         "timeout nor a lost lease interrupts it (run it in the main thread, or use Worker)"]
     SimpleWorker(name="main").work(burst=True)  # in the main thread: no warning
     assert len([r for r in caplog.records if "outside the main thread" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("worker_class", [SimpleWorker, Worker])
+def test_a_row_whose_args_or_kwargs_are_not_an_array_and_an_object_fails_naming_the_column(
+        worker_class: type[Worker], db: psycopg.Connection[Any]) -> None:
+    # The jobs table is public SQL: a row written there directly can hold any JSON in args and kwargs.
+    bad = {'"xy"': ("args", "string"), '{"a": 1}': ("args", "object"), "5": ("args", "number"),
+           "null": ("args", "null")}
+    bad_kwargs = {"[1]": ("kwargs", "array"), '"s"': ("kwargs", "string"), "true": ("kwargs", "boolean")}
+    jobs = {}
+    for value, expected in bad.items():
+        job = Queue().enqueue(tj.echo)
+        db.execute("UPDATE pgqueue.jobs SET args = %s::jsonb WHERE id = %s", (value, job.id))
+        jobs[job.id] = expected
+    for value, expected in bad_kwargs.items():
+        job = Queue().enqueue(tj.echo)
+        db.execute("UPDATE pgqueue.jobs SET kwargs = %s::jsonb WHERE id = %s", (value, job.id))
+        jobs[job.id] = expected
+    good = Queue().enqueue(tj.echo, 1, x=2)
+    worker_class().work(burst=True)
+    for id, (column, kind) in jobs.items():
+        job = Job.fetch(id)
+        assert job.status == JobStatus.FAILED, (column, kind)
+        expected = "array" if column == "args" else "object"
+        assert f"TypeError: pgqueue.jobs.{column} must be a JSON {expected}, got {kind}" in job.exc_info
+    assert good.result == {"args": [1], "kwargs": {"x": 2}}

@@ -92,8 +92,13 @@ FROM STDIN
 SELECT now() AS now, (SELECT count(pg_notify('pgqueue_jobs', q)) FROM unnest(%(queues)s::text[]) q) AS woken
 
 -- name: find_live_duplicate
--- After an insert that hit ON CONFLICT: the live job holding the unique key, or the job with that id.
-SELECT id FROM pgqueue.jobs
+-- After an insert that hit ON CONFLICT: the job with that id, or the live job holding the unique key, with
+-- every column fetch_job reads. None if it ended (or was deleted) since the insert: the caller inserts again.
+SELECT id, queue, func_name, args::text AS args, kwargs::text AS kwargs, status::text AS status, priority,
+       description, meta::text AS meta, result::text AS result, exc_info, errors::text AS errors, attempts,
+       max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on, unique_key, worker_name,
+       enqueued_at, scheduled_at, started_at, ended_at
+FROM pgqueue.jobs
 WHERE id = %(id)s
    OR (unique_key = %(unique_key)s AND status IN ('scheduled', 'queued', 'deferred', 'running'))
 ORDER BY id = %(id)s DESC
@@ -220,14 +225,17 @@ WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
 -- counts the run (if mark_started did not yet), promotes dependents whose dependencies have all
 -- finished, and notifies waiters: one NOTIFY per `chunk` (pgqueue._notify numbers the outcomes so that
 -- each chunk's ids fit in one payload; -1 marks an id too long to send). exc_info stays the text of the last failure, if an attempt failed.
+-- The end is statement_timestamp(), not now(): an atomic job runs this in its own transaction, whose now()
+-- is when the job began.
 WITH r AS (
     SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[],
                          %(chunks)s::int[]) AS r(id, claim, result, duration, chunk)
 ), done AS (
-    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = now(),
-                              delete_at = now() + make_interval(secs => j.result_ttl),
+    UPDATE pgqueue.jobs j SET status = 'finished', result = r.result, ended_at = statement_timestamp(),
+                              delete_at = statement_timestamp() + make_interval(secs => j.result_ttl),
                               attempts = j.attempts + (j.started_at IS NULL)::int,
-                              started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration))
+                              started_at = coalesce(j.started_at,
+                                                    statement_timestamp() - make_interval(secs => r.duration))
     FROM r
     WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s

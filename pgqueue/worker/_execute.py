@@ -142,6 +142,20 @@ def _job_of(task: Task, dsn: str | None, worker_name: str, started: float) -> Jo
     return job
 
 
+# JSON's name for what the column held (an object that _serialize read as a date, UUID, ...: "object").
+_JSON_TYPES = {str: "string", dict: "object", list: "array", bool: "boolean", type(None): "null", int: "number",
+               float: "number"}
+
+
+def _refuse_arguments(args: Any, kwargs: Any) -> None:
+    """Fail a job whose args are not a JSON array or whose kwargs are not an object: unpacked anyway,
+    ``"xy"`` would call ``f('x', 'y')``. enqueue never writes such a row; SQL of someone's own can."""
+    for column, value, kind in (("args", args, list), ("kwargs", kwargs, dict)):
+        if type(value) is not kind:
+            raise TypeError(f"pgqueue.jobs.{column} must be a JSON {_JSON_TYPES[kind]}, "
+                            f"got {_JSON_TYPES.get(type(value), 'object')}")
+
+
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
     """Run one task to completion and describe what happened. Never raises for the job's own errors."""
     started = time.perf_counter()
@@ -152,6 +166,8 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
         func = import_func(task.func_name, allow)
         args = _serialize.loads(task.args_json)
         kwargs = {} if task.kwargs_json == "{}" else _serialize.loads(task.kwargs_json)
+        if type(args) is not list or type(kwargs) is not dict:  # a row written by SQL directly
+            _refuse_arguments(args, kwargs)
         atomic = getattr(func, "__pgqueue_atomic__", False)
         if atomic:
             result_json = _call_atomic(task, dsn, pending, func, args, kwargs, started)

@@ -368,6 +368,9 @@ class _Timeout(AbortJob):
     pass
 
 
+_ALARM_LIMIT = 9.2e9  # seconds: setitimer's range (2**63 ns) ends a little past this
+
+
 class InProcessSlot(Slot):
     """Runs tasks synchronously in the worker's process. Hard timeouts use SIGALRM, so they apply when
     the worker runs in the main thread (as the CLI does); so does stopping a job when the lease is lost."""
@@ -407,7 +410,8 @@ class InProcessSlot(Slot):
             _thread.interrupt_main(signal.SIGALRM)
 
     def _run_one(self, task: Task) -> Message:
-        alarm = threading.current_thread() is threading.main_thread()
+        # No timer for no timeout (infinity, job_timeout=-1), nor past what setitimer takes (292 years).
+        alarm = threading.current_thread() is threading.main_thread() and task.timeout < _ALARM_LIMIT
         if alarm:
             def on_alarm(signum: int, frame: Any) -> None:
                 raise _Timeout()
