@@ -65,9 +65,18 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
         if isinstance(exc, (pgerrors.UndefinedTable, pgerrors.InvalidSchemaName, pgerrors.UndefinedObject)):
             if "pgqueue" in str(exc):
                 raise SchemaMissing(_first_line(exc)) from None
-        elif isinstance(exc, psycopg.OperationalError):
+        elif isinstance(exc, psycopg.OperationalError) and _unreachable(exc):
             where = f" at {_describe(self.dsn)}" if self.dsn else ""
             raise DatabaseUnavailable(f"cannot reach PostgreSQL{where}: {_first_line(exc)}") from None
+
+
+def _unreachable(exc: psycopg.OperationalError) -> bool:
+    """Whether the error means the database cannot be used now: no SQLSTATE (the client lost the
+    connection), a connection exception (class 08), or the server shutting down or starting (57P).
+    psycopg's OperationalError also covers statement errors such as a lock timeout or a program limit
+    (class 54): those are the statement's, not the connection's."""
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
 
 
 def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", **kwargs: Any
@@ -86,7 +95,10 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", 
     if "application_name" not in params and "application_name" not in kwargs:
         kwargs["application_name"] = application_name(role)
     with translate_errors(resolved):
-        conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
+        try:
+            conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
+        except psycopg.OperationalError as exc:  # whatever the reason (a refused login too), not reached
+            raise DatabaseUnavailable(f"cannot reach PostgreSQL at {_describe(resolved)}: {_first_line(exc)}") from None
         if autocommit:
             conn.execute(q("own_settings"))  # SETs, not startup options, so PgBouncer accepts them
         return conn
