@@ -7,11 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pgqueue._config import normalize_dsn, resolve_dsn
+import pgqueue
+from pgqueue import ConfigurationError
+from pgqueue._config import listen_dsn, normalize_dsn, resolve_dsn, transaction_pooling
 
 pytestmark = pytest.mark.nodb
 
@@ -83,3 +86,44 @@ def test_without_a_url_or_the_embedded_package_a_configuration_error_names_both_
                   "from pgqueue.cli import main; main(['info'])", {})
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert cli.stderr.startswith("Error: no database configured")
+
+
+@pytest.fixture
+def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("PGQUEUE_TRANSACTION_POOLING", raising=False)
+    monkeypatch.delenv("PGQUEUE_LISTEN_DATABASE_URL", raising=False)
+    yield
+    pgqueue.configure(transaction_pooling=None, listen_dsn=None)
+
+
+def test_transaction_pooling_from_the_environment_unless_configured(unconfigured: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    assert transaction_pooling() is False
+    for value, expected in [("1", True), ("true", True), (" YES ", True), ("on", True), ("0", False),
+                            ("false", False), ("no", False), ("off", False), ("", False)]:
+        monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", value)
+        assert transaction_pooling() is expected, value
+    monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", "transaction")
+    with pytest.raises(ConfigurationError, match="PGQUEUE_TRANSACTION_POOLING must be 1 or 0"):
+        transaction_pooling()
+    pgqueue.configure(transaction_pooling=True)  # over the environment, even one it cannot read
+    assert transaction_pooling() is True
+    monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", "1")
+    pgqueue.configure(transaction_pooling=False)
+    assert transaction_pooling() is False
+    pgqueue.configure(listen_dsn="postgresql:///elsewhere")  # leaves transaction_pooling as it was
+    assert transaction_pooling() is False
+    pgqueue.configure(transaction_pooling=None)  # back to the environment
+    assert transaction_pooling() is True
+    with pytest.raises(TypeError):
+        pgqueue.configure(transaction_pooling="yes")  # type: ignore[arg-type]
+
+
+def test_listen_url_from_the_environment_unless_configured(unconfigured: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert listen_dsn() is None
+    monkeypatch.setenv("PGQUEUE_LISTEN_DATABASE_URL", "postgresql+psycopg://u@direct/db")
+    assert listen_dsn() == "postgresql://u@direct/db"
+    pgqueue.configure(listen_dsn="postgresql://u@other/db")
+    assert listen_dsn() == "postgresql://u@other/db"
+    pgqueue.configure(listen_dsn=None)
+    assert listen_dsn() == "postgresql://u@direct/db"
