@@ -65,8 +65,14 @@ def main() -> None:
               help="Accepted for RQ compatibility: every worker runs scheduled jobs when due.")
 @click.option("--lease", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Seconds this worker's heartbeat keeps its jobs its own.")
-@click.option("--poll-interval", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Fallback poll when no notification comes.")
+@click.option("--poll-interval", default=None, type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Fallback poll when no notification comes (default 5); without LISTEN, the poll (default 1).")
+@click.option("--listen/--no-listen", default=None,
+              help="Sleep on LISTEN for new jobs, or only poll. Default: listen, except behind a transaction "
+                   "pooler ($PGQUEUE_TRANSACTION_POOLING) without --listen-dsn.")
+@click.option("--listen-dsn", default=None, metavar="URL",
+              help="A direct URL of the same database to LISTEN on, when --dsn leads to a transaction pooler "
+                   "(default: $PGQUEUE_LISTEN_DATABASE_URL).")
 @click.option("--allow-module", "allow_modules", multiple=True, metavar="PREFIX",
               help="Only run job functions under this module prefix (repeatable).")
 @click.option("--grace", type=click.FloatRange(min=0), default=None,
@@ -83,9 +89,9 @@ def main() -> None:
 @dsn_option
 @_friendly
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
-           lease: float, poll_interval: float, allow_modules: tuple[str, ...], grace: float | None,
-           give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...], quiet: bool,
-           verbose: bool, dsn: str | None) -> None:
+           lease: float, poll_interval: float | None, listen: bool | None, listen_dsn: str | None,
+           allow_modules: tuple[str, ...], grace: float | None, give_back_after: float, simple: bool,
+           max_jobs: int | None, paths: tuple[str, ...], quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     import os
 
@@ -97,7 +103,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
     _log_to_stderr(level)
     cls = SimpleWorker if simple else Worker
     w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
-            poll_interval=poll_interval, allow_modules=allow_modules, grace=grace, give_back_after=give_back_after)
+            poll_interval=poll_interval, allow_modules=allow_modules, grace=grace, give_back_after=give_back_after,
+            listen=listen, listen_dsn=listen_dsn)
     w.work(burst=burst, max_jobs=max_jobs)
 
 
