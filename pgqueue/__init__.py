@@ -22,6 +22,7 @@ from .exceptions import (
 )
 from .job import Job, JobStatus, Retry, atomic, get_current_job
 from .queue import Queue
+from .results import Result
 from .worker import SimpleWorker, Worker
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "NoSuchJobError",
     "PgQueueError",
     "Queue",
+    "Result",
     "Retry",
     "SchemaMissing",
     "SchemaOutdated",

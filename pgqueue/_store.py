@@ -1,6 +1,7 @@
-"""The one gateway to pgqueue's SQL. Every statement of ``sql/queries.sql`` is run from a function here,
-which takes Python values and returns named rows (the ``*Row`` tuples below, whose fields are the
-statement's column names: tests/test_store.py compares them with each statement's description).
+"""The one gateway to pgqueue's SQL. Every statement of ``sql/queries.sql`` (and ``sql/inspect.sql``, RQ's
+inspection API) is run from a function here, which takes Python values and returns named rows (the ``*Row``
+tuples below, whose fields are the statement's column names: tests/test_store.py compares them with each
+statement's description).
 
 Two ways to run a statement:
 - on pgqueue's own autocommit connection, through :func:`pgqueue._db.run` (libpq directly, a prepared
@@ -405,6 +406,31 @@ def maintenance_limits(conn: Conn, lock_timeout: float, statement_timeout: float
                                           "statement_timeout": f"{round(statement_timeout * 1000)}ms"}, LimitsRow)
 
 
+# -- inspection (RQ's job, registry, queue and worker API) -------------------------------------------
+class MetaRow(NamedTuple):
+    meta: str
+
+
+class PositionRow(NamedTuple):
+    position: int
+
+
+def fetch_jobs(conn: Conn, ids: Sequence[str]) -> list[JobRow]:
+    """The rows of the jobs ``ids`` that exist, in no particular order."""
+    return _execute(conn, "fetch_jobs", {"ids": list(ids)}, JobRow)
+
+
+def job_meta(conn: Conn, id: str) -> str | None:
+    row = _one(_fast(conn, "job_meta", {"id": id}, MetaRow))
+    return None if row is None else row.meta
+
+
+def job_position(conn: Conn, id: str, queue: str | None = None) -> int | None:
+    """How many queued jobs of its queue come before the job; None if it is not queued (in ``queue``)."""
+    row = _one(_fast(conn, "job_position", {"id": id, "queue": queue}, PositionRow))
+    return None if row is None else row.position
+
+
 # -- sessions --------------------------------------------------------------------------------------
 def listen(conn: Conn, channel: str) -> None:
     """LISTEN on ``jobs`` (new runnable work: queue names) or ``done`` (ended jobs: ids)."""
@@ -427,5 +453,5 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
-    "worker_plan_settings": None,
+    "worker_plan_settings": None, "fetch_jobs": JobRow, "job_meta": MetaRow, "job_position": PositionRow,
 }

@@ -432,3 +432,10 @@ class Queue:
         """Delete this queue's queued jobs; returns how many."""
         with translate_errors(self.dsn):
             return _store.queue_empty(shared_connection(self.dsn), self.name)
+
+    # -- RQ's inspection API: a job's place ------------------------------------------------------
+    def get_job_position(self, job_or_id: Job | str) -> int | None:
+        """The job's place (0 first) among this queue's queued jobs; ``None`` unless it is queued here."""
+        job_id = job_or_id.id if isinstance(job_or_id, Job) else str(job_or_id)
+        with translate_errors(self.dsn):
+            return _store.job_position(shared_connection(self.dsn), job_id, self.name)
