@@ -415,6 +415,25 @@ class PositionRow(NamedTuple):
     position: int
 
 
+class NameRow(NamedTuple):
+    name: str
+
+
+class RegistryJobRow(NamedTuple):
+    """A job as the registries see it (see the registry_job query)."""
+    status: str
+    queue: str
+    delete_at: datetime | None
+    scheduled_at: datetime
+    expires_at: datetime | None
+    lease_until: datetime | None
+
+
+#: The registries, by the job status each one holds.
+REGISTRY_STATUSES = ("running", "finished", "failed", "deferred", "scheduled", "canceled")
+_REGISTRY_NAMES = {"running": "started"}
+
+
 def fetch_jobs(conn: Conn, ids: Sequence[str]) -> list[JobRow]:
     """The rows of the jobs ``ids`` that exist, in no particular order."""
     return _execute(conn, "fetch_jobs", {"ids": list(ids)}, JobRow)
@@ -429,6 +448,36 @@ def job_position(conn: Conn, id: str, queue: str | None = None) -> int | None:
     """How many queued jobs of its queue come before the job; None if it is not queued (in ``queue``)."""
     row = _one(_fast(conn, "job_position", {"id": id, "queue": queue}, PositionRow))
     return None if row is None else row.position
+
+
+def queue_names(conn: Conn) -> list[str]:
+    return [r.name for r in _execute(conn, "queue_names", None, NameRow)]
+
+
+def registry_ids(conn: Conn, status: str, queue: str, offset: int, limit: int | None) -> list[str]:
+    """Ids of the jobs of ``queue`` with ``status`` (one of REGISTRY_STATUSES), in the registry's order."""
+    name = f"registry_{_REGISTRY_NAMES.get(status, status)}_ids"
+    return [r.id for r in _fast(conn, name, {"queue": queue, "offset": offset, "limit": limit}, IdRow)]
+
+
+def registry_count(conn: Conn, status: str, queue: str) -> int:
+    name = f"registry_{_REGISTRY_NAMES.get(status, status)}_count"
+    return _fast(conn, name, {"queue": queue}, CountRow)[0].jobs
+
+
+def registry_job(conn: Conn, id: str) -> RegistryJobRow | None:
+    return _one(_fast(conn, "registry_job", {"id": id}, RegistryJobRow))
+
+
+def registry_remove(conn: Conn, id: str, queue: str, status: str) -> bool:
+    """Delete the job if it has ``status`` in ``queue``; whether it did."""
+    return bool(_fast(conn, "registry_remove", {"id": id, "queue": queue, "status": status}, IdRow))
+
+
+def registry_requeue(conn: Conn, id: str, queue: str, status: str, at_front: bool) -> RequeueRow | None:
+    """Queue the job again if it has ``status`` in ``queue`` (see the registry_requeue query); None if not."""
+    return _one(_fast(conn, "registry_requeue", {"id": id, "queue": queue, "status": status, "at_front": at_front},
+                      RequeueRow))
 
 
 # -- sessions --------------------------------------------------------------------------------------
@@ -454,4 +503,7 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
     "worker_plan_settings": None, "fetch_jobs": JobRow, "job_meta": MetaRow, "job_position": PositionRow,
+    "queue_names": NameRow, "registry_job": RegistryJobRow, "registry_remove": IdRow, "registry_requeue": RequeueRow,
+    **{f"registry_{_REGISTRY_NAMES.get(s, s)}_{op}": row for s in REGISTRY_STATUSES
+       for op, row in (("ids", IdRow), ("count", CountRow))},
 }
