@@ -363,13 +363,24 @@ def register_worker(conn: Conn, *, name: str, hostname: str, pid: int, queues: S
                     WorkerIdRow)[0].id
 
 
-def heartbeat(conn: Conn, worker_id: int, timeout: float) -> bool:
-    """Renew the worker's heartbeat, giving up after ``timeout`` seconds; whether its row is there."""
-    return _db.run_within(conn, "heartbeat", {"worker_id": worker_id}, timeout) == 1
+class WorkerTotals(NamedTuple):
+    """A worker's statistics since it registered: jobs whose end it recorded, and the seconds they ran."""
+    successful: int = 0
+    failed: int = 0
+    seconds: float = 0.0
 
 
-def deregister_worker(conn: Conn, worker_id: int) -> None:
-    _do(conn, "deregister_worker", {"worker_id": worker_id})
+NO_TOTALS = WorkerTotals()
+
+
+def heartbeat(conn: Conn, worker_id: int, timeout: float, totals: WorkerTotals = NO_TOTALS) -> bool:
+    """Renew the worker's heartbeat and write its ``totals``, giving up after ``timeout`` seconds; whether
+    its row is there."""
+    return _db.run_within(conn, "heartbeat", {"worker_id": worker_id, **totals._asdict()}, timeout) == 1
+
+
+def deregister_worker(conn: Conn, worker_id: int, totals: WorkerTotals = NO_TOTALS) -> None:
+    _do(conn, "deregister_worker", {"worker_id": worker_id, **totals._asdict()})
 
 
 def rescue_lost_jobs(conn: Conn, limit: int) -> list[RescuedRow]:
@@ -429,6 +440,25 @@ class RegistryJobRow(NamedTuple):
     lease_until: datetime | None
 
 
+class WorkerRow(NamedTuple):
+    """A registered worker, with its statistics and the jobs it holds (see the worker_details query)."""
+    id: int
+    name: str
+    queues: list[str]
+    pid: int
+    hostname: str
+    concurrency: int
+    lease_seconds: float
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    successful_jobs: int
+    failed_jobs: int
+    working_seconds: float
+    running: int
+    current_job_id: str | None
+
+
 #: The registries, by the job status each one holds.
 REGISTRY_STATUSES = ("running", "finished", "failed", "deferred", "scheduled", "canceled")
 _REGISTRY_NAMES = {"running": "started"}
@@ -480,6 +510,11 @@ def registry_requeue(conn: Conn, id: str, queue: str, status: str, at_front: boo
                       RequeueRow))
 
 
+def worker_details(conn: Conn, worker_id: int | None = None, queue: str | None = None) -> list[WorkerRow]:
+    """The live workers (of ``queue``), or the worker ``worker_id`` whatever its state."""
+    return _execute(conn, "worker_details", {"worker_id": worker_id, "queue": queue}, WorkerRow)
+
+
 # -- sessions --------------------------------------------------------------------------------------
 def listen(conn: Conn, channel: str) -> None:
     """LISTEN on ``jobs`` (new runnable work: queue names) or ``done`` (ended jobs: ids)."""
@@ -504,6 +539,7 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
     "worker_plan_settings": None, "fetch_jobs": JobRow, "job_meta": MetaRow, "job_position": PositionRow,
     "queue_names": NameRow, "registry_job": RegistryJobRow, "registry_remove": IdRow, "registry_requeue": RequeueRow,
+    "worker_details": WorkerRow,
     **{f"registry_{_REGISTRY_NAMES.get(s, s)}_{op}": row for s in REGISTRY_STATUSES
        for op, row in (("ids", IdRow), ("count", CountRow))},
 }

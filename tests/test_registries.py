@@ -25,6 +25,7 @@ from pgqueue import (
     SimpleWorker,
     StartedJobRegistry,
     UniqueKeyHeld,
+    Worker,
     _store,
 )
 from pgqueue.sql import statement
@@ -204,6 +205,21 @@ def test_expiration_and_scheduled_times(db: psycopg.Connection[Any]) -> None:
         q.scheduled_job_registry.get_scheduled_time(kept)
     with pytest.raises(NoSuchJobError):
         finished.get_expiration_time("no-such-job")
+
+
+def test_the_started_registry_expires_with_the_workers_lease(spawn_worker: Any) -> None:
+    q = Queue("lease")
+    job = q.enqueue(rqapi_jobs.hold, "lease")
+    spawn_worker("lease", "--lease", "40")
+    wait_for(lambda: job in q.started_job_registry, message="the job to start")
+
+    def lease_end_agrees() -> bool:  # read twice: a heartbeat may fall between the two reads
+        heartbeat = Worker.all(queue=q)[0].last_heartbeat
+        return heartbeat is not None and q.started_job_registry.get_expiration_time(job) == heartbeat + \
+            timedelta(seconds=40)
+
+    wait_for(lease_end_agrees, message="the lease's end to be the heartbeat plus 40 s")
+    rqapi_jobs.release("lease")
 
 
 def test_queue_all_lists_every_queue_that_has_a_job() -> None:

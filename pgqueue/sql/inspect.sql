@@ -147,3 +147,20 @@ WITH j AS (
 SELECT h.id, r.id IS NOT NULL AS requeued, h.holder, h.unique_key,
        (SELECT count(pg_notify('pgqueue_jobs', r.queue)) FROM r) AS woken
 FROM h LEFT JOIN r ON r.id = h.id
+
+-- name: worker_details
+-- Worker.all(): the live workers (heartbeat within their lease), of one queue if `queue` is given; or,
+-- with `worker_id`, that worker whatever its state (Worker.refresh). Its running jobs through
+-- jobs_running_idx; the current job is the one it started first.
+SELECT w.id, w.name, w.queues, w.pid, w.hostname, w.concurrency, w.lease_seconds, w.started_at,
+       w.heartbeat_at, w.stopped_at, w.successful_jobs, w.failed_jobs, w.working_seconds,
+       (SELECT count(*) FROM pgqueue.jobs j WHERE j.worker_id = w.id AND j.status = 'running') AS running,
+       (SELECT j.id FROM pgqueue.jobs j
+        WHERE j.worker_id = w.id AND j.status = 'running' AND j.started_at IS NOT NULL
+        ORDER BY j.started_at, j.id LIMIT 1) AS current_job_id
+FROM pgqueue.workers w
+WHERE CASE WHEN %(worker_id)s::bigint IS NULL
+           THEN w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => w.lease_seconds)
+                AND (%(queue)s::text IS NULL OR %(queue)s::text = ANY (w.queues))
+           ELSE w.id = %(worker_id)s::bigint END
+ORDER BY w.name, w.id
