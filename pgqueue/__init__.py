@@ -12,6 +12,7 @@ from .decorators import job
 from .exceptions import (
     ConfigurationError,
     DatabaseUnavailable,
+    InvalidJobOperation,
     JobFailed,
     MigrationError,
     NoSuchJobError,
@@ -23,13 +24,27 @@ from .exceptions import (
 )
 from .job import Job, JobStatus, Retry, atomic, get_current_job
 from .queue import Queue
+from .registry import (
+    CanceledJobRegistry,
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from .results import Result
 from .worker import SimpleWorker, Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CanceledJobRegistry",
     "ConfigurationError",
     "DatabaseUnavailable",
+    "DeferredJobRegistry",
+    "FailedJobRegistry",
+    "FinishedJobRegistry",
+    "InvalidJobOperation",
     "Job",
     "JobFailed",
     "JobStatus",
@@ -37,11 +52,14 @@ __all__ = [
     "NoSuchJobError",
     "PgQueueError",
     "Queue",
+    "Result",
     "Retry",
+    "ScheduledJobRegistry",
     "SchemaMissing",
     "SchemaOutdated",
     "SchemaTooNew",
     "SimpleWorker",
+    "StartedJobRegistry",
     "UniqueKeyHeld",
     "Worker",
     "__version__",

@@ -1,6 +1,7 @@
-"""The one gateway to pgqueue's SQL. Every statement of ``sql/queries.sql`` is run from a function here,
-which takes Python values and returns named rows (the ``*Row`` tuples below, whose fields are the
-statement's column names: tests/test_store.py compares them with each statement's description).
+"""The one gateway to pgqueue's SQL. Every statement of ``sql/queries.sql`` (and ``sql/inspect.sql``, RQ's
+inspection API) is run from a function here, which takes Python values and returns named rows (the ``*Row``
+tuples below, whose fields are the statement's column names: tests/test_store.py compares them with each
+statement's description).
 
 Two ways to run a statement:
 - on pgqueue's own autocommit connection, through :func:`pgqueue._db.run` (libpq directly, a prepared
@@ -393,13 +394,24 @@ def register_worker(conn: Conn, *, name: str, hostname: str, pid: int, queues: S
                     WorkerIdRow)[0].id
 
 
-def heartbeat(conn: Conn, worker_id: int, timeout: float) -> bool:
-    """Renew the worker's heartbeat, giving up after ``timeout`` seconds; whether its row is there."""
-    return _db.run_within(conn, "heartbeat", {"worker_id": worker_id}, timeout) == 1
+class WorkerTotals(NamedTuple):
+    """A worker's statistics since it registered: jobs whose end it recorded, and the seconds they ran."""
+    successful: int = 0
+    failed: int = 0
+    seconds: float = 0.0
 
 
-def deregister_worker(conn: Conn, worker_id: int) -> None:
-    _do(conn, "deregister_worker", {"worker_id": worker_id})
+NO_TOTALS = WorkerTotals()
+
+
+def heartbeat(conn: Conn, worker_id: int, timeout: float, totals: WorkerTotals = NO_TOTALS) -> bool:
+    """Renew the worker's heartbeat and write its ``totals``, giving up after ``timeout`` seconds; whether
+    its row is there."""
+    return _db.run_within(conn, "heartbeat", {"worker_id": worker_id, **totals._asdict()}, timeout) == 1
+
+
+def deregister_worker(conn: Conn, worker_id: int, totals: WorkerTotals = NO_TOTALS) -> None:
+    _do(conn, "deregister_worker", {"worker_id": worker_id, **totals._asdict()})
 
 
 def rescue_lost_jobs(conn: Conn, limit: int) -> list[RescuedRow]:
@@ -439,6 +451,104 @@ def maintenance_limits(conn: Conn, lock_timeout: float, statement_timeout: float
         _do(conn, "worker_plan_local")
 
 
+# -- inspection (RQ's job, registry, queue and worker API) -------------------------------------------
+class MetaRow(NamedTuple):
+    meta: str
+
+
+class PositionRow(NamedTuple):
+    position: int
+
+
+class NameRow(NamedTuple):
+    name: str
+
+
+class RegistryJobRow(NamedTuple):
+    """A job as the registries see it (see the registry_job query)."""
+    status: str
+    queue: str
+    delete_at: datetime | None
+    scheduled_at: datetime
+    expires_at: datetime | None
+    lease_until: datetime | None
+
+
+class WorkerRow(NamedTuple):
+    """A registered worker, with its statistics and the jobs it holds (see the worker_details query)."""
+    id: int
+    name: str
+    queues: list[str]
+    pid: int
+    hostname: str
+    concurrency: int
+    lease_seconds: float
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None
+    successful_jobs: int
+    failed_jobs: int
+    working_seconds: float
+    running: int
+    current_job_id: str | None
+
+
+#: The registries, by the job status each one holds.
+REGISTRY_STATUSES = ("running", "finished", "failed", "deferred", "scheduled", "canceled")
+_REGISTRY_NAMES = {"running": "started"}
+
+
+def fetch_jobs(conn: Conn, ids: Sequence[str]) -> list[JobRow]:
+    """The rows of the jobs ``ids`` that exist, in no particular order."""
+    return _execute(conn, "fetch_jobs", {"ids": list(ids)}, JobRow)
+
+
+def job_meta(conn: Conn, id: str) -> str | None:
+    row = _one(_fast(conn, "job_meta", {"id": id}, MetaRow))
+    return None if row is None else row.meta
+
+
+def job_position(conn: Conn, id: str, queue: str | None = None) -> int | None:
+    """How many queued jobs of its queue come before the job; None if it is not queued (in ``queue``)."""
+    row = _one(_fast(conn, "job_position", {"id": id, "queue": queue}, PositionRow))
+    return None if row is None else row.position
+
+
+def queue_names(conn: Conn) -> list[str]:
+    return [r.name for r in _execute(conn, "queue_names", None, NameRow)]
+
+
+def registry_ids(conn: Conn, status: str, queue: str, offset: int, limit: int | None) -> list[str]:
+    """Ids of the jobs of ``queue`` with ``status`` (one of REGISTRY_STATUSES), in the registry's order."""
+    name = f"registry_{_REGISTRY_NAMES.get(status, status)}_ids"
+    return [r.id for r in _fast(conn, name, {"queue": queue, "offset": offset, "limit": limit}, IdRow)]
+
+
+def registry_count(conn: Conn, status: str, queue: str) -> int:
+    name = f"registry_{_REGISTRY_NAMES.get(status, status)}_count"
+    return _fast(conn, name, {"queue": queue}, CountRow)[0].jobs
+
+
+def registry_job(conn: Conn, id: str) -> RegistryJobRow | None:
+    return _one(_fast(conn, "registry_job", {"id": id}, RegistryJobRow))
+
+
+def registry_remove(conn: Conn, id: str, queue: str, status: str) -> bool:
+    """Delete the job if it has ``status`` in ``queue``; whether it did."""
+    return bool(_fast(conn, "registry_remove", {"id": id, "queue": queue, "status": status}, IdRow))
+
+
+def registry_requeue(conn: Conn, id: str, queue: str, status: str, at_front: bool) -> RequeueRow | None:
+    """Queue the job again if it has ``status`` in ``queue`` (see the registry_requeue query); None if not."""
+    return _one(_fast(conn, "registry_requeue", {"id": id, "queue": queue, "status": status, "at_front": at_front},
+                      RequeueRow))
+
+
+def worker_details(conn: Conn, worker_id: int | None = None, queue: str | None = None) -> list[WorkerRow]:
+    """The live workers (of ``queue``), or the worker ``worker_id`` whatever its state."""
+    return _execute(conn, "worker_details", {"worker_id": worker_id, "queue": queue}, WorkerRow)
+
+
 # -- sessions --------------------------------------------------------------------------------------
 def listen(conn: Conn, channel: str) -> None:
     """LISTEN on ``jobs`` (new runnable work: queue names) or ``done`` (ended jobs: ids). Refused on a
@@ -470,5 +580,10 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
-    "worker_plan_settings": None, "worker_plan_local": PlanRow,
+    "worker_plan_settings": None, "worker_plan_local": PlanRow, "fetch_jobs": JobRow, "job_meta": MetaRow,
+    "job_position": PositionRow,
+    "queue_names": NameRow, "registry_job": RegistryJobRow, "registry_remove": IdRow, "registry_requeue": RequeueRow,
+    "worker_details": WorkerRow,
+    **{f"registry_{_REGISTRY_NAMES.get(s, s)}_{op}": row for s in REGISTRY_STATUSES
+       for op, row in (("ids", IdRow), ("count", CountRow))},
 }

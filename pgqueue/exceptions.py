@@ -40,6 +40,12 @@ class NoSuchJobError(PgQueueError):
     """No job has the given id."""
 
 
+class InvalidJobOperation(PgQueueError):
+    """What was asked cannot be done to this job as it is (RQ's name): requeue a job that is not in the
+    registry asked, remove a job from a registry without deleting it, and the like. The message says why
+    and what to do instead."""
+
+
 class JobFailed(PgQueueError):
     """Raised by ``job.wait()`` when the job failed or was canceled; carries the remote traceback text."""
 
@@ -53,15 +59,16 @@ class JobFailed(PgQueueError):
 
 class UniqueKeyHeld(PgQueueError):
     """A failed job cannot go back to its queue: another job holds its ``unique_key`` (one live job per key).
-    ``holder`` is that job's id, or None when it was enqueued while the requeue ran."""
+    ``holder`` is that job's id, or None when it was enqueued while the requeue ran. ``status`` is the one
+    the job keeps (``failed``, or another when a registry requeued it)."""
 
-    def __init__(self, job_id: str, unique_key: str | None, holder: str | None) -> None:
+    def __init__(self, job_id: str, unique_key: str | None, holder: str | None, status: str = "failed") -> None:
         self.job_id = job_id
         self.unique_key = unique_key
         self.holder = holder
         key = "" if unique_key is None else f" {unique_key!r}"
         by = f"job {holder}" if holder else "a job enqueued meanwhile"
-        super().__init__(f"job {job_id} stays failed: its unique_key{key} is held by {by}")
+        super().__init__(f"job {job_id} stays {status}: its unique_key{key} is held by {by}")
 
 
 class MigrationError(PgQueueError):

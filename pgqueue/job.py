@@ -6,13 +6,14 @@ import contextvars
 import enum
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from . import _config, _serialize, _store, monitor
 from ._db import connect, readable, shared_connection, translate_errors
 from .exceptions import JobFailed, NoSuchJobError
+from .results import Result, results_of
 
 
 class JobStatus(str, enum.Enum):
@@ -25,6 +26,7 @@ class JobStatus(str, enum.Enum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELED = "canceled"
+    STARTED = "running"  # RQ's name for a job a worker runs: the same member as RUNNING
 
     def __str__(self) -> str:
         return self.value
@@ -210,6 +212,29 @@ class Job:
         job.refresh()
         return job
 
+    @classmethod
+    def fetch_many(cls, job_ids: Iterable[str], dsn: str | None = None) -> list[Job | None]:
+        """The jobs with these ids, in the same order, ``None`` where there is none (as RQ): one query."""
+        ids = [str(i) for i in job_ids]
+        with translate_errors(dsn):
+            rows = {r.id: r for r in _store.fetch_jobs(shared_connection(dsn), ids)} if ids else {}
+        jobs: list[Job | None] = []
+        for id in ids:
+            row = rows.get(id)
+            if row is None:
+                jobs.append(None)
+                continue
+            job = cls(id, dsn)
+            job._load_row(row)
+            jobs.append(job)
+        return jobs
+
+    @classmethod
+    def exists(cls, job_id: str, dsn: str | None = None) -> bool:
+        """Whether a job with this id exists."""
+        with translate_errors(dsn):
+            return _store.job_status(shared_connection(dsn), job_id) is not None
+
     def refresh(self) -> None:
         """Reload every attribute from the database."""
         with translate_errors(self._dsn):
@@ -260,10 +285,34 @@ class Job:
         self._refresh_unless_final()
         return self._result
 
-    @property
-    def return_value(self) -> Any:
-        """RQ's newer name for :attr:`result`."""
-        return self.result
+    def return_value(self, refresh: bool = False) -> Any:
+        """The return value of the job's run, if it finished; else ``None`` (RQ's method). The row is read
+        again unless the job was seen ended (as RQ keeps the result it fetched), or if ``refresh``."""
+        if refresh:
+            self.refresh()
+        else:
+            self._refresh_unless_final()
+        return self._result if self.status == JobStatus.FINISHED else None
+
+    def results(self) -> list[Result]:
+        """Every run that ended, newest first: the failed attempts (from ``errors``) and the run that
+        finished. Reads the row again. A run still going, or stopped by a cold shutdown, has none."""
+        self.refresh()
+        return results_of(self)
+
+    def latest_result(self, timeout: float = 0) -> Result | None:
+        """The newest of :meth:`results`, or ``None``. With ``timeout`` (seconds) and no result yet, waits
+        until the job ends, woken as :meth:`wait` is, for at most that long (an attempt that fails and will
+        be retried does not end the wait: the job has not ended)."""
+        results = self.results()
+        if results or not timeout:
+            return results[0] if results else None
+        try:
+            self.wait(timeout)
+        except (JobFailed, TimeoutError):
+            pass
+        results = self.results()
+        return results[0] if results else None
 
     @property
     def exc_info(self) -> str | None:
@@ -282,6 +331,108 @@ class Job:
     @property
     def is_queued(self) -> bool:
         return self.get_status() == JobStatus.QUEUED
+
+    @property
+    def is_started(self) -> bool:
+        """Whether a worker holds the job (status ``running``: RQ's ``started``)."""
+        return self.get_status() == JobStatus.RUNNING
+
+    @property
+    def is_scheduled(self) -> bool:
+        return self.get_status() == JobStatus.SCHEDULED
+
+    @property
+    def is_deferred(self) -> bool:
+        return self.get_status() == JobStatus.DEFERRED
+
+    @property
+    def is_canceled(self) -> bool:
+        return self.get_status() == JobStatus.CANCELED
+
+    @property
+    def is_stopped(self) -> bool:
+        """Always ``False``: RQ's ``stopped`` is a job a stop command interrupted, and pgqueue has no stop
+        command (``job.cancel()`` does not interrupt a running job; the job is ``canceled``)."""
+        self.get_status()  # as RQ, the property asks the database: a job that is gone raises
+        return False
+
+    @property
+    def origin(self) -> str:
+        """The queue's name (RQ's name for :attr:`queue`)."""
+        return self.queue
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When the job was enqueued: its row is written then (:attr:`enqueued_at`)."""
+        return self.enqueued_at
+
+    @property
+    def func(self) -> Callable[..., Any]:
+        """The job's function, imported by its dotted path :attr:`func_name` as a worker imports it."""
+        from .worker._execute import import_func
+
+        return import_func(self.func_name)
+
+    @property
+    def dependency_ids(self) -> list[str]:
+        """The ids of the jobs this one depends on (``depends_on``)."""
+        return list(self.depends_on)
+
+    @property
+    def dependency(self) -> Job | None:
+        """The first job this one depends on, fetched; ``None`` without dependencies."""
+        return Job.fetch(self.depends_on[0], self._dsn) if self.depends_on else None
+
+    @property
+    def retries_left(self) -> int | None:
+        """Retries this job has not used (as RQ counts them: 3 for ``retry=3`` until a run fails); ``None``
+        for a job enqueued without ``retry`` (and not requeued since). From the attributes as loaded."""
+        if self.max_attempts <= 1:
+            return None
+        # The run that finished, or the one going on, has not failed.
+        ok_run = self.status == JobStatus.FINISHED or (self.status == JobStatus.RUNNING and self.started_at is not None)
+        failed_runs = self.attempts - (1 if ok_run and self.attempts else 0)
+        return max(0, self.max_attempts - 1 - failed_runs)
+
+    def get_position(self) -> int | None:
+        """The job's place (0 first) among the queued jobs of its queue, in the order workers take them
+        (``q.job_ids``); ``None`` unless it is queued."""
+        with translate_errors(self._dsn):
+            return _store.job_position(shared_connection(self._dsn), self.id)
+
+    def get_meta(self, refresh: bool = True) -> dict[str, Any]:
+        """``meta``, read again from the database unless ``refresh`` is false."""
+        if refresh:
+            with translate_errors(self._dsn):
+                meta = _store.job_meta(shared_connection(self._dsn), self.id)
+            if meta is None:
+                raise NoSuchJobError(f"no job with id {self.id!r}")
+            self.meta = _serialize.loads(meta)
+        return self.meta
+
+    def get_call_string(self) -> str:
+        """``tasks.add(1, b=2)``: the call the job makes, as RQ's log lines and descriptions show it."""
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.func_name}({', '.join(parts)})"
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
+        """The job's attributes as loaded, under RQ's names where it has them (``origin``, ``created_at``,
+        ``dependency_ids``, ...), as Python values; ``meta`` and ``result`` / ``exc_info`` only if asked.
+        Not RQ's Redis hash: nothing is pickled or compressed."""
+        data: dict[str, Any] = {
+            "id": self.id, "origin": self.queue, "func_name": self.func_name, "args": list(self.args),
+            "kwargs": dict(self.kwargs), "description": self.description, "status": self.status.value,
+            "priority": self.priority, "created_at": self.enqueued_at, "enqueued_at": self.enqueued_at,
+            "scheduled_at": self.scheduled_at, "started_at": self.started_at, "ended_at": self.ended_at,
+            "timeout": self.timeout, "result_ttl": self.result_ttl, "failure_ttl": self.failure_ttl, "ttl": self.ttl,
+            "dependency_ids": list(self.depends_on), "attempts": self.attempts, "retries_left": self.retries_left,
+            "unique_key": self.unique_key, "worker_name": self.worker_name}
+        if include_meta:
+            data["meta"] = dict(self.meta)
+        if include_result:
+            data["result"] = self._result
+            data["exc_info"] = self._exc_info
+        return data
 
     # -- changes ---------------------------------------------------------------------------------
     def save_meta(self) -> None:

@@ -8,7 +8,7 @@ import gc
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -20,6 +20,16 @@ from ._options import func_name_of
 from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array
+
+if TYPE_CHECKING:
+    from .registry import (
+        CanceledJobRegistry,
+        DeferredJobRegistry,
+        FailedJobRegistry,
+        FinishedJobRegistry,
+        ScheduledJobRegistry,
+        StartedJobRegistry,
+    )
 
 DEFAULT_TIMEOUT = 180.0
 #: What a duration option takes: seconds, a timedelta, or a string such as "30m" (see _options.seconds).
@@ -440,3 +450,53 @@ class Queue:
         """Delete this queue's queued jobs; returns how many."""
         with translate_errors(self.dsn):
             return _store.queue_empty(shared_connection(self.dsn), self.name)
+
+    # -- RQ's inspection API: every queue, a job's place, the registries -------------------------
+    @classmethod
+    def all(cls, dsn: str | None = None) -> list[Queue]:
+        """Every queue that has a job (of any status), by name. Reads the whole jobs table: its cost grows
+        with the history kept (docs/jobs-and-registries.md)."""
+        with translate_errors(dsn):
+            return [cls(name, dsn) for name in _store.queue_names(shared_connection(dsn))]
+
+    def get_job_position(self, job_or_id: Job | str) -> int | None:
+        """The job's place (0 first) among this queue's queued jobs; ``None`` unless it is queued here."""
+        job_id = job_or_id.id if isinstance(job_or_id, Job) else str(job_or_id)
+        with translate_errors(self.dsn):
+            return _store.job_position(shared_connection(self.dsn), job_id, self.name)
+
+    @property
+    def started_job_registry(self) -> StartedJobRegistry:
+        from .registry import StartedJobRegistry
+
+        return StartedJobRegistry(queue=self)
+
+    @property
+    def finished_job_registry(self) -> FinishedJobRegistry:
+        from .registry import FinishedJobRegistry
+
+        return FinishedJobRegistry(queue=self)
+
+    @property
+    def failed_job_registry(self) -> FailedJobRegistry:
+        from .registry import FailedJobRegistry
+
+        return FailedJobRegistry(queue=self)
+
+    @property
+    def deferred_job_registry(self) -> DeferredJobRegistry:
+        from .registry import DeferredJobRegistry
+
+        return DeferredJobRegistry(queue=self)
+
+    @property
+    def scheduled_job_registry(self) -> ScheduledJobRegistry:
+        from .registry import ScheduledJobRegistry
+
+        return ScheduledJobRegistry(queue=self)
+
+    @property
+    def canceled_job_registry(self) -> CanceledJobRegistry:
+        from .registry import CanceledJobRegistry
+
+        return CanceledJobRegistry(queue=self)

@@ -28,10 +28,13 @@ SCHEMA: str = _read("schema.sql")
 """The DDL of the newest schema revision, as ``pgqueue schema --sql`` prints it."""
 
 QUERIES: dict[str, str] = _parse(_read("queries.sql"))
+_INSPECT = _parse(_read("inspect.sql"))  # RQ's inspection API (registries, Queue.all, Worker.all)
+assert not set(_INSPECT) & set(QUERIES), "a statement name is used in both .sql files"
+QUERIES.update(_INSPECT)
 
 
 def q(name: str) -> str:
-    """The named query ``name`` from queries.sql."""
+    """The named query ``name`` from queries.sql or inspect.sql."""
     return QUERIES[name]
 
 

@@ -316,10 +316,22 @@ VALUES (%(name)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(lease)s)
 RETURNING id
 
 -- name: heartbeat
-UPDATE pgqueue.workers SET heartbeat_at = now() WHERE id = %(worker_id)s
+-- Also writes the worker's statistics: its totals since it registered (counted in memory, never per job).
+-- Totals, not increments, and never lowered: a heartbeat whose answer was lost, sent again, or one that
+-- lands after a newer one (an old connection's), cannot count a job twice or take one back.
+UPDATE pgqueue.workers
+SET heartbeat_at = now(), successful_jobs = GREATEST(successful_jobs, %(successful)s::bigint),
+    failed_jobs = GREATEST(failed_jobs, %(failed)s::bigint),
+    working_seconds = GREATEST(working_seconds, %(seconds)s::float8)
+WHERE id = %(worker_id)s
 
 -- name: deregister_worker
-UPDATE pgqueue.workers SET stopped_at = now() WHERE id = %(worker_id)s
+-- The last totals, as the heartbeat writes them, once every outcome of the worker is recorded.
+UPDATE pgqueue.workers
+SET stopped_at = now(), successful_jobs = GREATEST(successful_jobs, %(successful)s::bigint),
+    failed_jobs = GREATEST(failed_jobs, %(failed)s::bigint),
+    working_seconds = GREATEST(working_seconds, %(seconds)s::float8)
+WHERE id = %(worker_id)s
 
 -- name: rescue_lost_jobs
 -- Up to `limit` jobs held by a worker that stopped, or whose heartbeat is older than its own lease. A job

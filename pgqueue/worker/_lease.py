@@ -12,6 +12,12 @@ lease; past that, any other worker may rescue them and run them again. Two threa
   again after: never both at once. docs/guarantees.md states the exact condition.
 
 The supervisor claims nothing while the lease is lost; a renewal ends that.
+
+Each renewal also writes the worker's statistics (``totals``: its counts since it registered, kept in
+memory by pgqueue.worker._outcomes). They are totals, and the statement never lowers a column, so a
+renewal whose answer was lost, sent again, cannot count a job twice. A worker killed outright loses what it
+counted since its last renewal (at most ``lease / 3`` seconds of it); a worker that stops writes the
+last totals when it deregisters.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ class Lease:
     registration) was sent."""
 
     def __init__(self, dsn: str | None, worker_name: str, worker_id: int, lease: float, margin: float,
-                 renewed: float, on_lost: Callable[[float], None]) -> None:
+                 renewed: float, on_lost: Callable[[float], None],
+                 totals: Callable[[], _store.WorkerTotals] = lambda: _store.NO_TOTALS) -> None:
         self.dsn = dsn
         self.worker_name = worker_name
         self.worker_id = worker_id
@@ -52,6 +59,7 @@ class Lease:
         self.margin = margin
         self.renewed = renewed
         self.on_lost = on_lost
+        self.totals = totals
         self.lost = False
         self._changed = threading.Condition()
         self._stopping = False
@@ -116,7 +124,7 @@ class Lease:
 
     def _renew(self) -> None:
         # Bounded: on a network that stopped answering, the next attempt gets a new connection.
-        if not _store.heartbeat(self._open(), self.worker_id, timeout=max(1.0, self.lease / 3)):
+        if not _store.heartbeat(self._open(), self.worker_id, timeout=max(1.0, self.lease / 3), totals=self.totals()):
             raise PgQueueError(f"the row of worker {self.worker_id} is gone from pgqueue.workers")
 
     def _close(self) -> None:

@@ -5,13 +5,21 @@ failed attempts, released claims (jobs that must not count as run) and runs that
 by :meth:`Outcomes.flush` on the worker's main connection, one statement each. Every statement is fenced on
 the claim (``claim_count`` and ``worker_id``), so writing a batch twice, or after the job was rescued and
 handed to another worker, changes nothing.
+
+The worker's statistics (RQ's ``successful_job_count``, ``failed_job_count``, ``total_working_time``) are
+counted here, in memory, from what those statements answer: a finished run counts once finish_jobs
+recorded it, a failed attempt once fail_jobs did, each with the seconds it ran (finish_jobs says how many of
+a batch it recorded, not which: if it fenced some off, the batch's time counts in proportion). A batch whose
+answer was lost with its connection counts nothing: sent again, it finds its jobs recorded already. Nothing
+is written per job: the heartbeat thread writes the totals (pgqueue.worker._lease), and so does the
+worker's deregistration.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -33,10 +41,12 @@ class Finisher:
     next one. A batch sent again after a lost connection (its first commit may or may not have happened)
     changes nothing twice: completions are fenced on the claim."""
 
-    def __init__(self, dsn: str | None, worker_name: str) -> None:
+    def __init__(self, dsn: str | None, worker_name: str,
+                 recorded: Callable[[int, list[Outcome]], None] = lambda finished, batch: None) -> None:
         self.conn = _db.connect(dsn, role=f"{worker_name}:finish")
         _store.worker_plan_settings(self.conn)
         self.inflight: list[Outcome] = []
+        self.recorded = recorded  # told how many of each batch finish_jobs recorded
 
     def fileno(self) -> int:
         return self.conn.pgconn.socket
@@ -62,6 +72,7 @@ class Finisher:
             if time.monotonic() > deadline:
                 raise DatabaseUnavailable("recording finished jobs took over 60 s")
             _db.readable(self.fileno(), 1.0)
+        self.recorded(row.finished, self.inflight)
         self.inflight = []
         return row.woken
 
@@ -81,6 +92,9 @@ class Outcomes:
         self.failed: list[Outcome] = []
         self.released: list[tuple[str, int]] = []  # (job id, claim) of claims that must not count
         self.finisher: Finisher | None = None
+        # Since the worker registered; replaced whole (never changed in place), so that the heartbeat
+        # thread always reads the three numbers of one moment.
+        self.totals = _store.WorkerTotals()
 
     @property
     def pending(self) -> bool:
@@ -90,14 +104,27 @@ class Outcomes:
     def add(self, outcome: Outcome) -> None:
         if not outcome.ok:
             self.failed.append(outcome)
-        elif not outcome.recorded:  # an atomic job's completion committed with its own writes
+        elif not outcome.recorded:
             self.finished.append(outcome)
+        else:  # an atomic job's completion committed with its own writes
+            self._count(1, 0, outcome.duration)
+
+    def _count(self, successful: int, failed: int, seconds: float) -> None:
+        t = self.totals
+        self.totals = _store.WorkerTotals(t.successful + successful, t.failed + failed, t.seconds + seconds)
+
+    def _finished_recorded(self, finished: int, batch: list[Outcome]) -> None:
+        """finish_jobs recorded ``finished`` of ``batch``: all of them, unless some of their jobs were
+        canceled or rescued while they ran. The statement does not say which (asking it would cost every
+        batch), so such a batch's time counts in proportion."""
+        seconds = sum(o.duration for o in batch)
+        self._count(finished, 0, seconds if finished >= len(batch) else seconds * finished / max(1, len(batch)))
 
     def release(self, claims: Sequence[tuple[str, int]]) -> None:
         self.released.extend(claims)
 
     def open(self, dsn: str | None) -> None:
-        self.finisher = Finisher(dsn, self.worker_name)
+        self.finisher = Finisher(dsn, self.worker_name, self._finished_recorded)
 
     def close(self) -> None:
         """Forget the connection; a batch whose result never came back is sent again after a reconnect."""
@@ -143,7 +170,9 @@ class Outcomes:
             "durations": number_array([o.duration for o in failed]),
             "chunks": number_array(_notify.chunk_numbers(ids)), "worker_id": worker_id})
         self.failed = []
-        _log_failures(failed, {r.id: r for r in rows})
+        recorded = {r.id: r for r in rows}
+        self._count(0, len(recorded), sum(o.duration for o in failed if o.id in recorded))
+        _log_failures(failed, recorded)
         return rows[0].woken if rows else 0
 
 

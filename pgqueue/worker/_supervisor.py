@@ -27,6 +27,7 @@ from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import ConfigurationError, DatabaseUnavailable
 from ._execute import AbortJob, Outcome, Task
+from ._inspect import WorkerInspection
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
@@ -56,7 +57,7 @@ class _Call:
         return f"{self.task.func_name}({', '.join(p for p in (args_text, kwargs_text) if p)})"
 
 
-class Worker:
+class Worker(WorkerInspection):
     """Serves ``queues`` in priority order (all runnable work on the first before the second, as in RQ),
     then job priority, then FIFO.
 
@@ -168,6 +169,7 @@ class Worker:
         self._signals = 0
         self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
+        self._row = None  # report this run's own statistics, not a row read before
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -234,7 +236,7 @@ class Worker:
                     self._conn, name=self.name, hostname=socket.gethostname(), pid=os.getpid(),
                     queues=self.queues, concurrency=self.concurrency, lease=self.lease)
                 self._lease = Lease(self.dsn, self.name, self.worker_id, self.lease, self.lease_margin, sent,
-                                    self._on_lease_lost).start()
+                                    self._on_lease_lost, lambda: self._outcomes.totals).start()
 
     def _close_connections(self) -> None:
         self._outcomes.close()
@@ -548,7 +550,7 @@ class Worker:
                     finisher.poll(block=True)
                     self._flush()
                 self._stop_lease()
-                _store.deregister_worker(self._conn, self.worker_id)
+                _store.deregister_worker(self._conn, self.worker_id, self._outcomes.totals)
             except (DatabaseUnavailable, psycopg.Error) as exc:
                 log.error("Worker %s: could not record its last outcomes (%s); the lease rescues its jobs",
                           self.name, exc)
