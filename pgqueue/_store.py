@@ -24,8 +24,8 @@ from typing import Any, NamedTuple, TypeVar
 import psycopg
 
 from . import _db, _notify
-from .exceptions import ConfigurationError
-from .sql import q
+from .exceptions import ConfigurationError, SchemaMissing, SchemaOutdated
+from .sql import REVISION, q
 
 Conn = psycopg.Connection[Any]
 R = TypeVar("R", bound=tuple[Any, ...])
@@ -387,6 +387,21 @@ def next_scheduled(conn: Conn, queues: Sequence[str]) -> float | None:
     return None if row.seconds is None else float(row.seconds)
 
 
+class RevisionRow(NamedTuple):
+    revision: str | None
+
+
+def check_revision(conn: Conn) -> None:
+    """Raise SchemaOutdated if the database's schema is older than these statements need (a worker checks
+    at start: on an older schema its heartbeat could not be written, and it would hold no lease)."""
+    try:
+        revision = _execute(conn, "schema_revision", None, RevisionRow)[0].revision
+    except psycopg.errors.UndefinedTable:  # `pgqueue schema --sql` creates it too: no schema at all
+        raise SchemaMissing("pgqueue.alembic_version is missing") from None
+    if revision is not None and revision < REVISION:
+        raise SchemaOutdated(f"the schema is at revision {revision}, this pgqueue needs {REVISION}")
+
+
 def register_worker(conn: Conn, *, name: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int,
                     lease: float) -> int:
     return _execute(conn, "register_worker", {"name": name, "hostname": hostname, "pid": pid,
@@ -576,7 +591,8 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "queue_empty": None, "save_meta": IdRow, "cancel_job": CancelRow, "requeue_jobs": RequeueRow,
     "delete_job": None, "failed_jobs": FailedJobRow, "claim": ClaimRow, "mark_started": None,
     "finish_jobs": FinishRow, "fail_jobs": FailRow, "release_claims": WokenRow, "next_scheduled": SecondsRow,
-    "register_worker": WorkerIdRow, "heartbeat": None, "deregister_worker": None, "rescue_lost_jobs": RescuedRow,
+    "register_worker": WorkerIdRow, "schema_revision": RevisionRow, "heartbeat": None, "deregister_worker": None,
+    "rescue_lost_jobs": RescuedRow,
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,

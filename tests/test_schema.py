@@ -339,3 +339,24 @@ def test_revision_0004_only_adds_so_the_previous_version_runs_on_it(new_database
     assert catalog(new) == catalog(old)
     with psycopg.connect(new) as conn:
         assert conn.execute("SELECT id FROM pgqueue.jobs").fetchall() == [("kept",)]
+
+
+def test_the_statements_revision_is_the_alembic_head() -> None:
+    from pgqueue._migrate import head_revision
+    from pgqueue.sql import REVISION
+
+    assert REVISION == head_revision()
+
+
+def test_a_worker_on_an_older_schema_stops_with_one_line_saying_to_migrate(new_database: Callable[[], str]) -> None:
+    """Its heartbeat writes what 0004 adds: on 0003 it would hold no lease and silently run nothing."""
+    from pgqueue._migrate import _alembic
+
+    url = new_database()
+    _alembic(url, "upgrade", "0003")
+    result = run_cli("worker", "--burst", "--dsn", url)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "revision 0003, this pgqueue needs 0004" in errors[0], result.stderr
+    assert "run `pgqueue migrate`" in errors[0]
+    Queue("old", dsn=url).enqueue("pgq_testjobs.noop")  # the plain path names nothing 0004 adds

@@ -27,6 +27,9 @@ def _parse(text: str) -> dict[str, str]:
 SCHEMA: str = _read("schema.sql")
 """The DDL of the newest schema revision, as ``pgqueue schema --sql`` prints it."""
 
+REVISION = "0004"
+"""The schema revision these statements need (the alembic head: tests/test_schema.py checks)."""
+
 QUERIES: dict[str, str] = _parse(_read("queries.sql"))
 _INSPECT = _parse(_read("inspect.sql"))  # RQ's inspection API (registries, Queue.all, Worker.all)
 assert not set(_INSPECT) & set(QUERIES), "a statement name is used in both .sql files"

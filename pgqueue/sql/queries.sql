@@ -310,6 +310,10 @@ SELECT count(pg_notify('pgqueue_jobs', q)) AS woken FROM (SELECT DISTINCT queue 
 SELECT extract(epoch FROM min(scheduled_at) - now()) AS seconds FROM pgqueue.jobs
 WHERE status = 'scheduled' AND queue = ANY (%(queues)s::text[])
 
+-- name: schema_revision
+-- The revision `pgqueue migrate` recorded (NULL for a schema applied without it, then taken as current).
+SELECT (SELECT version_num FROM pgqueue.alembic_version LIMIT 1) AS revision
+
 -- name: register_worker
 INSERT INTO pgqueue.workers (name, hostname, pid, queues, concurrency, lease_seconds)
 VALUES (%(name)s, %(hostname)s, %(pid)s, %(queues)s, %(concurrency)s, %(lease)s)

@@ -231,6 +231,7 @@ class Worker(WorkerInspection):
                     log.info("Worker %s: not listening for new jobs (%s); polling every %gs", self.name,
                              "transaction pooling" if _config.transaction_pooling() else "listen=False",
                              self.poll_interval)
+                _store.check_revision(self._conn)
                 sent = time.monotonic()
                 self.worker_id = _store.register_worker(
                     self._conn, name=self.name, hostname=socket.gethostname(), pid=os.getpid(),
