@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Double,
@@ -57,6 +58,10 @@ jobs = Table(
     Column("delete_at", DateTime(timezone=True)),
     Column("callbacks", JSONB),
     Column("retry_on", ARRAY(Text)),
+    Column("batch_id", Text),
+    Column("allow_dependency_failures", Boolean, nullable=False),
+    Column("with_dependency_result", Boolean, nullable=False),
+    Column("progress", JSONB),
 )
 
 workers = Table(
@@ -81,4 +86,32 @@ pauses = Table(
     Column("scope", Text, primary_key=True),
     Column("paused_at", DateTime(timezone=True), nullable=False),
     Column("reason", Text),
+)
+
+schedules = Table(
+    "schedules", metadata,
+    Column("name", Text, primary_key=True),
+    Column("expression", Text, nullable=False),
+    Column("timezone", Text, nullable=False),
+    Column("func_name", Text, nullable=False),
+    Column("queue", Text, nullable=False),
+    Column("last_tick", DateTime(timezone=True)),
+    Column("last_job_id", Text),
+    Column("last_outcome", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+batches = Table(
+    "batches", metadata,
+    Column("id", Text, primary_key=True),
+    Column("description", Text),
+    Column("total", Integer, nullable=False),
+    Column("pending", Integer, nullable=False),
+    Column("finished", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("canceled", Integer, nullable=False),
+    Column("callbacks", JSONB),
+    Column("callback_ids", ARRAY(Text)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
 )

@@ -46,10 +46,10 @@ def catalog(url: str) -> list[tuple[Any, ...]]:
 
 def test_migrate_is_idempotent_and_records_its_own_version(new_database: Callable[[], str]) -> None:
     url = new_database()
-    assert pgqueue.migrate(url) == "0004"
-    assert pgqueue.migrate(url) == "0004"
+    assert pgqueue.migrate(url) == "0005"
+    assert pgqueue.migrate(url) == "0005"
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0004",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0005",)]
         assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
 
 
@@ -60,7 +60,7 @@ def test_schema_sql_builds_the_same_database_as_the_migrations(dsn: str, new_dat
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(printed.stdout)
     assert catalog(url) == catalog(dsn)
-    assert pgqueue.migrate(url) == "0004"  # a later `pgqueue migrate` carries on from the printed DDL
+    assert pgqueue.migrate(url) == "0005"  # a later `pgqueue migrate` carries on from the printed DDL
 
 
 def test_sqlalchemy_tables_match_the_database(db: psycopg.Connection[Any]) -> None:
@@ -108,7 +108,7 @@ def test_an_applications_own_alembic_history_is_untouched(new_database: Callable
 
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version_num FROM public.alembic_version").fetchall() == [("a1",)]
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0004",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0005",)]
     command.downgrade(cfg, "base")  # the app's history still works on its own
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regclass('public.orders')").fetchone() == (None,)
@@ -171,7 +171,7 @@ def test_migrate_on_a_database_a_newer_pgqueue_migrated_names_its_revision(new_d
         conn.execute("UPDATE pgqueue.alembic_version SET version_num = '0099'")
     line = _one_error_line(run_cli("migrate", "--dsn", url))
     assert "is at revision 0099" in line and "a newer pgqueue migrated this database" in line, line
-    assert line.endswith("upgrade pgqueue") and "its newest is 0004" in line, line
+    assert line.endswith("upgrade pgqueue") and "its newest is 0005" in line, line
     with pytest.raises(SchemaTooNew, match="revision 0099") as raised:
         pgqueue.migrate(url)
     assert isinstance(raised.value, MigrationError) and raised.value.revision == "0099"
@@ -315,27 +315,41 @@ def test_queues_whose_names_share_a_hash_keep_their_own_jobs_and_order(db: psyco
     assert b.empty() == 6 and a.count == 0
 
 
-def test_revision_0004_only_adds_so_the_previous_version_runs_on_it(new_database: Callable[[], str]) -> None:
-    """docs/quickstart.md: migrate first, then deploy. 0004 adds columns (nullable, or with a constant
-    default) and a table, and changes nothing of 0003: every statement of the previous version still
-    finds what it names. Rows survive the upgrade and the downgrade."""
+ADDED = {
+    "0004": ["jobs.callbacks", "jobs.retry_on", "pauses.paused_at", "pauses.reason", "pauses.scope",
+             "workers.failed_jobs", "workers.successful_jobs", "workers.working_seconds"],
+    "0005": ["batches.callback_ids", "batches.callbacks", "batches.canceled", "batches.completed_at",
+             "batches.created_at", "batches.description", "batches.failed", "batches.finished", "batches.id",
+             "batches.pending", "batches.total", "jobs.allow_dependency_failures", "jobs.batch_id",
+             "jobs.progress", "jobs.with_dependency_result", "schedules.expression", "schedules.func_name",
+             "schedules.last_job_id", "schedules.last_outcome", "schedules.last_tick", "schedules.name",
+             "schedules.queue", "schedules.timezone", "schedules.updated_at"],
+}
+
+
+@pytest.mark.parametrize(("before", "after"), [("0003", "0004"), ("0004", "0005")])
+def test_a_revision_only_adds_so_the_previous_version_runs_on_it(before: str, after: str,
+                                                                 new_database: Callable[[], str]) -> None:
+    """docs/quickstart.md: migrate first, then deploy. From 0004 on, a revision adds columns (nullable, or
+    with a constant default), tables and indexes, and changes nothing of the one before: every statement of
+    the previous version still finds what it names. Rows survive the upgrade and the downgrade."""
     from pgqueue._migrate import _alembic
 
     old, new = new_database(), new_database()
-    _alembic(old, "upgrade", "0003")
-    _alembic(new, "upgrade", "0003")
+    _alembic(old, "upgrade", before)
+    _alembic(new, "upgrade", before)
     with psycopg.connect(new, autocommit=True) as conn:
         conn.execute("INSERT INTO pgqueue.jobs (id, queue, func_name) VALUES ('kept', 'q', 'm.f')")
-    assert pgqueue.migrate(new) == "0004"
-    before = {row for row in catalog(old) if row[0] != "version"}
-    after = {row for row in catalog(new) if row[0] != "version"}
-    assert before <= after, sorted(before - after)
-    added = [row[1] for row in after - before if row[0] == "column"]
-    assert sorted(c.split()[0] for c in added) == [
-        "jobs.callbacks", "jobs.retry_on", "pauses.paused_at", "pauses.reason", "pauses.scope",
-        "workers.failed_jobs", "workers.successful_jobs", "workers.working_seconds"]
-    assert all(" YES " in c or c.rstrip().endswith(("0", "now()")) for c in added if not c.startswith("pauses.")), added
-    _alembic(new, "downgrade", "0003")
+    _alembic(new, "upgrade", after)
+    was = {row for row in catalog(old) if row[0] != "version"}
+    now = {row for row in catalog(new) if row[0] != "version"}
+    assert was <= now, sorted(was - now)
+    added = [row[1] for row in now - was if row[0] == "column"]
+    assert sorted(c.split()[0] for c in added) == ADDED[after]
+    new_tables = {name.split(".")[0] for name in ADDED[after]} - {"jobs", "workers"}
+    assert all(" YES " in c or c.rstrip().endswith(("0", "now()", "false")) for c in added
+               if c.split(".")[0] not in new_tables), added
+    _alembic(new, "downgrade", before)
     assert catalog(new) == catalog(old)
     with psycopg.connect(new) as conn:
         assert conn.execute("SELECT id FROM pgqueue.jobs").fetchall() == [("kept",)]
@@ -357,6 +371,6 @@ def test_a_worker_on_an_older_schema_stops_with_one_line_saying_to_migrate(new_d
     result = run_cli("worker", "--burst", "--dsn", url)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "revision 0003, this pgqueue needs 0004" in errors[0], result.stderr
+    assert len(errors) == 1 and "revision 0003, this pgqueue needs 0005" in errors[0], result.stderr
     assert "run `pgqueue migrate`" in errors[0]
     Queue("old", dsn=url).enqueue("pgq_testjobs.noop")  # the plain path names nothing 0004 adds

@@ -1,4 +1,4 @@
--- pgqueue schema, revision 0004 (the newest; migrations/versions/ holds how each revision got here).
+-- pgqueue schema, revision 0005 (the newest; migrations/versions/ holds how each revision got here).
 -- Applied by `pgqueue migrate` (alembic) or printed by `pgqueue schema --sql` for teams that apply
 -- DDL with their own tools. Everything lives in the `pgqueue` schema so it never collides with the
 -- application's tables, and so reports read naturally: SELECT ... FROM pgqueue.jobs.
@@ -74,7 +74,15 @@ CREATE TABLE pgqueue.jobs (
     -- functions run by the worker when the job ends: {"success"|"failure"|"stopped": {"func", "timeout"}}
     callbacks        jsonb,
     -- exception classes (dotted paths) a failure must be an instance of to be retried; NULL: any
-    retry_on         text[]
+    retry_on         text[],
+    -- the batch (pgqueue.batches) the job belongs to
+    batch_id         text,
+    -- run when a dependency failed or was canceled, instead of being canceled with it
+    allow_dependency_failures boolean NOT NULL DEFAULT false,
+    -- the (one) dependency's result is passed to the job as its first argument (chains)
+    with_dependency_result boolean NOT NULL DEFAULT false,
+    -- what a running job reported of its progress: {"done", "total", "message", "at"}
+    progress         jsonb
     -- The rules every row keeps (jobs_rules_idx below): attempts >= 0, claim_count >= 0, max_attempts >= 1,
     -- timeout_seconds > 0; a finished or failed job has ended_at; a running job has worker_id and a claim.
 );
@@ -152,6 +160,39 @@ CREATE TABLE pgqueue.pauses (
     scope      text PRIMARY KEY CHECK (scope = 'all' OR scope LIKE 'queue:%'),
     paused_at  timestamptz NOT NULL DEFAULT now(),
     reason     text
+);
+
+-- The members of a batch, for its callbacks.
+CREATE INDEX jobs_batch_idx ON pgqueue.jobs (batch_id) WHERE batch_id IS NOT NULL;
+
+-- Periodic jobs: one row per schedule. A tick is enqueued in the transaction that moves last_tick
+-- forward, so each tick is enqueued once, whatever the number of schedulers.
+CREATE TABLE pgqueue.schedules (
+    name         text PRIMARY KEY,
+    expression   text NOT NULL,
+    timezone     text NOT NULL,
+    func_name    text NOT NULL,
+    queue        text NOT NULL,
+    last_tick    timestamptz,
+    last_job_id  text,
+    last_outcome text,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+-- Batches: the callbacks are enqueued in the transaction that records the last member's end.
+CREATE TABLE pgqueue.batches (
+    id           text PRIMARY KEY,
+    description  text,
+    total        integer NOT NULL DEFAULT 0,
+    pending      integer NOT NULL DEFAULT 0,
+    finished     integer NOT NULL DEFAULT 0,
+    failed       integer NOT NULL DEFAULT 0,
+    canceled     integer NOT NULL DEFAULT 0,
+    callbacks    jsonb,
+    callback_ids text[],
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    completed_at timestamptz,
+    CHECK (pending >= 0 AND total >= 0)
 );
 
 -- The jobs table churns: vacuum it more eagerly than the default so dead tuples do not pile up.
