@@ -17,7 +17,9 @@ import click
 import psycopg
 
 from . import _config, monitor
+from ._notify import check_queue_name
 from .exceptions import PgQueueError
+from .queue import Queue
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +48,22 @@ def _names(what: str, blank: str = " ") -> Callable[[click.Context, click.Parame
         values = value if isinstance(value, tuple) else (value,)
         if any(v is not None and not v.strip(blank) for v in values):
             raise click.BadParameter(f"{what} must not be empty.", ctx, param)
+        return value
+    return check
+
+
+def _queue_names(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """_names, and each name one a queue may have (not too long, no NUL)."""
+    not_empty = _names(what)
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        not_empty(ctx, param, value)
+        for name in value if isinstance(value, tuple) else (value,):
+            try:
+                if name is not None:
+                    check_queue_name(name)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), ctx, param) from None
         return value
     return check
 
@@ -238,6 +256,24 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | 
         click.echo(f"Not failed or not found: {', '.join(sorted(missing))}", err=True)
     if held or missing:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("queues", nargs=-1, callback=_queue_names("queue names"))
+@click.option("--all", "-a", "all_", is_flag=True, help="Empty every queue that has queued jobs.")
+@dsn_option
+@_friendly
+def empty(queues: tuple[str, ...], all_: bool, dsn: str | None) -> None:
+    """Delete the queued jobs of QUEUES (as `rq empty`). Scheduled, deferred and running jobs stay."""
+    if not queues and not all_:
+        raise click.UsageError("name the QUEUEs to empty, or use --all")
+    if queues and all_:
+        raise click.UsageError("give QUEUEs or --all, not both")
+    names = list(dict.fromkeys(queues)) or [s.name for s in monitor.queue_stats(None, dsn) if s.queued]
+    if not names:
+        click.echo("Nothing to do")
+    for name in names:
+        click.echo(f"{Queue(name, dsn).empty()} jobs removed from {name} queue")
 
 
 @main.command()
