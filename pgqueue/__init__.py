@@ -22,6 +22,7 @@ from .exceptions import (
 )
 from .job import Job, JobStatus, Retry, atomic, get_current_job
 from .queue import Queue
+from .suspension import is_suspended, resume, suspend
 from .worker import SimpleWorker, Worker
 
 __version__ = "0.1.0"
@@ -46,7 +47,10 @@ __all__ = [
     "__version__",
     "atomic",
     "get_current_job",
+    "is_suspended",
     "job",
     "migrate",
+    "resume",
     "schema_sql",
+    "suspend",
 ]

@@ -406,10 +406,47 @@ def maintenance_limits(conn: Conn, lock_timeout: float, statement_timeout: float
                                           "statement_timeout": f"{round(statement_timeout * 1000)}ms"}, LimitsRow)
 
 
+# -- pauses ----------------------------------------------------------------------------------------
+class PauseRow(NamedTuple):
+    """A pause in force: ``scope`` 'all' or 'queue:NAME'; ``until`` None for one without an end."""
+    scope: str
+    paused_at: datetime
+    until: datetime | None
+    seconds_left: float | None
+
+
+class PausedRow(NamedTuple):
+    scope: str
+    paused_at: datetime
+    until: datetime | None
+    notified: Any
+
+
+class ResumedRow(NamedTuple):
+    scope: str
+    notified: Any
+
+
+def pause(conn: Conn, scope: str, seconds: float | None) -> PausedRow:
+    """Pause ``scope`` (see _notify.pause_scope) for ``seconds`` (None: until resumed); workers are told."""
+    return _execute(conn, "pause", {"scope": scope, "seconds": seconds}, PausedRow)[0]
+
+
+def resume(conn: Conn, scopes: Sequence[str]) -> list[str]:
+    """End the pauses of ``scopes``; returns those that were in force (workers are told of them)."""
+    return [r.scope for r in _execute(conn, "resume", {"scopes": list(scopes)}, ResumedRow)]
+
+
+def pauses(conn: Conn, caller: bool = True) -> list[PauseRow]:
+    """The pauses in force. ``caller=False``: on pgqueue's own autocommit connection, prepared (the worker)."""
+    return _rows(conn, caller, "pauses", {}, PauseRow)
+
+
 # -- sessions --------------------------------------------------------------------------------------
 def listen(conn: Conn, channel: str) -> None:
-    """LISTEN on ``jobs`` (new runnable work: queue names) or ``done`` (ended jobs: ids)."""
-    _do(conn, {"jobs": "listen_jobs", "done": "listen_done"}[channel])
+    """LISTEN on ``jobs`` (new runnable work: queue names), ``done`` (ended jobs: ids) or ``control``
+    (pauses that began or ended: their scopes)."""
+    _do(conn, {"jobs": "listen_jobs", "done": "listen_done", "control": "listen_control"}[channel])
 
 
 def worker_plan_settings(conn: Conn) -> None:
@@ -428,5 +465,6 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
-    "worker_plan_settings": None,
+    "worker_plan_settings": None, "pause": PausedRow, "resume": ResumedRow, "pauses": PauseRow,
+    "listen_control": None,
 }

@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -38,6 +39,24 @@ class _Seconds(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value} is not a finite number of seconds.", param, ctx)
         return number
+
+
+_NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")
+
+
+class _Duration(click.ParamType):
+    """A pause's length: seconds, or a string such as ``30m``, ``1h`` or ``1h30m`` (as enqueue's durations)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .suspension import pause_seconds
+
+        try:
+            return pause_seconds(float(value) if _NUMBER.fullmatch(str(value).strip()) else value)
+        except (ValueError, TypeError):
+            self.fail(f"{value!r} is not a pause's length: pass seconds, or a string such as 30m, 1h or 1h30m; "
+                      "more than 0 seconds and at most 68 years", param, ctx)
 
 
 def _names(what: str, blank: str = " ") -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -158,29 +177,53 @@ def _bar(count: int, widest: int, width: int = 40) -> str:
     return "█" * (max(1, round(count / widest * width)) if count else 0)
 
 
+def _until(pause: monitor.Pause, raw: bool = False) -> str:
+    if pause.until is None:
+        return ""
+    return f" until {pause.until.isoformat()}" if raw else f" until {pause.until:%Y-%m-%d %H:%M:%S %Z}".rstrip()
+
+
+def _pause_lines(pauses: list[monitor.Pause], raw: bool) -> list[str]:
+    """``pgqueue suspend`` and paused queues: ``suspended [until T]`` / ``paused QUEUE [until T]`` lines
+    with --raw, else a sentence each saying how to resume."""
+    if raw:
+        return [f"suspended{_until(p, True)}" if p.queue is None else f"paused {p.queue}{_until(p, True)}"
+                for p in pauses]
+    return [f"Workers suspended since {p.paused_at:%H:%M:%S}{_until(p)}: they start no job; "
+            "`pgqueue resume` resumes them" if p.queue is None else
+            f"Queue {p.queue} paused since {p.paused_at:%H:%M:%S}{_until(p)}: "
+            f"`pgqueue resume --queue {p.queue}` resumes it" for p in pauses]
+
+
 def _render_info(queues: tuple[str, ...], raw: bool, by_queue: bool, dsn: str | None) -> str:
     stats = monitor.queue_stats(list(queues) or None, dsn)
     workers = monitor.live_workers(dsn)
+    pauses = [p for p in monitor.pauses(dsn) if p.queue is None or not queues or p.queue in queues]
+    paused = {p.queue for p in pauses}
     if queues:
         workers = [w for w in workers if set(w.queues) & set(queues)]
+    # As RQ shows it: a worker that runs nothing while workers are suspended is "suspended".
+    state = {w.name: "suspended" if None in paused and w.state == "idle" else w.state for w in workers}
     lines: list[str] = []
     if raw:
         lines += [f"queue {s.name} {s.queued}" for s in stats]
-        lines += [f"worker {w.name} {w.state} {','.join(w.queues)}" for w in workers]
-        return "\n".join(lines)
+        lines += [f"worker {w.name} {state[w.name]} {','.join(w.queues)}" for w in workers]
+        return "\n".join(lines + _pause_lines(pauses, raw))
     widest = max([s.queued for s in stats] + [1])
     name_width = max([len(s.name) for s in stats] + [8])
     for s in stats:
-        lines.append(f"{s.name:<{name_width}} |{_bar(s.queued, widest)} {s.queued}")
+        lines.append(f"{s.name:<{name_width}} |{_bar(s.queued, widest)} {s.queued}"
+                     f"{' (paused)' if s.name in paused else ''}")
     lines.append(f"{len(stats)} queues, {sum(s.queued for s in stats)} jobs total")
+    lines += _pause_lines(pauses, raw)
     lines.append("")
     if by_queue:
         names = list(queues) or sorted({n for w in workers for n in w.queues})
         for name in names:
-            here = [f"{w.name} ({w.state})" for w in workers if name in w.queues]
+            here = [f"{w.name} ({state[w.name]})" for w in workers if name in w.queues]
             lines.append(f"{name + ':':<{name_width + 1}} {', '.join(here) or '–'}")
     else:
-        lines += [f"{w.name} {w.state}: {', '.join(w.queues)}" for w in workers]
+        lines += [f"{w.name} {state[w.name]}: {', '.join(w.queues)}" for w in workers]
     lines.append(f"{len(workers)} workers, {len(stats)} queues")
     lines.append("")
     if _config.embedded_in_use():  # said on stderr too, but --interval clears the screen
@@ -274,6 +317,55 @@ def empty(queues: tuple[str, ...], all_: bool, dsn: str | None) -> None:
         click.echo("Nothing to do")
     for name in names:
         click.echo(f"{Queue(name, dsn).empty()} jobs removed from {name} queue")
+
+
+def _scopes(queues: tuple[str, ...]) -> list[str | None]:
+    return list(dict.fromkeys(queues)) or [None]  # None: every worker
+
+
+@main.command()
+@click.option("--duration", "-d", type=_Duration(), default=None, metavar="DURATION",
+              help="End the suspension by itself after this long: seconds, or e.g. 30m, 1h, 1h30m (default: "
+                   "until `pgqueue resume`).")
+@click.option("--queue", "-q", "queues", multiple=True, callback=_queue_names("the queue name"),
+              help="Pause only this queue's jobs (repeatable), not every worker.")
+@dsn_option
+@_friendly
+def suspend(duration: float | None, queues: tuple[str, ...], dsn: str | None) -> None:
+    """Suspend all workers: running jobs finish, no other starts until `pgqueue resume` (as `rq suspend`).
+
+    With --queue, pause those queues only. Workers notice within a second (at their fallback poll without
+    LISTEN)."""
+    from . import suspension
+
+    for queue in _scopes(queues):
+        until = suspension.pause_scopes(dsn, queue, duration)
+        what = "Suspended all workers" if queue is None else f"Paused queue {queue}"
+        end = f" for {duration:g} s, until {until:%Y-%m-%d %H:%M:%S %Z}".rstrip() if until else ""
+        resume = "pgqueue resume" + ("" if queue is None else f" --queue {queue}")
+        click.echo(f"{what}{end}: running jobs finish, no other starts until `{resume}`"
+                   f"{' or the end' if until else ''}.")
+
+
+@main.command()
+@click.option("--queue", "-q", "queues", multiple=True, callback=_queue_names("the queue name"),
+              help="Resume this paused queue (repeatable), rather than the suspended workers.")
+@dsn_option
+@_friendly
+def resume(queues: tuple[str, ...], dsn: str | None) -> None:
+    """Resume the workers that `pgqueue suspend` suspended (as `rq resume`), or with --queue paused queues."""
+    from . import suspension
+
+    wanted = _scopes(queues)
+    resumed = suspension.resume_scopes(dsn, wanted)
+    for queue in wanted:
+        what = "all workers" if queue is None else f"queue {queue}"
+        click.echo(f"Resumed {what}." if queue in resumed else
+                   f"Nothing to resume: {'workers were not suspended' if queue is None else what + ' was not paused'}.")
+    if not queues:
+        still = [p.queue for p in monitor.pauses(dsn) if p.queue is not None]
+        if still:
+            click.echo(f"Queues still paused: {', '.join(still)} (`pgqueue resume --queue QUEUE`).", err=True)
 
 
 @main.command()

@@ -30,6 +30,7 @@ from ._execute import AbortJob, Outcome, Task
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
+from ._queues import ClaimOrder
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
@@ -109,6 +110,7 @@ class Worker:
         # jobs not started go back to their queue, no attempt used: what comes first by the queue order
         # and arrived meanwhile is claimed before them, and other workers may take them.
         self.give_back_after = float(give_back_after)
+        self._order = ClaimOrder(self.name, self.queues)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
         self._signals = 0
@@ -213,6 +215,7 @@ class Worker:
         with translate_errors(self.dsn):
             self._outcomes.open(self.dsn)
             _store.listen(self._listen, "jobs")
+            _store.listen(self._listen, "control")
             if self.worker_id is None:
                 sent = time.monotonic()
                 self.worker_id = _store.register_worker(
@@ -251,6 +254,7 @@ class Worker:
         self._ran = self._claimed = 0
         self._want_claim = True
         self._next_poll = time.monotonic() + self.poll_interval
+        self._order.stale = True  # read the pauses before the first claim
         backoff = 0.0
         while True:
             try:
@@ -258,6 +262,7 @@ class Worker:
                     self._connect()
                     log.info("Worker %s: reconnected to the database", self.name)
                     backoff, self._want_claim = 0.0, True
+                    self._order.stale = True  # pauses may have changed, unheard, meanwhile
                 if self._turn(slots, burst, max_jobs):
                     return self._ran
             except (DatabaseUnavailable, psycopg.Error) as exc:
@@ -298,6 +303,17 @@ class Worker:
             self._want_claim = True
         if now >= self._next_poll:
             self._next_poll, self._want_claim = now + self.poll_interval, True
+            self._order.stale = True  # the fallback poll reads the pauses again too
+        if self._order.stale:
+            self._read_pauses(now)
+
+    def _read_pauses(self, now: float) -> None:
+        assert self._conn is not None
+        more, ends_in = self._order.read_pauses(self._conn)
+        if more:
+            self._want_claim = True
+        if ends_in is not None:  # read them again when it ends
+            self._next_poll = min(self._next_poll, now + ends_in)
 
     def _stopping(self, slots: list[Slot]) -> None:
         if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline and self._signals < 2:
@@ -312,6 +328,11 @@ class Worker:
     def _claim_round(self, slots: list[Slot], max_jobs: int | None) -> bool:
         """Claim for the slots that take more work; True if jobs were claimed."""
         if self._signals or not self._want_claim or (max_jobs is not None and self._claimed >= max_jobs):
+            return False
+        if not self._order.serving:  # suspended, or every queue of ours paused
+            log.debug("Worker %s: claims nothing: %s", self.name,
+                      "suspended" if self._order.suspended else "all its queues are paused")
+            self._want_claim = False
             return False
         if self._lease is None or not self._lease.held:
             return False  # the fence stopped our jobs: nothing new until the heartbeat is renewed
@@ -377,11 +398,18 @@ class Worker:
         pgconn.consume_input()  # raises OperationalError if the connection broke
         wanted = False
         while (note := pgconn.notifies()) is not None:
-            if note.extra.decode() in self.queues:
+            if note.relname == b"pgqueue_control":
+                self._on_control(note.extra.decode())
+            elif note.extra.decode() in self.queues:
                 wanted = True
         if pgconn.status != psycopg.pq.ConnStatus.OK:
             raise DatabaseUnavailable("the LISTEN connection was closed")
         return wanted
+
+    def _on_control(self, scope: str) -> None:
+        """A pause began or ended: read the pauses again before the next claim, if it is one of ours."""
+        if self._order.concerns(scope):
+            self._order.stale = True
 
     # -- claiming and dispatching ----------------------------------------------------------------
     def _batch_size(self) -> int:
@@ -397,7 +425,7 @@ class Worker:
         """Claim up to ``limit`` jobs, queues in priority order; the first ``start_now`` start at once."""
         assert self._conn is not None
         tasks: list[Task] = []
-        for queue in self.queues:
+        for queue in self._order.serving:
             rows = _store.claim(self._conn, queue=queue, limit=limit - len(tasks), worker_id=self.worker_id,
                                 worker_name=self.name, start_now=max(0, start_now - len(tasks)))
             rows.sort(key=_PRIORITY_ORDER)
@@ -438,7 +466,7 @@ class Worker:
     def _next_scheduled(self, now: float) -> float:
         """When the earliest scheduled job of our queues becomes due (monotonic clock)."""
         assert self._conn is not None
-        seconds = _store.next_scheduled(self._conn, self.queues)
+        seconds = _store.next_scheduled(self._conn, self._order.serving)
         return now + (self.poll_interval if seconds is None else max(0.0, seconds))
 
     # -- outcomes --------------------------------------------------------------------------------

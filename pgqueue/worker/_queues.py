@@ -1,0 +1,76 @@
+"""Which of its queues a worker claims from: those that the pauses in force (``pgqueue suspend``,
+``Queue.pause``) leave it.
+
+The pauses are kept here, in memory, so a claim costs no statement more: they are read again when a
+``pgqueue_control`` notification names one of this worker's scopes, at each fallback poll (which covers a
+worker without LISTEN, or a notification lost with its connection), and when a pause's end comes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from .. import _store
+from .._notify import ALL, QUEUE_SCOPE
+
+log = logging.getLogger("pgqueue.worker")
+
+
+class ClaimOrder:
+    """The queues a worker claims from now."""
+
+    def __init__(self, worker_name: str, queues: Sequence[str]) -> None:
+        self.worker_name = worker_name
+        self.queues = list(queues)
+        self.serving = list(queues)  # the queues not paused, in the order given; none while suspended
+        self.suspended = False
+        self.paused: set[str] = set()
+        self.stale = True  # the pauses are to be read before the next claim
+
+    # -- pauses ----------------------------------------------------------------------------------
+    def concerns(self, scope: str) -> bool:
+        """Whether a pause of ``scope`` (a pgqueue_control payload) is one of this worker's."""
+        return scope == ALL or (scope.startswith(QUEUE_SCOPE) and scope[len(QUEUE_SCOPE):] in self.queues)
+
+    def read_pauses(self, conn: psycopg.Connection[Any]) -> tuple[bool, float | None]:
+        """Read the pauses in force and apply them. Returns whether a queue became claimable again, and
+        the seconds until the first of this worker's pauses ends by itself (None: none does)."""
+        self.stale = False
+        suspended, paused, ends, until = False, set(), [], {}
+        for row in _store.pauses(conn, caller=False):
+            if not self.concerns(row.scope):
+                continue
+            name = None if row.scope == ALL else row.scope[len(QUEUE_SCOPE):]
+            if name is None:
+                suspended = True
+            else:
+                paused.add(name)
+            if row.seconds_left is not None:
+                ends.append(row.seconds_left)
+                until[name] = row.until
+        before = set(self.serving)
+        self._log_changes(suspended, paused, until)
+        self.suspended, self.paused = suspended, paused
+        self.serving = [] if suspended else [q for q in self.queues if q not in paused]
+        return bool(set(self.serving) - before), (max(0.0, min(ends)) if ends else None)
+
+    def _log_changes(self, suspended: bool, paused: set[str], until: dict[str | None, Any]) -> None:
+        """Once when the worker is suspended and once when it resumes; the same for each paused queue."""
+        name = self.worker_name
+        if suspended and not self.suspended:
+            log.info("Worker %s: suspended%s, run `pgqueue resume` to resume", name, _until(until.get(None)))
+        elif self.suspended and not suspended:
+            log.info("Worker %s: resumed", name)
+        for queue in [q for q in self.queues if q in paused - self.paused]:
+            log.info("Worker %s: queue %s paused%s, run `pgqueue resume --queue %s` to resume it", name, queue,
+                     _until(until.get(queue)), queue)
+        for queue in [q for q in self.queues if q in self.paused - paused]:
+            log.info("Worker %s: queue %s resumed", name, queue)
+
+
+def _until(when: Any) -> str:
+    return "" if when is None else f" until {when:%Y-%m-%d %H:%M:%S %Z}".rstrip()
