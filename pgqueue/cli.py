@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from . import _config, monitor
+from . import _cli_args, _config, monitor
 from ._notify import check_queue_name
 from .exceptions import PgQueueError
+from .job import Retry
 from .queue import Queue
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -366,6 +367,66 @@ def resume(queues: tuple[str, ...], dsn: str | None) -> None:
         still = [p.queue for p in monitor.pauses(dsn) if p.queue is not None]
         if still:
             click.echo(f"Queues still paused: {', '.join(still)} (`pgqueue resume --queue QUEUE`).", err=True)
+
+
+def _call_text(func: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    return f"{func}({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
+
+
+@main.command()
+@click.argument("function")
+@click.argument("arguments", nargs=-1)
+@click.option("--queue", "-q", default="default", show_default=True, callback=_queue_names("the queue name"),
+              help="The queue to put the job on.")
+@click.option("--args", "args_json", metavar="JSON", help="Positional arguments as a JSON array (before ARGUMENTS').")
+@click.option("--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments as a JSON object.")
+@click.option("--job-id", default=None, help="The job's id (enqueueing it again returns the existing job).")
+@click.option("--timeout", default=None, metavar="DURATION", help="job_timeout: seconds, 30m, ...; -1: none.")
+@click.option("--result-ttl", default=None, metavar="DURATION", help="Keep a finished job this long (-1: forever).")
+@click.option("--failure-ttl", default=None, metavar="DURATION", help="Keep a failed job this long (-1: forever).")
+@click.option("--ttl", default=None, metavar="DURATION", help="Cancel the job if it has not started by then.")
+@click.option("--description", default=None, help="The job's description.")
+@click.option("--depends-on", multiple=True, metavar="JOB_ID", help="Run after this job finished (repeatable).")
+@click.option("--at-front", is_flag=True, help="Put the job ahead of every job waiting in its queue.")
+@click.option("--priority", default=None, type=int, help="Lower runs first within the queue (default 0).")
+@click.option("--unique-key", default=None, help="At most one live job per key.")
+@click.option("--retry-max", default=0, type=click.IntRange(min=0), help="Retries after a failure.")
+@click.option("--retry-interval", multiple=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Seconds before each retry (repeatable; the last repeats).")
+@click.option("--schedule-at", "--at", "schedule_at", default=None, metavar="TIME",
+              help="Run at this ISO 8601 time (without an offset: local time).")
+@click.option("--schedule-in", "--in", "schedule_in", default=None, metavar="DURATION",
+              help="Run after this long: seconds, or e.g. 10s, 5m, 2d.")
+@click.option("--quiet", is_flag=True, help="Print the job id only (no 'Enqueued ...' line on stderr).")
+@dsn_option
+@_friendly
+def enqueue(function: str, arguments: tuple[str, ...], queue: str, args_json: str | None, kwargs_json: str | None,
+            job_id: str | None, timeout: str | None, result_ttl: str | None, failure_ttl: str | None,
+            ttl: str | None, description: str | None, depends_on: tuple[str, ...], at_front: bool,
+            priority: int | None, unique_key: str | None, retry_max: int, retry_interval: tuple[float, ...],
+            schedule_at: str | None, schedule_in: str | None, quiet: bool, dsn: str | None) -> None:
+    """Enqueue FUNCTION (a dotted path) with ARGUMENTS, as `rq enqueue`; prints the job id.
+
+    ARGUMENTS in RQ's notation: `text`, `key=text`, `:json`, `key:=json`, `%literal`, `key%=literal`
+    (Python literals only), and `@file` for a value read from a file. See docs/cli.md."""
+    if retry_interval and not retry_max:
+        raise click.UsageError("--retry-interval goes with --retry-max N")
+    try:
+        args, kwargs = _cli_args.parse_function_args(arguments, args_json, kwargs_json)
+        options = _cli_args.durations(timeout, result_ttl, failure_ttl, ttl)
+        options.update(_cli_args.parse_schedule(schedule_at, schedule_in))
+        given = {"job_id": job_id, "description": description, "depends_on": list(depends_on) or None,
+                 "priority": priority, "unique_key": unique_key, "at_front": at_front or None,
+                 "retry": Retry(retry_max, list(retry_interval) or 0) if retry_max else None}
+        options.update({name: value for name, value in given.items() if value is not None})
+        job = Queue(queue, dsn).enqueue_call(function, args=args, kwargs=kwargs, **options)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(job.id)
+    if not quiet:
+        when = f" to run at {job.scheduled_at:%Y-%m-%d %H:%M:%S %Z}".rstrip() \
+            if job.status == "scheduled" else ""
+        click.echo(f"Enqueued {_call_text(job.func_name, args, kwargs)} with job-id '{job.id}'{when}.", err=True)
 
 
 @main.command()
