@@ -148,6 +148,10 @@ def main() -> None:
 @click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
               type=click.Path(exists=True, file_okay=False),
               help="Put this folder on sys.path, so job modules import from it (repeatable; as in RQ).")
+@click.option("--exception-handler", "exception_handlers", multiple=True, metavar="DOTTED.PATH",
+              help="Call handler(job, exc_type, exc_value, traceback) in the job's process when a job raises "
+                   "(repeatable, in order; one returning False stops the chain), as RQ's.")
+@click.option("--disable-default-exception-handler", "-d", "no_default_handler", is_flag=True, hidden=True)
 @click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
 @click.option("--verbose", "-v", is_flag=True, help="Log debug messages too.")
 @dsn_option
@@ -155,7 +159,8 @@ def main() -> None:
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
            lease: float, lease_margin: float | None, poll_interval: float, allow_modules: tuple[str, ...],
            grace: float | None,
-           give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...], quiet: bool,
+           give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...],
+           exception_handlers: tuple[str, ...], no_default_handler: bool, quiet: bool,
            verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     from .worker import SimpleWorker, Worker
@@ -164,12 +169,17 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
         sys.path.insert(0, os.path.abspath(path))
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     _log_to_stderr(level)
+    if no_default_handler:
+        raise click.UsageError(
+            "--disable-default-exception-handler has no pgqueue equivalent: RQ's default handler moves a failed "
+            "job to its FailedJobRegistry, while a pgqueue job is a row whose failure is always recorded (status "
+            "failed, exc_info); enqueue with failure_ttl= to have failed jobs deleted")
     cls = SimpleWorker if simple else Worker
     try:
         w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
-                give_back_after=give_back_after)
-    except ValueError as exc:
+                give_back_after=give_back_after, exception_handlers=exception_handlers)
+    except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
 

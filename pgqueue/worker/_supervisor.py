@@ -26,7 +26,8 @@ from .. import _serialize, _store
 from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import DatabaseUnavailable
-from ._execute import AbortJob, Outcome, Task
+from ._execute import AbortJob, ExceptionHandler, Outcome, Task
+from ._execute import exception_handlers as _exception_handlers
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
@@ -66,6 +67,7 @@ class Worker:
     comes. ``allow_modules`` restricts which job functions may be imported (module prefixes). ``grace``
     bounds a warm shutdown: jobs still running that many seconds after the first stop signal are
     stopped and put back on their queue, as a second signal would (default: wait for them, as RQ does).
+    ``exception_handlers`` are RQ's: called in the job's process when a job raises (see docs/cli.md).
     """
 
     _in_process = False
@@ -73,7 +75,8 @@ class Worker:
     def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
                  poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 1000,
-                 grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None) -> None:
+                 grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None,
+                 exception_handlers: Sequence[ExceptionHandler | str] = ()) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -110,6 +113,8 @@ class Worker:
         # jobs not started go back to their queue, no attempt used: what comes first by the queue order
         # and arrived meanwhile is claimed before them, and other workers may take them.
         self.give_back_after = float(give_back_after)
+        # RQ's exception handlers, called in the job's process when it raises: callables or dotted paths.
+        self.exception_handlers = _exception_handlers(exception_handlers)
         self._order = ClaimOrder(self.name, self.queues)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
@@ -197,8 +202,9 @@ class Worker:
     def _make_slots(self) -> list[Slot]:
         if self._in_process:
             return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0, self._announce,
-                                  self.give_back_after)]
-        return [ChildSlot(i, self.dsn, self.name, self.allow_modules) for i in range(self.concurrency)]
+                                  self.give_back_after, self.exception_handlers)]
+        return [ChildSlot(i, self.dsn, self.name, self.allow_modules, self.exception_handlers)
+                for i in range(self.concurrency)]
 
     def _connect(self) -> None:
         self._conn = connect(self.dsn, role=f"{self.name}:claim")
