@@ -152,6 +152,10 @@ def main() -> None:
               help="Call handler(job, exc_type, exc_value, traceback) in the job's process when a job raises "
                    "(repeatable, in order; one returning False stops the chain), as RQ's.")
 @click.option("--disable-default-exception-handler", "-d", "no_default_handler", is_flag=True, hidden=True)
+@click.option("--dequeue-strategy", "-ds", default="default", show_default=True,
+              type=click.Choice(["default", "round_robin", "random"]),
+              help="default: queue order is priority; round_robin: each claim starts after the queue served "
+                   "last; random: a new order each claim (as RQ's).")
 @click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
 @click.option("--verbose", "-v", is_flag=True, help="Log debug messages too.")
 @dsn_option
@@ -160,7 +164,7 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
            lease: float, lease_margin: float | None, poll_interval: float, allow_modules: tuple[str, ...],
            grace: float | None,
            give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...],
-           exception_handlers: tuple[str, ...], no_default_handler: bool, quiet: bool,
+           exception_handlers: tuple[str, ...], no_default_handler: bool, dequeue_strategy: str, quiet: bool,
            verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     from .worker import SimpleWorker, Worker
@@ -178,7 +182,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
     try:
         w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
-                give_back_after=give_back_after, exception_handlers=exception_handlers)
+                give_back_after=give_back_after, exception_handlers=exception_handlers,
+                dequeue_strategy=dequeue_strategy)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)

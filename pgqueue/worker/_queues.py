@@ -1,5 +1,5 @@
-"""Which of its queues a worker claims from: those that the pauses in force (``pgqueue suspend``,
-``Queue.pause``) leave it.
+"""Which of its queues a worker claims from, and in what order: the pauses in force (``pgqueue suspend``,
+``Queue.pause``) and the dequeue strategy (RQ's ``--dequeue-strategy``).
 
 The pauses are kept here, in memory, so a claim costs no statement more: they are read again when a
 ``pgqueue_control`` notification names one of this worker's scopes, at each fallback poll (which covers a
@@ -8,7 +8,9 @@ worker without LISTEN, or a notification lost with its connection), and when a p
 
 from __future__ import annotations
 
+import enum
 import logging
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,16 +22,55 @@ from .._notify import ALL, QUEUE_SCOPE
 log = logging.getLogger("pgqueue.worker")
 
 
-class ClaimOrder:
-    """The queues a worker claims from now."""
+class DequeueStrategy(str, enum.Enum):
+    """The order in which a worker takes its queues (RQ's names and meanings).
 
-    def __init__(self, worker_name: str, queues: Sequence[str]) -> None:
+    - ``default``: the order given, as priority: all runnable work on the first queue before the second.
+    - ``round_robin``: each claim starts with the queue after the one the previous claim took jobs from.
+    - ``random``: each claim takes the queues in a new random order.
+    """
+
+    DEFAULT = "default"
+    ROUND_ROBIN = "round_robin"
+    RANDOM = "random"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def dequeue_strategy(value: Any) -> DequeueStrategy:
+    """``value`` as a DequeueStrategy, or ValueError naming the ones there are."""
+    try:
+        return DequeueStrategy(value)
+    except ValueError:
+        names = ", ".join(repr(s.value) for s in DequeueStrategy)
+        raise ValueError(f"dequeue_strategy must be one of {names}, not {value!r}") from None
+
+
+class ClaimOrder:
+    """The queues a worker claims from now, in the order of this claim."""
+
+    def __init__(self, worker_name: str, queues: Sequence[str], strategy: DequeueStrategy) -> None:
         self.worker_name = worker_name
         self.queues = list(queues)
+        self.strategy = strategy
         self.serving = list(queues)  # the queues not paused, in the order given; none while suspended
         self.suspended = False
         self.paused: set[str] = set()
         self.stale = True  # the pauses are to be read before the next claim
+        self.last_served: str | None = None  # round_robin: the last queue the last claim took jobs from
+
+    def order(self) -> list[str]:
+        """The queues to claim from, in this claim's order (``default``: ``serving`` itself, no copy)."""
+        serving = self.serving
+        if self.strategy is DequeueStrategy.DEFAULT or len(serving) < 2:
+            return serving
+        if self.strategy is DequeueStrategy.RANDOM:
+            return random.sample(serving, len(serving))
+        if self.last_served not in serving:
+            return serving
+        after = serving.index(self.last_served) + 1
+        return serving[after:] + serving[:after]
 
     # -- pauses ----------------------------------------------------------------------------------
     def concerns(self, scope: str) -> bool:

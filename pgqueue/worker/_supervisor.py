@@ -31,7 +31,8 @@ from ._execute import exception_handlers as _exception_handlers
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
-from ._queues import ClaimOrder
+from ._queues import ClaimOrder, DequeueStrategy
+from ._queues import dequeue_strategy as _strategy
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
@@ -76,7 +77,8 @@ class Worker:
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
                  poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 1000,
                  grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None,
-                 exception_handlers: Sequence[ExceptionHandler | str] = ()) -> None:
+                 exception_handlers: Sequence[ExceptionHandler | str] = (),
+                 dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -115,7 +117,8 @@ class Worker:
         self.give_back_after = float(give_back_after)
         # RQ's exception handlers, called in the job's process when it raises: callables or dotted paths.
         self.exception_handlers = _exception_handlers(exception_handlers)
-        self._order = ClaimOrder(self.name, self.queues)
+        self.dequeue_strategy = _strategy(dequeue_strategy)  # RQ's: default, round_robin or random
+        self._order = ClaimOrder(self.name, self.queues, self.dequeue_strategy)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
         self._signals = 0
@@ -158,11 +161,15 @@ class Worker:
             raise AbortJob()  # interrupts the job running in this very thread; work() requeues it
 
     # -- the loop --------------------------------------------------------------------------------
-    def work(self, burst: bool = False, max_jobs: int | None = None) -> bool:
+    def work(self, burst: bool = False, max_jobs: int | None = None,
+             dequeue_strategy: DequeueStrategy | str | None = None) -> bool:
         """Serve jobs until stopped (or, with ``burst``, until nothing is runnable; with ``max_jobs``,
-        after that many jobs). Returns whether any job ran."""
+        after that many jobs). ``dequeue_strategy`` (RQ's place for it) replaces the worker's. Returns
+        whether any job ran."""
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
             raise ValueError(f"max_jobs must be a whole number >= 1 (or None), not {max_jobs!r}")
+        if dequeue_strategy is not None:
+            self.dequeue_strategy = self._order.strategy = _strategy(dequeue_strategy)
         self._signals = 0
         self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
@@ -310,16 +317,11 @@ class Worker:
         if now >= self._next_poll:
             self._next_poll, self._want_claim = now + self.poll_interval, True
             self._order.stale = True  # the fallback poll reads the pauses again too
-        if self._order.stale:
-            self._read_pauses(now)
-
-    def _read_pauses(self, now: float) -> None:
-        assert self._conn is not None
-        more, ends_in = self._order.read_pauses(self._conn)
-        if more:
-            self._want_claim = True
-        if ends_in is not None:  # read them again when it ends
-            self._next_poll = min(self._next_poll, now + ends_in)
+        if self._order.stale:  # a queue may have become claimable again; a pause's end: read them then
+            more, ends_in = self._order.read_pauses(self._conn)
+            self._want_claim = self._want_claim or more
+            if ends_in is not None:
+                self._next_poll = min(self._next_poll, now + ends_in)
 
     def _stopping(self, slots: list[Slot]) -> None:
         if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline and self._signals < 2:
@@ -428,13 +430,15 @@ class Worker:
         return [s for s in slots if len(s.tasks) <= half and not (s.tasks and s.current_start <= late)]
 
     def _claim(self, limit: int, start_now: int) -> list[Task]:
-        """Claim up to ``limit`` jobs, queues in priority order; the first ``start_now`` start at once."""
+        """Claim up to ``limit`` jobs, queues in the strategy's order; the first ``start_now`` start at once."""
         assert self._conn is not None
         tasks: list[Task] = []
-        for queue in self._order.serving:
+        for queue in self._order.order():
             rows = _store.claim(self._conn, queue=queue, limit=limit - len(tasks), worker_id=self.worker_id,
                                 worker_name=self.name, start_now=max(0, start_now - len(tasks)))
             rows.sort(key=_PRIORITY_ORDER)
+            if rows:
+                self._order.last_served = queue  # round_robin starts the next claim after it
             tasks.extend([Task(r.id, r.queue, r.func_name, r.args_json, r.kwargs_json, r.timeout, r.attempt,
                                r.meta_json, r.claim, r.marked, self.worker_id) for r in rows])  # type: ignore[arg-type]
             if len(tasks) >= limit:
