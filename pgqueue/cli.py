@@ -253,7 +253,8 @@ MIN_INTERVAL = 0.1
 
 @main.command()
 @click.argument("queues", nargs=-1, callback=_names("queue names"))
-@click.option("--raw", "-r", is_flag=True, help="Print `queue NAME COUNT` and `worker NAME STATE QUEUES` lines.")
+@click.option("--raw", "-r", is_flag=True, help="Print `queue NAME COUNT` and `worker NAME STATE QUEUES` lines "
+                                                  "(and `suspended` / `paused QUEUE` ones).")
 @click.option("--by-queue", "-R", is_flag=True, help="Group workers by queue (not with --raw).")
 @click.option("--interval", "-i", type=_Seconds(min=MIN_INTERVAL), default=None, metavar="SECONDS",
               help=f"Refresh every SECONDS (at least {MIN_INTERVAL}) until Ctrl-C.")
@@ -393,7 +394,7 @@ def _call_text(func: str, args: list[Any], kwargs: dict[str, Any]) -> str:
 @click.argument("arguments", nargs=-1)
 @click.option("--queue", "-q", default="default", show_default=True, callback=_queue_names("the queue name"),
               help="The queue to put the job on.")
-@click.option("--args", "args_json", metavar="JSON", help="Positional arguments as a JSON array (before ARGUMENTS').")
+@click.option("--args", "args_json", metavar="JSON", help="Positional arguments as a JSON array (before ARGUMENTS).")
 @click.option("--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments as a JSON object.")
 @click.option("--job-id", default=None, help="The job's id (enqueueing it again returns the existing job).")
 @click.option("--timeout", default=None, metavar="DURATION", help="job_timeout: seconds, 30m, ...; -1: none.")
