@@ -6,6 +6,7 @@
 Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README and docs/.
 """
 
+from ._config import configure
 from ._migrate import migrate, schema_sql
 from .decorators import job
 from .exceptions import (
@@ -46,6 +47,7 @@ __all__ = [
     "Worker",
     "__version__",
     "atomic",
+    "configure",
     "get_current_job",
     "is_suspended",
     "job",

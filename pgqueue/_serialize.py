@@ -11,6 +11,7 @@ import datetime as _dt
 import decimal
 import json
 import re
+import sys
 import uuid
 from typing import Any
 
@@ -106,23 +107,14 @@ _encode_str = json.encoder.encode_basestring  # as the encoders above: non-ASCII
 
 def dumps(value: Any) -> str:
     """Serialise ``value`` to JSON text, raising ``TypeError`` for anything pgqueue cannot round-trip."""
-    kind = type(value)
-    if kind is int:  # the common results, without the encoder's machinery
-        return int.__repr__(value)
-    if value is None:
-        return "null"
-    flat = (kind is list or kind is tuple) and len(value) <= 8 and _short_flat(value)
-    if flat:
-        text = flat
-    else:
-        if not ((kind is list or kind is tuple) and all(type(v) in _FLAT for v in value)):  # no dict inside
-            if _check_keys(value):
-                value = _escape(value)
-        try:
-            text = "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
-        except ValueError:  # NaN / Infinity: jsonb rejects them
-            raise TypeError("pgqueue cannot store NaN or infinite floats: JSON (and jsonb) has no such numbers") \
-                from None
+    try:
+        text = _encode(value)
+    except ValueError as exc:  # what JSON (and jsonb) cannot hold: NaN, infinities, ints too long for text
+        if "integer string conversion" in str(exc):
+            raise TypeError(f"pgqueue cannot store an int of more than {sys.get_int_max_str_digits()} digits "
+                            "as JSON; pass it as a str") from None
+        raise TypeError("pgqueue cannot store NaN or infinite floats: JSON (and jsonb) has no such numbers") \
+            from None
     if "\\u0000" in text and _NUL.search(text):
         raise TypeError("pgqueue cannot store a string containing a NUL character (\\x00): jsonb rejects it")
     if not text.isascii():
@@ -132,6 +124,21 @@ def dumps(value: Any) -> str:
             raise TypeError(f"pgqueue cannot store a string that is not valid Unicode: {exc.reason} "
                             f"({text[exc.start:exc.end]!a})") from None
     return text
+
+
+def _encode(value: Any) -> str:
+    kind = type(value)
+    if kind is int:  # the common results, without the encoder's machinery
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    flat = (kind is list or kind is tuple) and len(value) <= 8 and _short_flat(value)
+    if flat:
+        return flat
+    if not ((kind is list or kind is tuple) and all(type(v) in _FLAT for v in value)):  # no dict inside
+        if _check_keys(value):
+            value = _escape(value)
+    return "".join(_c_encode(value, 0)) if _c_encode is not None else _encoder.encode(value)
 
 
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"

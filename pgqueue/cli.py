@@ -133,8 +133,14 @@ def main() -> None:
 @click.option("--lease-margin", default=None, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
               help="Stop running jobs when the heartbeat could not be renewed for lease minus this "
                    "(default: a fifth of the lease), before another worker may rescue them.")
-@click.option("--poll-interval", default=5.0, show_default=True, type=_Seconds(min=0, min_open=True),
-              metavar="SECONDS", help="Fallback poll when no notification comes.")
+@click.option("--poll-interval", default=None, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
+              help="Fallback poll when no notification comes (default 5); without LISTEN, the poll (default 1).")
+@click.option("--listen/--no-listen", default=None,
+              help="Sleep on LISTEN for new jobs, or only poll. Default: listen, except behind a transaction "
+                   "pooler ($PGQUEUE_TRANSACTION_POOLING) without --listen-dsn.")
+@click.option("--listen-dsn", default=None, metavar="URL",
+              help="A direct URL of the same database to LISTEN on, when --dsn leads to a transaction pooler "
+                   "(default: $PGQUEUE_LISTEN_DATABASE_URL).")
 @click.option("--allow-module", "allow_modules", multiple=True, metavar="PREFIX",
               callback=_names("a module prefix", " ."),
               help="Only run job functions under this module prefix (repeatable).")
@@ -161,11 +167,10 @@ def main() -> None:
 @dsn_option
 @_friendly
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
-           lease: float, lease_margin: float | None, poll_interval: float, allow_modules: tuple[str, ...],
-           grace: float | None,
-           give_back_after: float, simple: bool, max_jobs: int | None, paths: tuple[str, ...],
-           exception_handlers: tuple[str, ...], no_default_handler: bool, dequeue_strategy: str, quiet: bool,
-           verbose: bool, dsn: str | None) -> None:
+           lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
+           listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
+           simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
+           no_default_handler: bool, dequeue_strategy: str, quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     from .worker import SimpleWorker, Worker
 
@@ -182,8 +187,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
     try:
         w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
-                give_back_after=give_back_after, exception_handlers=exception_handlers,
-                dequeue_strategy=dequeue_strategy)
+                give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
+                exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from . import _serialize, _store, monitor
+from . import _config, _serialize, _store, monitor
 from ._db import connect, readable, shared_connection, translate_errors
 from .exceptions import JobFailed, NoSuchJobError
 
@@ -35,6 +35,10 @@ class JobStatus(str, enum.Enum):
 
 
 _FINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED})
+
+#: Seconds between two looks at a job's status by ``job.wait()`` when it cannot LISTEN: in
+#: transaction-pooling mode without ``PGQUEUE_LISTEN_DATABASE_URL``. Each look is one short statement.
+WAIT_POLL_INTERVAL = 0.25
 
 
 _INT32_MAX = 2**31 - 1  # max_attempts (1 + max) is an integer column; intervals are capped alike (68 years)
@@ -312,19 +316,37 @@ class Job:
             _store.delete_job(conn, self.id)
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Block until the job ends and return its result. Woken by the worker's NOTIFY, not by polling.
+        """Block until the job ends and return its result. Woken by the worker's NOTIFY, not by polling,
+        on a connection of its own (to ``PGQUEUE_LISTEN_DATABASE_URL`` if set). In transaction-pooling
+        mode without that URL it looks at the job's status every :data:`WAIT_POLL_INTERVAL` seconds instead.
         Raises :class:`JobFailed` if it failed or was canceled, ``TimeoutError`` if ``timeout`` passes."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with connect(self._dsn, role="wait") as conn, translate_errors(self._dsn):
+        listen_dsn = _config.listen_dsn()
+        if listen_dsn is None and _config.transaction_pooling():
+            return self._poll_until_ended(deadline, timeout)
+        with connect(listen_dsn or self._dsn, role="wait", pooled=False) as conn, translate_errors(self._dsn):
             _store.listen(conn, "done")
             while True:
                 self.refresh()  # after LISTEN, so an end between the two cannot be missed
-                if self.status == JobStatus.FINISHED:
-                    return self._result
                 if self.status.is_final:
-                    raise JobFailed(self.id, self.status.value, self._exc_info)
+                    return self._outcome()
                 if not _wait_for_ids(conn, {self.id}, deadline):
                     raise TimeoutError(f"job {self.id} did not end within {timeout} seconds")
+
+    def _poll_until_ended(self, deadline: float | None, timeout: float | None) -> Any:
+        while not self.get_status().is_final:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"job {self.id} did not end within {timeout} seconds")
+            time.sleep(WAIT_POLL_INTERVAL if remaining is None else min(WAIT_POLL_INTERVAL, remaining))
+        self.refresh()
+        return self._outcome()
+
+    def _outcome(self) -> Any:
+        """The result of a job that ended (as last loaded), or JobFailed."""
+        if self.status == JobStatus.FINISHED:
+            return self._result
+        raise JobFailed(self.id, self.status.value, self._exc_info)
 
 
 def _wait_for_ids(conn: Any, ids: set[str], deadline: float | None) -> bool:

@@ -113,9 +113,7 @@ class EnqueueData:
             self.meta = dict(meta)
             self.meta_json = _serialize.dumps(self.meta)
         if job_id is not None:
-            self.custom_id, self.id = True, str(job_id)
-            if not self.id:
-                raise ValueError("job_id must not be empty")
+            self.custom_id, self.id = True, _options.key("job_id", job_id)
         if retry is not None:
             self.max_attempts, self.intervals = _attempts_of(retry)
         self.priority = priority if priority == 0 and type(priority) is int else _options.priority(priority)
@@ -126,7 +124,7 @@ class EnqueueData:
         if self.custom_id and self.id in self.depends_on:
             raise ValueError(f"job {self.id!r} depends on itself, so it could never run: "
                              f"remove {self.id!r} from its depends_on")
-        self.unique_key = unique_key
+        self.unique_key = None if unique_key is None else _options.key("unique_key", unique_key)
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
         self.scheduled_at = scheduled_at

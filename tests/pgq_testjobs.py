@@ -18,7 +18,8 @@ _conn_pid = 0
 def _db() -> psycopg.Connection[Any]:
     global _conn, _conn_pid
     if _conn is None or _conn_pid != os.getpid() or _conn.closed:
-        _conn = psycopg.connect(os.environ["PGQUEUE_DATABASE_URL"], autocommit=True)
+        # No prepared statements: the URL may lead to a transaction pooler (tests/test_pgbouncer.py).
+        _conn = psycopg.connect(os.environ["PGQUEUE_DATABASE_URL"], autocommit=True, prepare_threshold=None)
         _conn_pid = os.getpid()
     return _conn
 
@@ -79,6 +80,16 @@ def wait_for_peers(tag: str, peers: int, timeout: float = 20.0) -> int:
             return int(row[0])
         time.sleep(0.01)
     raise TimeoutError(f"only saw fewer than {peers} concurrent jobs")
+
+
+def hang_on_first_attempt(tag: str) -> str:
+    """Record ``started:TAG``; the first attempt then hangs (until killed), a later one records ``TAG``."""
+    record(f"started:{tag}")
+    job = pgqueue.get_current_job()
+    assert job is not None
+    if job.attempts == 1:
+        time.sleep(600)
+    return record(tag)
 
 
 def spin_forever() -> None:

@@ -13,7 +13,9 @@ import psycopg
 import pytest
 from conftest import run_cli, wait_for
 
-from pgqueue._config import normalize_dsn, resolve_dsn
+import pgqueue
+from pgqueue import ConfigurationError
+from pgqueue._config import listen_dsn, normalize_dsn, resolve_dsn, transaction_pooling
 
 pytestmark = pytest.mark.nodb
 
@@ -193,3 +195,42 @@ def test_embedded_status_of_a_directory_never_used(tmp_path: Path) -> None:
     result = run_cli("embedded", "status", env={"PGQUEUE_EMBEDDED_DATA": str(tmp_path / "none")})
     assert result.returncode == 3 and f"  data directory: {tmp_path / 'none'} (not created yet)" in result.stdout
     assert not (tmp_path / "none").exists()  # status starts nothing
+@pytest.fixture
+def unconfigured(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.delenv("PGQUEUE_TRANSACTION_POOLING", raising=False)
+    monkeypatch.delenv("PGQUEUE_LISTEN_DATABASE_URL", raising=False)
+    yield
+    pgqueue.configure(transaction_pooling=None, listen_dsn=None)
+
+
+def test_transaction_pooling_from_the_environment_unless_configured(unconfigured: None,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    assert transaction_pooling() is False
+    for value, expected in [("1", True), ("true", True), (" YES ", True), ("on", True), ("0", False),
+                            ("false", False), ("no", False), ("off", False), ("", False)]:
+        monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", value)
+        assert transaction_pooling() is expected, value
+    monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", "transaction")
+    with pytest.raises(ConfigurationError, match="PGQUEUE_TRANSACTION_POOLING must be 1 or 0"):
+        transaction_pooling()
+    pgqueue.configure(transaction_pooling=True)  # over the environment, even one it cannot read
+    assert transaction_pooling() is True
+    monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", "1")
+    pgqueue.configure(transaction_pooling=False)
+    assert transaction_pooling() is False
+    pgqueue.configure(listen_dsn="postgresql:///elsewhere")  # leaves transaction_pooling as it was
+    assert transaction_pooling() is False
+    pgqueue.configure(transaction_pooling=None)  # back to the environment
+    assert transaction_pooling() is True
+    with pytest.raises(TypeError):
+        pgqueue.configure(transaction_pooling="yes")  # type: ignore[arg-type]
+
+
+def test_listen_url_from_the_environment_unless_configured(unconfigured: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert listen_dsn() is None
+    monkeypatch.setenv("PGQUEUE_LISTEN_DATABASE_URL", "postgresql+psycopg://u@direct/db")
+    assert listen_dsn() == "postgresql://u@direct/db"
+    pgqueue.configure(listen_dsn="postgresql://u@other/db")
+    assert listen_dsn() == "postgresql://u@other/db"
+    pgqueue.configure(listen_dsn=None)
+    assert listen_dsn() == "postgresql://u@direct/db"

@@ -248,3 +248,24 @@ def test_a_cycle_within_one_enqueue_many_batch_is_refused_and_nothing_written(
     # A chain without a cycle is fine: the dependents wait.
     jobs = Queue().enqueue_many([item("p", "q"), item("q", "r"), item("r")])
     assert [j.get_status() for j in jobs] == [JobStatus.DEFERRED, JobStatus.DEFERRED, JobStatus.QUEUED]
+
+
+@pytest.mark.parametrize("option", ["job_id", "unique_key"])
+def test_keys_longer_than_a_unique_index_can_hold_are_refused(option: str) -> None:
+    """Before, an 8 KB job_id reached PostgreSQL ("index row size ... exceeds btree maximum") and was
+    reported as "cannot reach PostgreSQL"."""
+    q = Queue("keys")
+    q.enqueue(tj.noop, **{option: "k" * 1000})
+    with pytest.raises(ValueError, match=f"{option} must be at most 1000 bytes"):
+        q.enqueue(tj.noop, **{option: "k" * 8000})
+    with pytest.raises(TypeError, match=f"{option} must be a str"):
+        q.enqueue(tj.noop, **{option: 42})
+    assert q.count == 1
+
+
+@pytest.mark.parametrize("shape", ["alone", "in a list", "in a dict"])
+def test_an_int_too_long_for_json_text_is_a_type_error(shape: str) -> None:
+    big = 10 ** 5000
+    value = {"alone": big, "in a list": [big], "in a dict": {"n": big}}[shape]
+    with pytest.raises(TypeError, match="int of more than 4300 digits"):
+        Queue("keys").enqueue(tj.identity, value)

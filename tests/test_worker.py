@@ -107,6 +107,16 @@ def test_results_and_failures_are_stored() -> None:
     assert after.result == 2  # the worker kept serving
 
 
+def test_a_worker_without_listen_polls(spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("default", "--no-listen", "--poll-interval", "0.2")
+    assert "not listening for new jobs (listen=False); polling every 0.2s" in worker.output
+    job = Queue().enqueue(tj.add, 1, 2)  # no worker listens for its notification: the poll finds it
+    wait_for(lambda: job.get_status() == JobStatus.FINISHED, message="the poll to find the job")
+    listeners = db.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND query LIKE 'LISTEN%'").fetchone()
+    assert listeners == (0,)
+
+
 def test_wait_returns_the_result_woken_by_notify(spawn_worker: Any) -> None:
     spawn_worker("default", "--poll-interval", "60")
     assert Queue().enqueue(tj.add, 2, 3).wait(timeout=15) == 5

@@ -22,10 +22,10 @@ from typing import Any
 
 import psycopg
 
-from .. import _serialize, _store
+from .. import _config, _serialize, _store
 from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
-from ..exceptions import DatabaseUnavailable
+from ..exceptions import ConfigurationError, DatabaseUnavailable
 from ._execute import AbortJob, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
 from ._lease import Lease, default_margin
@@ -65,18 +65,24 @@ class Worker:
 
     ``concurrency`` jobs run at once, each in a long-lived child process. ``lease`` is how long this
     worker's heartbeat keeps its jobs its own; ``poll_interval`` is the fallback poll when no notification
-    comes. ``allow_modules`` restricts which job functions may be imported (module prefixes). ``grace``
-    bounds a warm shutdown: jobs still running that many seconds after the first stop signal are
-    stopped and put back on their queue, as a second signal would (default: wait for them, as RQ does).
-    ``exception_handlers`` are RQ's: called in the job's process when a job raises (see docs/cli.md).
+    comes (default 5 s), or without LISTEN the poll (default 1 s). ``allow_modules`` restricts which job
+    functions may be imported (module prefixes). ``grace`` bounds a warm shutdown: jobs still running that
+    many seconds after the first stop signal are stopped and put back on their queue, as a second signal
+    would (default: wait for them, as RQ does). ``exception_handlers`` are RQ's: called in the job's
+    process when a job raises; ``dequeue_strategy`` is RQ's too (see docs/cli.md).
+
+    ``listen``: sleep on LISTEN for new jobs (the default), or only poll (``False``; the default in
+    transaction-pooling mode without ``listen_dsn``). ``listen_dsn``: a direct URL of the same database to
+    LISTEN on, while everything else goes through ``dsn`` (default: ``PGQUEUE_LISTEN_DATABASE_URL``).
     """
 
     _in_process = False
 
     def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
-                 poll_interval: float = 5.0, allow_modules: Sequence[str] = (), max_batch: int = 1000,
+                 poll_interval: float | None = None, allow_modules: Sequence[str] = (), max_batch: int = 1000,
                  grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None,
+                 listen: bool | None = None, listen_dsn: str | None = None,
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
@@ -88,6 +94,9 @@ class Worker:
             check_queue_name(n)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+        self.listen, self.listen_dsn = _listen_mode(listen, listen_dsn)
+        if poll_interval is None:
+            poll_interval = 5.0 if self.listen else 1.0
         for option, value, least in (("lease", lease, 0.0), ("poll_interval", poll_interval, 0.0),
                                      ("give_back_after", give_back_after, None), ("grace", grace, None),
                                      ("lease_margin", lease_margin, 0.0)):
@@ -223,13 +232,19 @@ class Worker:
         # walks jobs_claim_idx in order and stops at its LIMIT, and every statement reaches its rows by
         # index, whatever the statistics say. (JIT is off, so the cost penalty these settings add to a
         # plan that has no other way is harmless.)
-        _store.worker_plan_settings(self._conn)
-        self._listen = connect(self.dsn, role=f"{self.name}:listen")
+        _store.worker_plan_settings(self._conn)  # nothing in transaction-pooling mode (see worker_plan_local)
+        if self.listen:  # direct: a session of its own to LISTEN in, never a pooler's
+            self._listen = connect(self.listen_dsn or self.dsn, role=f"{self.name}:listen", pooled=False)
         with translate_errors(self.dsn):
             self._outcomes.open(self.dsn)
-            _store.listen(self._listen, "jobs")
-            _store.listen(self._listen, "control")
+            if self._listen is not None:
+                _store.listen(self._listen, "control")
+                _store.listen(self._listen, "jobs")
             if self.worker_id is None:
+                if not self.listen:
+                    log.info("Worker %s: not listening for new jobs (%s); polling every %gs", self.name,
+                             "transaction pooling" if _config.transaction_pooling() else "listen=False",
+                             self.poll_interval)
                 sent = time.monotonic()
                 self.worker_id = _store.register_worker(
                     self._conn, name=self.name, hostname=socket.gethostname(), pid=os.getpid(),
@@ -385,8 +400,7 @@ class Worker:
 
     def _wait(self, slots: list[Slot], timeout: float) -> bool:
         """Sleep until something happens; returns whether a notification announced work for us."""
-        assert self._listen is not None
-        fds = [self._wake_r, self._listen.fileno()]
+        fds = [self._wake_r] if self._listen is None else [self._wake_r, self._listen.fileno()]
         finisher = self._outcomes.finisher
         if finisher is not None and finisher.inflight:
             fds.append(finisher.fileno())
@@ -400,7 +414,7 @@ class Worker:
                 slot.pump()
         if self._wake_r in readable_fds:
             self._drain_wakeups()
-        if self._listen.fileno() not in readable_fds:
+        if self._listen is None or self._listen.fileno() not in readable_fds:
             return False
         pgconn = self._listen.pgconn
         pgconn.consume_input()  # raises OperationalError if the connection broke
@@ -593,6 +607,20 @@ class SimpleWorker(Worker):
     debuggers (breakpoints in job code work). Same arguments as :class:`Worker`."""
 
     _in_process = True
+
+
+def _listen_mode(listen: bool | None, listen_dsn: str | None) -> tuple[bool, str | None]:
+    """Whether a worker LISTENs, and where: on ``listen_dsn`` (else PGQUEUE_LISTEN_DATABASE_URL) if there
+    is one, else on its own DSN, which in transaction-pooling mode leads to the pooler: no LISTEN there."""
+    listen_dsn = listen_dsn or _config.listen_dsn()
+    pooling = _config.transaction_pooling()
+    if listen is None:
+        listen = listen_dsn is not None or not pooling
+    elif listen and pooling and listen_dsn is None:
+        raise ConfigurationError("a worker behind a transaction pooler cannot LISTEN through it: give it a direct "
+                                 "URL to listen on (listen_dsn=, --listen-dsn or PGQUEUE_LISTEN_DATABASE_URL), "
+                                 "or let it poll")
+    return listen, listen_dsn if listen else None
 
 
 def _version() -> str:
