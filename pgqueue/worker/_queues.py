@@ -37,14 +37,14 @@ class DequeueStrategy(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
-
-def dequeue_strategy(value: Any) -> DequeueStrategy:
-    """``value`` as a DequeueStrategy, or ValueError naming the ones there are."""
-    try:
-        return DequeueStrategy(value)
-    except ValueError:
-        names = ", ".join(repr(s.value) for s in DequeueStrategy)
-        raise ValueError(f"dequeue_strategy must be one of {names}, not {value!r}") from None
+    @classmethod
+    def of(cls, value: Any) -> DequeueStrategy:
+        """``value`` (a DequeueStrategy or its name) as a DequeueStrategy, or ValueError naming them."""
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(repr(s.value) for s in cls)
+            raise ValueError(f"dequeue_strategy must be one of {names}, not {value!r}") from None
 
 
 class ClaimOrder:
@@ -76,6 +76,11 @@ class ClaimOrder:
     def concerns(self, scope: str) -> bool:
         """Whether a pause of ``scope`` (a pgqueue_control payload) is one of this worker's."""
         return scope == ALL or (scope.startswith(QUEUE_SCOPE) and scope[len(QUEUE_SCOPE):] in self.queues)
+
+    def heard(self, scope: str) -> None:
+        """A pgqueue_control notification: if the pause is one of ours, read the pauses before the next claim."""
+        if self.concerns(scope):
+            self.stale = True
 
     def read_pauses(self, conn: psycopg.Connection[Any]) -> tuple[bool, float | None]:
         """Read the pauses in force and apply them. Returns whether a queue became claimable again, and

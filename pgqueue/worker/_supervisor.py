@@ -32,7 +32,6 @@ from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
 from ._queues import ClaimOrder, DequeueStrategy
-from ._queues import dequeue_strategy as _strategy
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
@@ -126,7 +125,7 @@ class Worker:
         self.give_back_after = float(give_back_after)
         # RQ's exception handlers, called in the job's process when it raises: callables or dotted paths.
         self.exception_handlers = _exception_handlers(exception_handlers)
-        self.dequeue_strategy = _strategy(dequeue_strategy)  # RQ's: default, round_robin or random
+        self.dequeue_strategy = DequeueStrategy.of(dequeue_strategy)  # RQ's: default, round_robin or random
         self._order = ClaimOrder(self.name, self.queues, self.dequeue_strategy)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
@@ -178,7 +177,7 @@ class Worker:
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
             raise ValueError(f"max_jobs must be a whole number >= 1 (or None), not {max_jobs!r}")
         if dequeue_strategy is not None:
-            self.dequeue_strategy = self._order.strategy = _strategy(dequeue_strategy)
+            self.dequeue_strategy = self._order.strategy = DequeueStrategy.of(dequeue_strategy)
         self._signals = 0
         self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
@@ -420,18 +419,13 @@ class Worker:
         pgconn.consume_input()  # raises OperationalError if the connection broke
         wanted = False
         while (note := pgconn.notifies()) is not None:
-            if note.relname == b"pgqueue_control":
-                self._on_control(note.extra.decode())
+            if note.relname == b"pgqueue_control":  # a pause began or ended: read them before the next claim
+                self._order.heard(note.extra.decode())
             elif note.extra.decode() in self.queues:
                 wanted = True
         if pgconn.status != psycopg.pq.ConnStatus.OK:
             raise DatabaseUnavailable("the LISTEN connection was closed")
         return wanted
-
-    def _on_control(self, scope: str) -> None:
-        """A pause began or ended: read the pauses again before the next claim, if it is one of ours."""
-        if self._order.concerns(scope):
-            self._order.stale = True
 
     # -- claiming and dispatching ----------------------------------------------------------------
     def _batch_size(self) -> int:
