@@ -5,6 +5,8 @@ deadline it learnt from the pgqueue_control notification, unless a test says oth
 from __future__ import annotations
 
 import logging
+import signal
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,9 +15,10 @@ import psycopg
 import pytest
 import rqparity_jobs as rj
 from conftest import run_cli, wait_for
+from test_pgbouncer import left_behind, reset_sessions
 
 import pgqueue
-from pgqueue import JobStatus, Queue, Worker, monitor
+from pgqueue import JobStatus, Queue, Worker, _db, monitor
 
 SLOW_POLL = ("--poll-interval", "60")
 
@@ -199,3 +202,37 @@ def test_bad_suspend_and_resume_options_are_one_error_line_and_exit_2(args: list
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and says in errors[0], result.stderr
     assert result.stdout == ""
+
+
+@pytest.fixture
+def pooled(pgbouncer: Any, dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """As tests/test_pgbouncer.py's: pgqueue through the pooler in transaction-pooling mode."""
+    url = pgbouncer.dsn(dsn)
+    reset_sessions(url, pgbouncer.pool_size)
+    monkeypatch.setenv("PGQUEUE_DATABASE_URL", url)
+    monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", "1")
+    monkeypatch.delenv("PGQUEUE_LISTEN_DATABASE_URL", raising=False)
+    _db.close_shared_connections()
+    yield url
+    pgqueue.configure(transaction_pooling=None, listen_dsn=None)
+
+
+def test_a_worker_behind_a_transaction_pooler_sees_pauses_at_its_poll(pooled: str, pgbouncer: Any,
+                                                                     spawn_worker: Any) -> None:
+    """No LISTEN behind PgBouncer in transaction mode: the worker reads the pauses at each poll (and leaves
+    nothing in the pool's sessions)."""
+    worker = spawn_worker("bouncer", "--poll-interval", "0.2", "--verbose")
+    assert "not listening for new jobs" in worker.output
+    assert run_cli("suspend").returncode == 0  # through the pooler too
+    wait_for(lambda: "suspended, run `pgqueue resume`" in worker.output, message="the poll to read the pause")
+    declined = worker.output.count("claims nothing: suspended")
+    job = Queue("bouncer").enqueue(tj.add, 4, 5)
+    # Two more claim rounds: one of them began after the job was committed.
+    wait_for(lambda: worker.output.count("claims nothing: suspended") >= declined + 2, message="two polls")
+    assert job.get_status() == JobStatus.QUEUED
+    assert run_cli("resume").returncode == 0
+    assert job.wait(timeout=20) == 9
+    assert worker.output.count(": resumed") == 1
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    assert left_behind(pooled, pgbouncer.pool_size) == {}
