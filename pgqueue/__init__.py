@@ -33,6 +33,7 @@ from .registry import (
     StartedJobRegistry,
 )
 from .results import Result
+from .suspension import is_suspended, resume, suspend
 from .worker import SimpleWorker, Worker
 
 __version__ = "0.1.0"
@@ -66,7 +67,10 @@ __all__ = [
     "atomic",
     "configure",
     "get_current_job",
+    "is_suspended",
     "job",
     "migrate",
+    "resume",
     "schema_sql",
+    "suspend",
 ]

@@ -1,7 +1,7 @@
 """The one owner of NOTIFY payload size.
 
 PostgreSQL refuses a payload of 8,000 bytes or more ("payload string too long"), and the error aborts the
-statement that sent it. pgqueue sends two kinds of notification:
+statement that sent it. pgqueue sends three kinds of notification:
 
 - ``pgqueue_jobs``: one queue name (new runnable work). :func:`check_queue_name` bounds queue names where
   they enter (``Queue``, ``Worker``), so such a payload always fits.
@@ -10,6 +10,8 @@ statement that sent it. pgqueue sends two kinds of notification:
   :func:`payloads` (its ids come back from the server first), so no payload ever reaches the limit,
   however many ids a batch holds. An id too long to fit alone is not sent at all: ``job.wait()`` on such a
   job sees its end at its next re-check instead (every few seconds).
+- ``pgqueue_control``: the scope of a pause that began or ended (``pgqueue suspend``, ``Queue.pause``):
+  ``all``, or ``queue:`` and a queue name, made by :func:`pause_scope`, so it always fits too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ def check_queue_name(name: object) -> str:
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise ValueError(f"a queue name must be at most {MAX_NAME_BYTES} bytes (UTF-8), not {len(name.encode())}")
     return name
+
+
+ALL = "all"  # the scope of a pause of every worker (pgqueue suspend)
+QUEUE_SCOPE = "queue:"  # the scope of a paused queue: this, then its name
+
+
+def pause_scope(queue: str | None = None) -> str:
+    """The scope of a pause, which is also the payload of the ``pgqueue_control`` notification telling
+    workers of it: ``all`` (``queue`` None), else ``queue:NAME`` for a valid queue name."""
+    return ALL if queue is None else QUEUE_SCOPE + check_queue_name(queue)
 
 
 def chunk_numbers(ids: Sequence[str]) -> list[int]:

@@ -564,15 +564,52 @@ def worker_details(conn: Conn, worker_id: int | None = None, queue: str | None =
     return _execute(conn, "worker_details", {"worker_id": worker_id, "queue": queue}, WorkerRow)
 
 
+# -- pauses ----------------------------------------------------------------------------------------
+class PauseRow(NamedTuple):
+    """A pause in force: ``scope`` 'all' or 'queue:NAME'; ``until`` None for one without an end."""
+    scope: str
+    paused_at: datetime
+    until: datetime | None
+    seconds_left: float | None
+
+
+class PausedRow(NamedTuple):
+    scope: str
+    paused_at: datetime
+    until: datetime | None
+    notified: Any
+
+
+class ResumedRow(NamedTuple):
+    scope: str
+    notified: Any
+
+
+def pause(conn: Conn, scope: str, seconds: float | None) -> PausedRow:
+    """Pause ``scope`` (see _notify.pause_scope) for ``seconds`` (None: until resumed); workers are told."""
+    return _execute(conn, "pause", {"scope": scope, "seconds": seconds}, PausedRow)[0]
+
+
+def resume(conn: Conn, scopes: Sequence[str]) -> list[str]:
+    """End the pauses of ``scopes``; returns those that were in force (workers are told of them)."""
+    return [r.scope for r in _execute(conn, "resume", {"scopes": list(scopes)}, ResumedRow)]
+
+
+def pauses(conn: Conn, caller: bool = True) -> list[PauseRow]:
+    """The pauses in force. ``caller=False``: on pgqueue's own autocommit connection, prepared (the worker)."""
+    return _rows(conn, caller, "pauses", {}, PauseRow)
+
+
 # -- sessions --------------------------------------------------------------------------------------
 def listen(conn: Conn, channel: str) -> None:
-    """LISTEN on ``jobs`` (new runnable work: queue names) or ``done`` (ended jobs: ids). Refused on a
-    connection in transaction-pooling mode: the pooler hands the listening session to other clients and
-    drops the notifications that reach it meanwhile."""
+    """LISTEN on ``jobs`` (new runnable work: queue names), ``done`` (ended jobs: ids) or ``control``
+    (pauses that began or ended: their scopes). Refused on a connection in transaction-pooling mode: the
+    pooler hands the listening session to other clients and drops the notifications that reach it
+    meanwhile."""
     if _db.pooled(conn):
         raise ConfigurationError("LISTEN needs a direct connection, not one through a transaction pooler "
                                  "(set PGQUEUE_LISTEN_DATABASE_URL, or poll)")
-    _do(conn, {"jobs": "listen_jobs", "done": "listen_done"}[channel])
+    _do(conn, {"jobs": "listen_jobs", "done": "listen_done", "control": "listen_control"}[channel])
 
 
 def worker_plan_settings(conn: Conn) -> None:
@@ -596,7 +633,8 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
-    "worker_plan_settings": None, "worker_plan_local": PlanRow, "fetch_jobs": JobRow, "job_meta": MetaRow,
+    "worker_plan_settings": None, "worker_plan_local": PlanRow, "pause": PausedRow, "resume": ResumedRow,
+    "pauses": PauseRow, "listen_control": None, "fetch_jobs": JobRow, "job_meta": MetaRow,
     "job_position": PositionRow,
     "queue_names": NameRow, "registry_job": RegistryJobRow, "registry_remove": IdRow, "registry_requeue": RequeueRow,
     "worker_details": WorkerRow,

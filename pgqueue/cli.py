@@ -6,6 +6,7 @@ import functools
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -16,8 +17,11 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from . import _config, monitor
+from . import _cli_args, _config, monitor
+from ._notify import check_queue_name
 from .exceptions import PgQueueError
+from .job import Retry
+from .queue import Queue
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +42,24 @@ class _Seconds(click.FloatRange):
         return number
 
 
+_NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")
+
+
+class _Duration(click.ParamType):
+    """A pause's length: seconds, or a string such as ``30m``, ``1h`` or ``1h30m`` (as enqueue's durations)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .suspension import pause_seconds
+
+        try:
+            return pause_seconds(float(value) if _NUMBER.fullmatch(str(value).strip()) else value)
+        except (ValueError, TypeError):
+            self.fail(f"{value!r} is not a pause's length: pass seconds, or a string such as 30m, 1h or 1h30m; "
+                      "more than 0 seconds and at most 68 years", param, ctx)
+
+
 def _names(what: str, blank: str = " ") -> Callable[[click.Context, click.Parameter, Any], Any]:
     """A callback refusing empty names (or made only of ``blank``): an unset shell variable
     (``pgqueue worker "$QUEUE"``) must not become a queue no job is ever on, or a module prefix no
@@ -46,6 +68,22 @@ def _names(what: str, blank: str = " ") -> Callable[[click.Context, click.Parame
         values = value if isinstance(value, tuple) else (value,)
         if any(v is not None and not v.strip(blank) for v in values):
             raise click.BadParameter(f"{what} must not be empty.", ctx, param)
+        return value
+    return check
+
+
+def _queue_names(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """_names, and each name one a queue may have (not too long, no NUL)."""
+    not_empty = _names(what)
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        not_empty(ctx, param, value)
+        for name in value if isinstance(value, tuple) else (value,):
+            try:
+                if name is not None:
+                    check_queue_name(name)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), ctx, param) from None
         return value
     return check
 
@@ -116,6 +154,14 @@ def main() -> None:
 @click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
               type=click.Path(exists=True, file_okay=False),
               help="Put this folder on sys.path, so job modules import from it (repeatable; as in RQ).")
+@click.option("--exception-handler", "exception_handlers", multiple=True, metavar="DOTTED.PATH",
+              help="Call handler(job, exc_type, exc_value, traceback) in the job's process when a job raises "
+                   "(repeatable, in order; one returning False stops the chain), as RQ's.")
+@click.option("--disable-default-exception-handler", "-d", "no_default_handler", is_flag=True, hidden=True)
+@click.option("--dequeue-strategy", "-ds", default="default", show_default=True,
+              type=click.Choice(["default", "round_robin", "random"]),
+              help="default: queue order is priority; round_robin: each claim starts after the queue served "
+                   "last; random: a new order each claim (as RQ's).")
 @click.option("--quiet", "-q", is_flag=True, help="Log warnings and errors only.")
 @click.option("--verbose", "-v", is_flag=True, help="Log debug messages too.")
 @dsn_option
@@ -123,8 +169,8 @@ def main() -> None:
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
            listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
-           simple: bool, max_jobs: int | None, paths: tuple[str, ...], quiet: bool, verbose: bool,
-           dsn: str | None) -> None:
+           simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
+           no_default_handler: bool, dequeue_strategy: str, quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     from .worker import SimpleWorker, Worker
 
@@ -132,12 +178,18 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
         sys.path.insert(0, os.path.abspath(path))
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     _log_to_stderr(level)
+    if no_default_handler:
+        raise click.UsageError(
+            "--disable-default-exception-handler has no pgqueue equivalent: RQ's default handler moves a failed "
+            "job to its FailedJobRegistry, while a pgqueue job is a row whose failure is always recorded (status "
+            "failed, exc_info); enqueue with failure_ttl= to have failed jobs deleted")
     cls = SimpleWorker if simple else Worker
     try:
         w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
-                give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn)
-    except ValueError as exc:
+                give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
+                exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy)
+    except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
 
@@ -146,29 +198,53 @@ def _bar(count: int, widest: int, width: int = 40) -> str:
     return "█" * (max(1, round(count / widest * width)) if count else 0)
 
 
+def _until(pause: monitor.Pause, raw: bool = False) -> str:
+    if pause.until is None:
+        return ""
+    return f" until {pause.until.isoformat()}" if raw else f" until {pause.until:%Y-%m-%d %H:%M:%S %Z}".rstrip()
+
+
+def _pause_lines(pauses: list[monitor.Pause], raw: bool) -> list[str]:
+    """``pgqueue suspend`` and paused queues: ``suspended [until T]`` / ``paused QUEUE [until T]`` lines
+    with --raw, else a sentence each saying how to resume."""
+    if raw:
+        return [f"suspended{_until(p, True)}" if p.queue is None else f"paused {p.queue}{_until(p, True)}"
+                for p in pauses]
+    return [f"Workers suspended since {p.paused_at:%H:%M:%S}{_until(p)}: they start no job; "
+            "`pgqueue resume` resumes them" if p.queue is None else
+            f"Queue {p.queue} paused since {p.paused_at:%H:%M:%S}{_until(p)}: "
+            f"`pgqueue resume --queue {p.queue}` resumes it" for p in pauses]
+
+
 def _render_info(queues: tuple[str, ...], raw: bool, by_queue: bool, dsn: str | None) -> str:
     stats = monitor.queue_stats(list(queues) or None, dsn)
     workers = monitor.live_workers(dsn)
+    pauses = [p for p in monitor.pauses(dsn) if p.queue is None or not queues or p.queue in queues]
+    paused = {p.queue for p in pauses}
     if queues:
         workers = [w for w in workers if set(w.queues) & set(queues)]
+    # As RQ shows it: a worker that runs nothing while workers are suspended is "suspended".
+    state = {w.name: "suspended" if None in paused and w.state == "idle" else w.state for w in workers}
     lines: list[str] = []
     if raw:
         lines += [f"queue {s.name} {s.queued}" for s in stats]
-        lines += [f"worker {w.name} {w.state} {','.join(w.queues)}" for w in workers]
-        return "\n".join(lines)
+        lines += [f"worker {w.name} {state[w.name]} {','.join(w.queues)}" for w in workers]
+        return "\n".join(lines + _pause_lines(pauses, raw))
     widest = max([s.queued for s in stats] + [1])
     name_width = max([len(s.name) for s in stats] + [8])
     for s in stats:
-        lines.append(f"{s.name:<{name_width}} |{_bar(s.queued, widest)} {s.queued}")
+        lines.append(f"{s.name:<{name_width}} |{_bar(s.queued, widest)} {s.queued}"
+                     f"{' (paused)' if s.name in paused else ''}")
     lines.append(f"{len(stats)} queues, {sum(s.queued for s in stats)} jobs total")
+    lines += _pause_lines(pauses, raw)
     lines.append("")
     if by_queue:
         names = list(queues) or sorted({n for w in workers for n in w.queues})
         for name in names:
-            here = [f"{w.name} ({w.state})" for w in workers if name in w.queues]
+            here = [f"{w.name} ({state[w.name]})" for w in workers if name in w.queues]
             lines.append(f"{name + ':':<{name_width + 1}} {', '.join(here) or '–'}")
     else:
-        lines += [f"{w.name} {w.state}: {', '.join(w.queues)}" for w in workers]
+        lines += [f"{w.name} {state[w.name]}: {', '.join(w.queues)}" for w in workers]
     lines.append(f"{len(workers)} workers, {len(stats)} queues")
     lines.append("")
     if _config.embedded_in_use():  # said on stderr too, but --interval clears the screen
@@ -182,7 +258,8 @@ MIN_INTERVAL = 0.1
 
 @main.command()
 @click.argument("queues", nargs=-1, callback=_names("queue names"))
-@click.option("--raw", "-r", is_flag=True, help="Print `queue NAME COUNT` and `worker NAME STATE QUEUES` lines.")
+@click.option("--raw", "-r", is_flag=True, help="Print `queue NAME COUNT` and `worker NAME STATE QUEUES` lines "
+                                                  "(and `suspended` / `paused QUEUE` ones).")
 @click.option("--by-queue", "-R", is_flag=True, help="Group workers by queue (not with --raw).")
 @click.option("--interval", "-i", type=_Seconds(min=MIN_INTERVAL), default=None, metavar="SECONDS",
               help=f"Refresh every SECONDS (at least {MIN_INTERVAL}) until Ctrl-C.")
@@ -244,6 +321,133 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | 
         click.echo(f"Not failed or not found: {', '.join(sorted(missing))}", err=True)
     if held or missing:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("queues", nargs=-1, callback=_queue_names("queue names"))
+@click.option("--all", "-a", "all_", is_flag=True, help="Empty every queue that has queued jobs.")
+@dsn_option
+@_friendly
+def empty(queues: tuple[str, ...], all_: bool, dsn: str | None) -> None:
+    """Delete the queued jobs of QUEUES (as `rq empty`). Scheduled, deferred and running jobs stay."""
+    if not queues and not all_:
+        raise click.UsageError("name the QUEUEs to empty, or use --all")
+    if queues and all_:
+        raise click.UsageError("give QUEUEs or --all, not both")
+    names = list(dict.fromkeys(queues)) or [s.name for s in monitor.queue_stats(None, dsn) if s.queued]
+    if not names:
+        click.echo("Nothing to do")
+    for name in names:
+        click.echo(f"{Queue(name, dsn).empty()} jobs removed from {name} queue")
+
+
+def _scopes(queues: tuple[str, ...]) -> list[str | None]:
+    return list(dict.fromkeys(queues)) or [None]  # None: every worker
+
+
+@main.command()
+@click.option("--duration", "-d", type=_Duration(), default=None, metavar="DURATION",
+              help="End the suspension by itself after this long: seconds, or e.g. 30m, 1h, 1h30m (default: "
+                   "until `pgqueue resume`).")
+@click.option("--queue", "-q", "queues", multiple=True, callback=_queue_names("the queue name"),
+              help="Pause only this queue's jobs (repeatable), not every worker.")
+@dsn_option
+@_friendly
+def suspend(duration: float | None, queues: tuple[str, ...], dsn: str | None) -> None:
+    """Suspend all workers: running jobs finish, no other starts until `pgqueue resume` (as `rq suspend`).
+
+    With --queue, pause those queues only. Workers notice within a second (at their fallback poll without
+    LISTEN)."""
+    from . import suspension
+
+    for queue in _scopes(queues):
+        until = suspension.pause_scopes(dsn, queue, duration)
+        what = "Suspended all workers" if queue is None else f"Paused queue {queue}"
+        end = f" for {duration:g} s, until {until:%Y-%m-%d %H:%M:%S %Z}".rstrip() if until else ""
+        resume = "pgqueue resume" + ("" if queue is None else f" --queue {queue}")
+        click.echo(f"{what}{end}: running jobs finish, no other starts until `{resume}`"
+                   f"{' or the end' if until else ''}.")
+
+
+@main.command()
+@click.option("--queue", "-q", "queues", multiple=True, callback=_queue_names("the queue name"),
+              help="Resume this paused queue (repeatable), rather than the suspended workers.")
+@dsn_option
+@_friendly
+def resume(queues: tuple[str, ...], dsn: str | None) -> None:
+    """Resume the workers that `pgqueue suspend` suspended (as `rq resume`), or with --queue paused queues."""
+    from . import suspension
+
+    wanted = _scopes(queues)
+    resumed = suspension.resume_scopes(dsn, wanted)
+    for queue in wanted:
+        what = "all workers" if queue is None else f"queue {queue}"
+        click.echo(f"Resumed {what}." if queue in resumed else
+                   f"Nothing to resume: {'workers were not suspended' if queue is None else what + ' was not paused'}.")
+    if not queues:
+        still = [p.queue for p in monitor.pauses(dsn) if p.queue is not None]
+        if still:
+            click.echo(f"Queues still paused: {', '.join(still)} (`pgqueue resume --queue QUEUE`).", err=True)
+
+
+def _call_text(func: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    return f"{func}({', '.join([repr(a) for a in args] + [f'{k}={v!r}' for k, v in kwargs.items()])})"
+
+
+@main.command()
+@click.argument("function")
+@click.argument("arguments", nargs=-1)
+@click.option("--queue", "-q", default="default", show_default=True, callback=_queue_names("the queue name"),
+              help="The queue to put the job on.")
+@click.option("--args", "args_json", metavar="JSON", help="Positional arguments as a JSON array (before ARGUMENTS).")
+@click.option("--kwargs", "kwargs_json", metavar="JSON", help="Keyword arguments as a JSON object.")
+@click.option("--job-id", default=None, help="The job's id (enqueueing it again returns the existing job).")
+@click.option("--timeout", default=None, metavar="DURATION", help="job_timeout: seconds, 30m, ...; -1: none.")
+@click.option("--result-ttl", default=None, metavar="DURATION", help="Keep a finished job this long (-1: forever).")
+@click.option("--failure-ttl", default=None, metavar="DURATION", help="Keep a failed job this long (-1: forever).")
+@click.option("--ttl", default=None, metavar="DURATION", help="Cancel the job if it has not started by then.")
+@click.option("--description", default=None, help="The job's description.")
+@click.option("--depends-on", multiple=True, metavar="JOB_ID", help="Run after this job finished (repeatable).")
+@click.option("--at-front", is_flag=True, help="Put the job ahead of every job waiting in its queue.")
+@click.option("--priority", default=None, type=int, help="Lower runs first within the queue (default 0).")
+@click.option("--unique-key", default=None, help="At most one live job per key.")
+@click.option("--retry-max", default=0, type=click.IntRange(min=0), help="Retries after a failure.")
+@click.option("--retry-interval", multiple=True, type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Seconds before each retry (repeatable; the last repeats).")
+@click.option("--schedule-at", "--at", "schedule_at", default=None, metavar="TIME",
+              help="Run at this ISO 8601 time (without an offset: local time).")
+@click.option("--schedule-in", "--in", "schedule_in", default=None, metavar="DURATION",
+              help="Run after this long: seconds, or e.g. 10s, 5m, 2d.")
+@click.option("--quiet", is_flag=True, help="Print the job id only (no 'Enqueued ...' line on stderr).")
+@dsn_option
+@_friendly
+def enqueue(function: str, arguments: tuple[str, ...], queue: str, args_json: str | None, kwargs_json: str | None,
+            job_id: str | None, timeout: str | None, result_ttl: str | None, failure_ttl: str | None,
+            ttl: str | None, description: str | None, depends_on: tuple[str, ...], at_front: bool,
+            priority: int | None, unique_key: str | None, retry_max: int, retry_interval: tuple[float, ...],
+            schedule_at: str | None, schedule_in: str | None, quiet: bool, dsn: str | None) -> None:
+    """Enqueue FUNCTION (a dotted path) with ARGUMENTS, as `rq enqueue`; prints the job id.
+
+    ARGUMENTS in RQ's notation: `text`, `key=text`, `:json`, `key:=json`, `%literal`, `key%=literal`
+    (Python literals only), and `@file` for a value read from a file. See docs/cli.md."""
+    if retry_interval and not retry_max:
+        raise click.UsageError("--retry-interval goes with --retry-max N")
+    try:
+        args, kwargs = _cli_args.parse_function_args(arguments, args_json, kwargs_json)
+        options = _cli_args.durations(timeout, result_ttl, failure_ttl, ttl)
+        options.update(_cli_args.parse_schedule(schedule_at, schedule_in))
+        given = {"job_id": job_id, "description": description, "depends_on": list(depends_on) or None,
+                 "priority": priority, "unique_key": unique_key, "at_front": at_front or None,
+                 "retry": Retry(retry_max, list(retry_interval) or 0) if retry_max else None}
+        options.update({name: value for name, value in given.items() if value is not None})
+        job = Queue(queue, dsn).enqueue_call(function, args=args, kwargs=kwargs, **options)
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(job.id)
+    if not quiet:
+        when = f" to run at {job.scheduled_at:%Y-%m-%d %H:%M:%S %Z}".rstrip() \
+            if job.status == "scheduled" else ""
+        click.echo(f"Enqueued {_call_text(job.func_name, args, kwargs)} with job-id '{job.id}'{when}.", err=True)
 
 
 @main.command()

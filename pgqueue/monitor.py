@@ -8,7 +8,7 @@ from datetime import datetime
 
 import psycopg
 
-from . import _store
+from . import _notify, _store
 from ._db import shared_connection, translate_errors
 from .exceptions import UniqueKeyHeld
 
@@ -53,6 +53,23 @@ class FailedJob:
         """The last line of the failure text: ``ValueError: bad input``."""
         lines = [line for line in (self.exc_info or "").strip().splitlines() if line.strip()]
         return lines[-1].strip() if lines else ""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """A pause in force: of every worker (``queue`` None: ``pgqueue suspend``) or of one queue."""
+    queue: str | None
+    paused_at: datetime
+    until: datetime | None  # when it ends by itself; None: when resumed
+
+
+def pauses(dsn: str | None = None) -> list[Pause]:
+    """The pauses in force: the suspension of every worker first, then paused queues by name."""
+    with translate_errors(dsn):
+        rows = _store.pauses(shared_connection(dsn))
+    found = [Pause(None if r.scope == _notify.ALL else r.scope[len(_notify.QUEUE_SCOPE):], r.paused_at, r.until)
+             for r in rows if r.scope == _notify.ALL or r.scope.startswith(_notify.QUEUE_SCOPE)]
+    return sorted(found, key=lambda p: (p.queue is not None, p.queue or ""))
 
 
 def queue_stats(queues: Sequence[str] | None = None, dsn: str | None = None) -> list[QueueStats]:

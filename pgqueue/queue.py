@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from . import _copy, _options, _serialize, _store
+from . import _copy, _options, _serialize, _store, suspension
 from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
@@ -500,3 +500,19 @@ class Queue:
         from .registry import CanceledJobRegistry
 
         return CanceledJobRegistry(queue=self)
+
+    # -- pausing ---------------------------------------------------------------------------------
+    def pause(self, duration: Duration | None = None) -> datetime | None:
+        """Stop workers from starting this queue's jobs (those running finish), until :meth:`resume`, or
+        until ``duration`` has passed (seconds, a timedelta or a string such as ``"30m"``). Jobs can still
+        be enqueued. Returns when the pause ends, by the database's clock (None: when resumed)."""
+        return suspension.pause_scopes(self.dsn, self.name, duration)
+
+    def resume(self) -> bool:
+        """End this queue's pause; returns whether it was paused."""
+        return bool(suspension.resume_scopes(self.dsn, [self.name]))
+
+    @property
+    def is_paused(self) -> bool:
+        """Whether this queue is paused (not whether workers are suspended: see pgqueue.is_suspended)."""
+        return suspension.paused(self.dsn, self.name)

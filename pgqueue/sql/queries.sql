@@ -1,6 +1,7 @@
 -- Every statement pgqueue runs, as named queries. Values are always bound parameters.
--- Channels: pgqueue_jobs (payload: queue name; new runnable work) and pgqueue_done (payload:
--- comma-separated ids of jobs that ended). Payloads carry names and ids, never data.
+-- Channels: pgqueue_jobs (payload: queue name; new runnable work), pgqueue_done (payload:
+-- comma-separated ids of jobs that ended) and pgqueue_control (payload: a pause's scope, 'all' or
+-- 'queue:NAME', whose pause began or ended). Payloads carry names and ids, never data.
 
 -- name: insert_jobs
 -- Inserts a batch of jobs (one for enqueue) in one statement and wakes idle workers of their
@@ -456,6 +457,47 @@ WHERE w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => w
 ORDER BY w.name, w.id
 
 
+-- Pauses (pgqueue suspend / resume, Queue.pause / resume). A row of pgqueue.pauses stops workers from
+-- claiming: scope 'all' every worker, 'queue:NAME' the jobs of one queue. A pause with an end keeps it in
+-- `reason`, as 'until ' and an ISO 8601 UTC time ('until 2030-01-01T10:05:00.000000Z'; revision 0004 has no
+-- column for it): whoever reads a pause treats one whose end has passed as gone, so it ends by itself.
+-- Any other reason means no end. Workers hear of a change at commit, through pgqueue_control.
+
+-- name: pause
+-- Starts (or restarts) the pause of `scope`, for `seconds` (NULL: until resumed).
+INSERT INTO pgqueue.pauses AS p (scope, paused_at, reason)
+SELECT %(scope)s::text, now(), 'until ' || to_char(e.until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+FROM (SELECT now() + make_interval(secs => %(seconds)s::float8) AS until) e
+ON CONFLICT (scope) DO UPDATE SET paused_at = excluded.paused_at, reason = excluded.reason
+RETURNING p.scope, p.paused_at, now() + make_interval(secs => %(seconds)s::float8) AS until,
+          pg_notify('pgqueue_control', p.scope) AS notified
+
+-- name: resume
+-- Ends the pauses of `scopes`, and forgets every pause whose end has passed. One row per pause of
+-- `scopes` that was in force; workers are told of each.
+WITH gone AS (
+    DELETE FROM pgqueue.pauses p
+    WHERE p.scope = ANY (%(scopes)s::text[])
+       OR CASE WHEN p.reason ~ '^until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$'
+               THEN substr(p.reason, 7)::timestamptz <= now() END
+    RETURNING p.scope, CASE WHEN p.reason ~ '^until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$'
+                            THEN substr(p.reason, 7)::timestamptz END AS until
+)
+SELECT g.scope, pg_notify('pgqueue_control', g.scope) AS notified FROM gone g
+WHERE g.scope = ANY (%(scopes)s::text[]) AND (g.until IS NULL OR g.until > now())
+
+-- name: pauses
+-- The pauses in force, with the seconds left of those that end (a worker reads them when told of a
+-- change and at each fallback poll, never per claim).
+SELECT p.scope, p.paused_at, p.until, extract(epoch FROM p.until - now())::float8 AS seconds_left
+FROM (SELECT scope, paused_at,
+             CASE WHEN reason ~ '^until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$'
+                  THEN substr(reason, 7)::timestamptz END AS until
+      FROM pgqueue.pauses) p
+WHERE p.until IS NULL OR p.until > now()
+ORDER BY p.scope
+
+
 -- Session set-up of pgqueue's own connections.
 
 -- name: listen_jobs
@@ -463,6 +505,9 @@ LISTEN pgqueue_jobs
 
 -- name: listen_done
 LISTEN pgqueue_done
+
+-- name: listen_control
+LISTEN pgqueue_control
 
 -- name: own_settings
 -- pgqueue's statements are prepared (psycopg does it after a few runs), but PostgreSQL keeps re-planning

@@ -4,6 +4,7 @@ the outcome into what the supervisor records. Used by child processes and by Sim
 from __future__ import annotations
 
 import importlib
+import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -19,6 +20,11 @@ from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, text_array
 
 _cache: dict[str, Callable[..., Any]] = {}
+log = logging.getLogger("pgqueue.worker")
+
+#: RQ's exception handler: ``handler(job, exc_type, exc_value, traceback)``; returning False (anything false
+#: but None) stops the chain.
+ExceptionHandler = Callable[..., Any]
 
 
 class AbortJob(BaseException):
@@ -156,7 +162,44 @@ def _refuse_arguments(args: Any, kwargs: Any) -> None:
                             f"got {_JSON_TYPES.get(type(value), 'object')}")
 
 
-def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()) -> Outcome:
+def exception_handlers(handlers: Sequence[ExceptionHandler | str]) -> list[ExceptionHandler]:
+    """The worker's exception handlers: callables, or dotted paths imported here (``--exception-handler``).
+    ValueError for a path that does not import, TypeError for what cannot be called."""
+    found = []
+    for handler in [handlers] if isinstance(handlers, str) or callable(handlers) else handlers:
+        if isinstance(handler, str):
+            try:
+                handler = import_func(handler)
+            except ImportError as exc:
+                raise ValueError(f"exception handler {handler!r} cannot be imported: {exc}") from None
+        if not callable(handler):
+            raise TypeError(f"an exception handler must be callable (job, exc_type, exc_value, traceback), "
+                            f"not {handler!r}")
+        found.append(handler)
+    return found
+
+
+def _handle_exception(handlers: Sequence[ExceptionHandler], pending: _PendingJob, exc: BaseException) -> None:
+    """RQ's exception handlers, in order, in the job's process, with get_current_job()'s Job: a handler
+    that returns False (anything false but None) stops the chain. One that raises is logged and the chain
+    goes on; the job's failure is recorded all the same."""
+    job = pending.get()
+    for handler in handlers:
+        try:
+            go_on = handler(job, type(exc), exc, exc.__traceback__)
+        except AbortJob:
+            raise
+        except BaseException as error:
+            log.error("Job %s: exception handler %s raised %s: %s (the job's failure is recorded all the same)",
+                      job.id, getattr(handler, "__qualname__", handler), type(error).__name__, error,
+                      exc_info=True)
+            continue
+        if go_on is not None and not go_on:
+            break
+
+
+def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (),
+        handlers: Sequence[ExceptionHandler] = ()) -> Outcome:
     """Run one task to completion and describe what happened. Never raises for the job's own errors."""
     started = time.perf_counter()
     pending = _PendingJob(lambda: _job_of(task, dsn, worker_name, started))
@@ -177,8 +220,11 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
         raise
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
         # PostgreSQL text cannot hold NUL: a message with one is recorded with it spelled out.
-        return Outcome(task.id, task.attempt, task.claim, False, None, traceback.format_exc().replace("\0", "\\0"),
-                       type(exc).__name__, str(exc).replace("\0", "\\0"), time.perf_counter() - started)
+        failed = Outcome(task.id, task.attempt, task.claim, False, None, traceback.format_exc().replace("\0", "\\0"),
+                         type(exc).__name__, str(exc).replace("\0", "\\0"), time.perf_counter() - started)
+        if handlers:
+            _handle_exception(handlers, pending, exc)
+        return failed
     finally:
         _current_job.reset(token)
     return Outcome(task.id, task.attempt, task.claim, True, result_json, None, None, None,

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._db import ready
-from ._execute import AbortJob, Outcome, Task, run
+from ._execute import AbortJob, ExceptionHandler, Outcome, Task, run
 
 # An outcome, or ("skipped", [(job id, claim), ...]) for tasks not started: told to stop, or given back.
 Message = Outcome | tuple[str, list[tuple[str, int]]]
@@ -155,7 +155,7 @@ def _grow_pipe(fd: int) -> None:
 
 
 def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
-                worker_name: str, allow: Sequence[str]) -> None:
+                worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler]) -> None:
     # Ctrl-C reaches the whole process group; the supervisor decides what happens to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -180,14 +180,15 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, b
             if skip:  # stopping, or given back: each answered as skipped, by id and claim
                 _write_all(out_fd, _frame(("skipped", [(t[0], t[8]) for t in tasks[i:]])))
                 break
-            _write_all(out_fd, _frame(tuple(run(Task._make(fields), dsn, worker_name, allow))))
+            _write_all(out_fd, _frame(tuple(run(Task._make(fields), dsn, worker_name, allow, handlers))))
 
 
 class ChildSlot(Slot):
-    def __init__(self, index: int, dsn: str | None, worker_name: str, allow: Sequence[str]) -> None:
+    def __init__(self, index: int, dsn: str | None, worker_name: str, allow: Sequence[str],
+                 handlers: Sequence[ExceptionHandler] = ()) -> None:
         super().__init__()
         self._ctx = multiprocessing.get_context("fork")
-        self._args = (dsn, worker_name, tuple(allow))
+        self._args = (dsn, worker_name, tuple(allow), tuple(handlers))  # forked: the handlers are not pickled
         self._name = f"pgqueue-child-{index}"
         self.stop_flag = self._ctx.RawValue("b", 0)  # shared memory: read before each task, no lock
         self.kill_reason: str | None = None
@@ -378,9 +379,10 @@ class InProcessSlot(Slot):
     announces = True
 
     def __init__(self, dsn: str | None, worker_name: str, allow: Sequence[str], stopping: Any, announce: Any,
-                 give_back_after: float) -> None:
+                 give_back_after: float, handlers: Sequence[ExceptionHandler] = ()) -> None:
         super().__init__()
         self._dsn, self._worker_name, self._allow = dsn, worker_name, tuple(allow)
+        self._handlers = tuple(handlers)
         self._stopping = stopping  # callable: has a stop been requested?
         self._announce = announce  # callable: logs a task as it starts
         self._give_back_after = give_back_after  # once the batch has run this long, the rest goes back
@@ -421,7 +423,7 @@ class InProcessSlot(Slot):
             signal.setitimer(signal.ITIMER_REAL, task.timeout)
         began = time.monotonic()
         try:
-            return run(task, self._dsn, self._worker_name, self._allow)
+            return run(task, self._dsn, self._worker_name, self._allow, self._handlers)
         except _Timeout:
             kind, message = ("LeaseLost", self._fenced) if self._fenced else (
                 "JobTimeoutError", timeout_message(task.timeout))

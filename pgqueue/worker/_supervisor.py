@@ -26,11 +26,13 @@ from .. import _config, _serialize, _store
 from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import ConfigurationError, DatabaseUnavailable
-from ._execute import AbortJob, Outcome, Task
+from ._execute import AbortJob, ExceptionHandler, Outcome, Task
+from ._execute import exception_handlers as _exception_handlers
 from ._inspect import WorkerInspection
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
+from ._queues import ClaimOrder, DequeueStrategy
 from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
 
 log = logging.getLogger("pgqueue.worker")
@@ -66,7 +68,8 @@ class Worker(WorkerInspection):
     comes (default 5 s), or without LISTEN the poll (default 1 s). ``allow_modules`` restricts which job
     functions may be imported (module prefixes). ``grace`` bounds a warm shutdown: jobs still running that
     many seconds after the first stop signal are stopped and put back on their queue, as a second signal
-    would (default: wait for them, as RQ does).
+    would (default: wait for them, as RQ does). ``exception_handlers`` are RQ's: called in the job's
+    process when a job raises; ``dequeue_strategy`` is RQ's too (see docs/cli.md).
 
     ``listen``: sleep on LISTEN for new jobs (the default), or only poll (``False``; the default in
     transaction-pooling mode without ``listen_dsn``). ``listen_dsn``: a direct URL of the same database to
@@ -79,7 +82,9 @@ class Worker(WorkerInspection):
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
                  poll_interval: float | None = None, allow_modules: Sequence[str] = (), max_batch: int = 1000,
                  grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None,
-                 listen: bool | None = None, listen_dsn: str | None = None) -> None:
+                 listen: bool | None = None, listen_dsn: str | None = None,
+                 exception_handlers: Sequence[ExceptionHandler | str] = (),
+                 dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -119,6 +124,10 @@ class Worker(WorkerInspection):
         # jobs not started go back to their queue, no attempt used: what comes first by the queue order
         # and arrived meanwhile is claimed before them, and other workers may take them.
         self.give_back_after = float(give_back_after)
+        # RQ's exception handlers, called in the job's process when it raises: callables or dotted paths.
+        self.exception_handlers = _exception_handlers(exception_handlers)
+        self.dequeue_strategy = DequeueStrategy.of(dequeue_strategy)  # RQ's: default, round_robin or random
+        self._order = ClaimOrder(self.name, self.queues, self.dequeue_strategy)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
         self._signals = 0
@@ -161,11 +170,15 @@ class Worker(WorkerInspection):
             raise AbortJob()  # interrupts the job running in this very thread; work() requeues it
 
     # -- the loop --------------------------------------------------------------------------------
-    def work(self, burst: bool = False, max_jobs: int | None = None) -> bool:
+    def work(self, burst: bool = False, max_jobs: int | None = None,
+             dequeue_strategy: DequeueStrategy | str | None = None) -> bool:
         """Serve jobs until stopped (or, with ``burst``, until nothing is runnable; with ``max_jobs``,
-        after that many jobs). Returns whether any job ran."""
+        after that many jobs). ``dequeue_strategy`` (RQ's place for it) replaces the worker's. Returns
+        whether any job ran."""
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
             raise ValueError(f"max_jobs must be a whole number >= 1 (or None), not {max_jobs!r}")
+        if dequeue_strategy is not None:
+            self.dequeue_strategy = self._order.strategy = DequeueStrategy.of(dequeue_strategy)
         self._signals = 0
         self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
@@ -206,8 +219,9 @@ class Worker(WorkerInspection):
     def _make_slots(self) -> list[Slot]:
         if self._in_process:
             return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0, self._announce,
-                                  self.give_back_after)]
-        return [ChildSlot(i, self.dsn, self.name, self.allow_modules) for i in range(self.concurrency)]
+                                  self.give_back_after, self.exception_handlers)]
+        return [ChildSlot(i, self.dsn, self.name, self.allow_modules, self.exception_handlers)
+                for i in range(self.concurrency)]
 
     def _connect(self) -> None:
         self._conn = connect(self.dsn, role=f"{self.name}:claim")
@@ -225,6 +239,7 @@ class Worker(WorkerInspection):
         with translate_errors(self.dsn):
             self._outcomes.open(self.dsn)
             if self._listen is not None:
+                _store.listen(self._listen, "control")
                 _store.listen(self._listen, "jobs")
             if self.worker_id is None:
                 if not self.listen:
@@ -269,6 +284,7 @@ class Worker(WorkerInspection):
         self._ran = self._claimed = 0
         self._want_claim = True
         self._next_poll = time.monotonic() + self.poll_interval
+        self._order.stale = True  # read the pauses before the first claim
         backoff = 0.0
         while True:
             try:
@@ -276,6 +292,7 @@ class Worker(WorkerInspection):
                     self._connect()
                     log.info("Worker %s: reconnected to the database", self.name)
                     backoff, self._want_claim = 0.0, True
+                    self._order.stale = True  # pauses may have changed, unheard, meanwhile
                 if self._turn(slots, burst, max_jobs):
                     return self._ran
             except (DatabaseUnavailable, psycopg.Error) as exc:
@@ -316,6 +333,12 @@ class Worker(WorkerInspection):
             self._want_claim = True
         if now >= self._next_poll:
             self._next_poll, self._want_claim = now + self.poll_interval, True
+            self._order.stale = True  # the fallback poll reads the pauses again too
+        if self._order.stale:  # a queue may have become claimable again; a pause's end: read them then
+            more, ends_in = self._order.read_pauses(self._conn)
+            self._want_claim = self._want_claim or more
+            if ends_in is not None:
+                self._next_poll = min(self._next_poll, now + ends_in)
 
     def _stopping(self, slots: list[Slot]) -> None:
         if self._stop_deadline is not None and time.monotonic() >= self._stop_deadline and self._signals < 2:
@@ -330,6 +353,11 @@ class Worker(WorkerInspection):
     def _claim_round(self, slots: list[Slot], max_jobs: int | None) -> bool:
         """Claim for the slots that take more work; True if jobs were claimed."""
         if self._signals or not self._want_claim or (max_jobs is not None and self._claimed >= max_jobs):
+            return False
+        if not self._order.serving:  # suspended, or every queue of ours paused
+            log.debug("Worker %s: claims nothing: %s", self.name,
+                      "suspended" if self._order.suspended else "all its queues are paused")
+            self._want_claim = False
             return False
         if self._lease is None or not self._lease.held:
             return False  # the fence stopped our jobs: nothing new until the heartbeat is renewed
@@ -394,7 +422,9 @@ class Worker(WorkerInspection):
         pgconn.consume_input()  # raises OperationalError if the connection broke
         wanted = False
         while (note := pgconn.notifies()) is not None:
-            if note.extra.decode() in self.queues:
+            if note.relname == b"pgqueue_control":  # a pause began or ended: read them before the next claim
+                self._order.heard(note.extra.decode())
+            elif note.extra.decode() in self.queues:
                 wanted = True
         if pgconn.status != psycopg.pq.ConnStatus.OK:
             raise DatabaseUnavailable("the LISTEN connection was closed")
@@ -411,13 +441,15 @@ class Worker(WorkerInspection):
         return [s for s in slots if len(s.tasks) <= half and not (s.tasks and s.current_start <= late)]
 
     def _claim(self, limit: int, start_now: int) -> list[Task]:
-        """Claim up to ``limit`` jobs, queues in priority order; the first ``start_now`` start at once."""
+        """Claim up to ``limit`` jobs, queues in the strategy's order; the first ``start_now`` start at once."""
         assert self._conn is not None
         tasks: list[Task] = []
-        for queue in self.queues:
+        for queue in self._order.order():
             rows = _store.claim(self._conn, queue=queue, limit=limit - len(tasks), worker_id=self.worker_id,
                                 worker_name=self.name, start_now=max(0, start_now - len(tasks)))
             rows.sort(key=_PRIORITY_ORDER)
+            if rows:
+                self._order.last_served = queue  # round_robin starts the next claim after it
             tasks.extend([Task(r.id, r.queue, r.func_name, r.args_json, r.kwargs_json, r.timeout, r.attempt,
                                r.meta_json, r.claim, r.marked, self.worker_id) for r in rows])  # type: ignore[arg-type]
             if len(tasks) >= limit:
@@ -455,7 +487,7 @@ class Worker(WorkerInspection):
     def _next_scheduled(self, now: float) -> float:
         """When the earliest scheduled job of our queues becomes due (monotonic clock)."""
         assert self._conn is not None
-        seconds = _store.next_scheduled(self._conn, self.queues)
+        seconds = _store.next_scheduled(self._conn, self._order.serving)
         return now + (self.poll_interval if seconds is None else max(0.0, seconds))
 
     # -- outcomes --------------------------------------------------------------------------------
