@@ -85,6 +85,7 @@ pauses = Table(
     "pauses", metadata,
     Column("scope", Text, primary_key=True),
     Column("paused_at", DateTime(timezone=True), nullable=False),
+    Column("until", DateTime(timezone=True)),
     Column("reason", Text),
 )
 

@@ -316,7 +316,7 @@ def test_queues_whose_names_share_a_hash_keep_their_own_jobs_and_order(db: psyco
 
 
 ADDED = {
-    "0004": ["jobs.callbacks", "jobs.retry_on", "pauses.paused_at", "pauses.reason", "pauses.scope",
+    "0004": ["jobs.callbacks", "jobs.retry_on", "pauses.paused_at", "pauses.reason", "pauses.scope", "pauses.until",
              "workers.failed_jobs", "workers.successful_jobs", "workers.working_seconds"],
     "0005": ["batches.callback_ids", "batches.callbacks", "batches.canceled", "batches.completed_at",
              "batches.created_at", "batches.description", "batches.failed", "batches.finished", "batches.id",

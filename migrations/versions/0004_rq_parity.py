@@ -29,6 +29,7 @@ ALTER TABLE pgqueue.workers
 CREATE TABLE pgqueue.pauses (
     scope      text PRIMARY KEY CHECK (scope = 'all' OR scope LIKE 'queue:%'),
     paused_at  timestamptz NOT NULL DEFAULT now(),
+    until      timestamptz,  -- when the pause ends by itself; NULL: when resumed
     reason     text
 );
 """

@@ -458,30 +458,24 @@ ORDER BY w.name, w.id
 
 
 -- Pauses (pgqueue suspend / resume, Queue.pause / resume). A row of pgqueue.pauses stops workers from
--- claiming: scope 'all' every worker, 'queue:NAME' the jobs of one queue. A pause with an end keeps it in
--- `reason`, as 'until ' and an ISO 8601 UTC time ('until 2030-01-01T10:05:00.000000Z'; revision 0004 has no
--- column for it): whoever reads a pause treats one whose end has passed as gone, so it ends by itself.
--- Any other reason means no end. Workers hear of a change at commit, through pgqueue_control.
+-- claiming: scope 'all' every worker, 'queue:NAME' the jobs of one queue. A pause whose `until` has passed
+-- is gone for whoever reads it, so it ends by itself. Workers hear of a change at commit, through
+-- pgqueue_control.
 
 -- name: pause
 -- Starts (or restarts) the pause of `scope`, for `seconds` (NULL: until resumed).
-INSERT INTO pgqueue.pauses AS p (scope, paused_at, reason)
-SELECT %(scope)s::text, now(), 'until ' || to_char(e.until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-FROM (SELECT now() + make_interval(secs => %(seconds)s::float8) AS until) e
-ON CONFLICT (scope) DO UPDATE SET paused_at = excluded.paused_at, reason = excluded.reason
-RETURNING p.scope, p.paused_at, now() + make_interval(secs => %(seconds)s::float8) AS until,
-          pg_notify('pgqueue_control', p.scope) AS notified
+INSERT INTO pgqueue.pauses AS p (scope, paused_at, until)
+VALUES (%(scope)s::text, now(), now() + make_interval(secs => %(seconds)s::float8))
+ON CONFLICT (scope) DO UPDATE SET paused_at = excluded.paused_at, until = excluded.until
+RETURNING p.scope, p.paused_at, p.until, pg_notify('pgqueue_control', p.scope) AS notified
 
 -- name: resume
 -- Ends the pauses of `scopes`, and forgets every pause whose end has passed. One row per pause of
 -- `scopes` that was in force; workers are told of each.
 WITH gone AS (
     DELETE FROM pgqueue.pauses p
-    WHERE p.scope = ANY (%(scopes)s::text[])
-       OR CASE WHEN p.reason ~ '^until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$'
-               THEN substr(p.reason, 7)::timestamptz <= now() END
-    RETURNING p.scope, CASE WHEN p.reason ~ '^until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$'
-                            THEN substr(p.reason, 7)::timestamptz END AS until
+    WHERE p.scope = ANY (%(scopes)s::text[]) OR p.until <= now()
+    RETURNING p.scope, p.until
 )
 SELECT g.scope, pg_notify('pgqueue_control', g.scope) AS notified FROM gone g
 WHERE g.scope = ANY (%(scopes)s::text[]) AND (g.until IS NULL OR g.until > now())
@@ -490,10 +484,7 @@ WHERE g.scope = ANY (%(scopes)s::text[]) AND (g.until IS NULL OR g.until > now()
 -- The pauses in force, with the seconds left of those that end (a worker reads them when told of a
 -- change and at each fallback poll, never per claim).
 SELECT p.scope, p.paused_at, p.until, extract(epoch FROM p.until - now())::float8 AS seconds_left
-FROM (SELECT scope, paused_at,
-             CASE WHEN reason ~ '^until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$'
-                  THEN substr(reason, 7)::timestamptz END AS until
-      FROM pgqueue.pauses) p
+FROM pgqueue.pauses p
 WHERE p.until IS NULL OR p.until > now()
 ORDER BY p.scope
 

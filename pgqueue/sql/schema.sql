@@ -159,6 +159,7 @@ CREATE INDEX jobs_rules_idx ON pgqueue.jobs (pgqueue.jobs_row_rejected(
 CREATE TABLE pgqueue.pauses (
     scope      text PRIMARY KEY CHECK (scope = 'all' OR scope LIKE 'queue:%'),
     paused_at  timestamptz NOT NULL DEFAULT now(),
+    until      timestamptz,  -- when the pause ends by itself; NULL: when resumed
     reason     text
 );
 
