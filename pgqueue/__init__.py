@@ -6,6 +6,7 @@
 Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README and docs/.
 """
 
+from ._callbacks import Callback
 from ._migrate import migrate, schema_sql
 from .decorators import job
 from .exceptions import (
@@ -27,6 +28,7 @@ from .worker import SimpleWorker, Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
     "ConfigurationError",
     "DatabaseUnavailable",
     "Job",

@@ -12,10 +12,10 @@ WITH input AS (
         %(metas)s::jsonb[], %(max_attempts)s::int[], %(retry_intervals)s::jsonb[],
         %(timeouts)s::float8[], %(result_ttls)s::int[], %(failure_ttls)s::int[], %(ttls)s::int[],
         %(depends_on)s::jsonb[], %(unique_keys)s::text[], %(scheduled_ats)s::timestamptz[],
-        %(delays)s::float8[]
+        %(delays)s::float8[], %(callbacks)s::jsonb[], %(retry_on)s::jsonb[]
     ) WITH ORDINALITY AS t(id, queue, func_name, args, kwargs, priority, at_front, description, meta,
                            max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
-                           depends_on, unique_key, scheduled_at, delay, ord)
+                           depends_on, unique_key, scheduled_at, delay, callbacks, retry_on, ord)
 ), rows AS (
     SELECT i.*, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)) AS deps,
            coalesce(i.scheduled_at, now() + make_interval(secs => i.delay), now()) AS run_at
@@ -23,7 +23,7 @@ WITH input AS (
 ), ins AS (
     INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, position, description,
                               meta, max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl,
-                              ttl, depends_on, unique_key, scheduled_at)
+                              ttl, depends_on, unique_key, scheduled_at, callbacks, retry_on)
     SELECT r.id, r.queue, r.func_name, r.args, r.kwargs,
            CASE WHEN EXISTS (SELECT 1 FROM pgqueue.jobs d WHERE d.id = ANY (r.deps) AND d.status <> 'finished')
                      OR r.deps && ARRAY(SELECT id FROM rows) THEN 'deferred'
@@ -39,7 +39,8 @@ WITH input AS (
            r.description, r.meta, r.max_attempts,
            ARRAY(SELECT jsonb_array_elements_text(r.retry_intervals)::float8),
            r.timeout_seconds, r.result_ttl, r.failure_ttl, r.ttl, r.deps, r.unique_key,
-           r.run_at
+           r.run_at, r.callbacks,
+           CASE WHEN r.retry_on IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(r.retry_on)) END
     FROM rows r ORDER BY r.ord
     ON CONFLICT DO NOTHING
     RETURNING id, queue, status, priority, position, enqueued_at, scheduled_at
@@ -60,7 +61,8 @@ VALUES (%(id)s, %(queue)s, %(func_name)s, %(args)s::jsonb, %(timeout)s)
 RETURNING enqueued_at, pg_notify('pgqueue_jobs', queue) AS woken
 
 -- name: insert_job
--- enqueue's fast path: one job without depends_on, unique_key or at_front (insert_jobs does those).
+-- enqueue's fast path: one job without depends_on, unique_key, at_front, callbacks or retry_on (insert_jobs
+-- does those).
 -- A job_id that exists already writes no row, so returns none and notifies no one.
 INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, description, meta,
                           max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
