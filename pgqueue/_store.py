@@ -19,7 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 import psycopg
 
 from . import _db, _notify
-from .sql import q
+from .sql import q, text_array
 
 Conn = psycopg.Connection[Any]
 R = TypeVar("R", bound=tuple[Any, ...])
@@ -249,7 +249,7 @@ def requeue_jobs(conn: Conn, ids: Sequence[str] | None, queue: str | None) -> li
 
 # -- the worker ------------------------------------------------------------------------------------
 class ClaimRow(NamedTuple):
-    """A claimed job. Its first ten fields are a worker Task's."""
+    """A claimed job. Its first ten fields are a worker Task's, and so are callbacks and retry_on."""
     id: str
     queue: str
     func_name: str
@@ -262,6 +262,8 @@ class ClaimRow(NamedTuple):
     marked: bool
     priority: int
     position: int
+    callbacks: str | None
+    retry_on: list[str] | None
 
 
 class FinishRow(NamedTuple):
@@ -340,6 +342,11 @@ def finish_jobs_result(conn: Conn) -> FinishRow | None:
 
 def fail_jobs(conn: Conn, params: dict[str, Any]) -> list[FailRow]:
     return _execute(conn, "fail_jobs", params, FailRow)
+
+
+def record_callback_failures(conn: Conn, ids: Sequence[str], errors: Sequence[str]) -> None:
+    """Add an entry (JSON text) to each job's errors: its callback failed."""
+    _do(conn, "record_callback_failures", {"ids": text_array(ids), "errors": text_array(errors)})
 
 
 def release_claims(conn: Conn, params: dict[str, Any]) -> int:
@@ -428,5 +435,5 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
-    "worker_plan_settings": None,
+    "worker_plan_settings": None, "record_callback_failures": None,
 }

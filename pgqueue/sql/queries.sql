@@ -184,7 +184,8 @@ ORDER BY ended_at, position
 -- name: claim
 -- Takes up to `limit` runnable jobs of one queue, in priority then FIFO order, skipping rows another
 -- worker holds. The claim is numbered (claim_count); attempts only counts once a run starts. The first
--- `start_now` jobs go to idle job processes and start at once, so their run counts here.
+-- `start_now` jobs go to idle job processes and start at once, so their run counts here. callbacks and
+-- retry_on are NULL for most jobs: two more columns here, no statement more per job.
 WITH c AS (
     SELECT id, priority, position FROM pgqueue.jobs
     WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s
@@ -203,7 +204,8 @@ SET status = 'running', claim_count = j.claim_count + 1, worker_id = %(worker_id
 FROM n WHERE j.id = n.id
 RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text AS kwargs_json,
           j.timeout_seconds AS timeout, j.attempts + (NOT n.starts)::int AS attempt, j.meta::text AS meta_json,
-          j.claim_count AS claim, n.starts AS marked, j.priority, j.position
+          j.claim_count AS claim, n.starts AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
+          j.retry_on
 
 -- Plans that do not depend on statistics. A queue's statistics are always stale (taken on a full queue,
 -- they say running jobs are rare), and the worker keeps one generic plan per statement. So the
@@ -259,21 +261,23 @@ SELECT (SELECT count(*) FROM done) AS finished,
 -- name: fail_jobs
 -- Records failed attempts of a batch (`chunk` as in finish_jobs; -1: an id too long to notify). A job with attempts left goes back to
 -- `scheduled` after its retry interval (retry_intervals[attempt], the last one repeating); otherwise it
--- is `failed`.
+-- is `failed`. So is a job whose failure is not `retryable`: an exception not in its retry_on (Retry(on=)).
 WITH r AS (
-    SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs
+    SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs,
+           r.retryable AND j.attempts + (j.started_at IS NULL)::int < j.max_attempts AS again
     FROM unnest(%(ids)s::text[], %(claims)s::int[], %(exc_infos)s::text[], %(errors)s::jsonb[],
-                %(durations)s::float8[], %(chunks)s::int[]) AS r(id, claim, exc_info, error, duration, chunk)
+                %(durations)s::float8[], %(chunks)s::int[], %(retryables)s::bool[])
+         AS r(id, claim, exc_info, error, duration, chunk, retryable)
     JOIN pgqueue.jobs j ON j.id = r.id
 ), upd AS (
     UPDATE pgqueue.jobs j
-    SET status = CASE WHEN r.runs < j.max_attempts THEN 'scheduled' ELSE 'failed' END::pgqueue.job_status,
-        scheduled_at = CASE WHEN r.runs < j.max_attempts
+    SET status = CASE WHEN r.again THEN 'scheduled' ELSE 'failed' END::pgqueue.job_status,
+        scheduled_at = CASE WHEN r.again
             THEN now() + make_interval(secs => coalesce(
                 j.retry_intervals[LEAST(r.runs, cardinality(j.retry_intervals))], 0))
             ELSE j.scheduled_at END,
-        ended_at = CASE WHEN r.runs < j.max_attempts THEN NULL ELSE now() END,
-        delete_at = CASE WHEN r.runs < j.max_attempts THEN NULL
+        ended_at = CASE WHEN r.again THEN NULL ELSE now() END,
+        delete_at = CASE WHEN r.again THEN NULL
                          ELSE now() + make_interval(secs => j.failure_ttl) END,
         attempts = r.runs,
         started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration)),
@@ -293,6 +297,14 @@ SELECT u.id, u.status::text AS status, u.attempts, u.max_attempts,
        (SELECT count(pg_notify('pgqueue_jobs', q))
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p) AS woken
 FROM upd u
+
+-- name: record_callback_failures
+-- A callback that failed (raised, timed out, or its process died) adds an entry to its job's errors (type
+-- CallbackFailed); the job's status and outcome stay as they were. Not fenced: the callback ran, whoever
+-- holds the job now.
+UPDATE pgqueue.jobs j SET errors = j.errors || jsonb_build_array(r.error || jsonb_build_object('at', now()))
+FROM unnest(%(ids)s::text[], %(errors)s::jsonb[]) AS r(id, error)
+WHERE j.id = r.id
 
 -- name: release_claims
 -- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and
