@@ -349,6 +349,12 @@ def record_callback_failures(conn: Conn, ids: Sequence[str], errors: Sequence[st
     _do(conn, "record_callback_failures", {"ids": text_array(ids), "errors": text_array(errors)})
 
 
+def claim_by_id(conn: Conn, *, ids: Sequence[str], worker_id: int, worker_name: str) -> list[ClaimRow]:
+    """Queue(is_async=False): take and start the jobs ``ids`` that are queued (in the caller's transaction)."""
+    return _execute(conn, "claim_by_id", {"ids": list(ids), "worker_id": worker_id, "worker_name": worker_name},
+                    ClaimRow)
+
+
 def release_claims(conn: Conn, params: dict[str, Any]) -> int:
     return _execute(conn, "release_claims", params, WokenRow)[0].woken
 
@@ -435,5 +441,5 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
-    "worker_plan_settings": None, "record_callback_failures": None,
+    "worker_plan_settings": None, "record_callback_failures": None, "claim_by_id": ClaimRow,
 }

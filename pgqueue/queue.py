@@ -206,10 +206,23 @@ class Queue:
 
     ``dsn`` is where the jobs live (default: ``PGQUEUE_DATABASE_URL``, ``DATABASE_URL``, else the
     embedded server). ``default_timeout`` applies to jobs enqueued without ``job_timeout``.
+    ``is_async=False`` (RQ's synchronous mode, for tests) runs each job at once, in the process that
+    enqueues it, and records its outcome as a worker would (see docs/callbacks-and-retries.md).
     """
 
+    #: False for a queue whose enqueue runs the job at once (``Queue(is_async=False)``).
+    is_async = True
+
+    def __new__(cls, name: str = "default", dsn: str | None = None, *, default_timeout: Duration | None = None,
+                is_async: bool = True) -> Queue:
+        if not is_async:
+            from ._sync import sync_class
+
+            cls = sync_class(cls)
+        return super().__new__(cls)
+
     def __init__(self, name: str = "default", dsn: str | None = None, *,
-                 default_timeout: Duration | None = None) -> None:
+                 default_timeout: Duration | None = None, is_async: bool = True) -> None:
         self.name = check_queue_name(name)
         self.dsn = dsn
         self.default_timeout = (DEFAULT_TIMEOUT if default_timeout is None

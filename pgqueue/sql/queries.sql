@@ -261,7 +261,8 @@ SELECT (SELECT count(*) FROM done) AS finished,
 -- name: fail_jobs
 -- Records failed attempts of a batch (`chunk` as in finish_jobs; -1: an id too long to notify). A job with attempts left goes back to
 -- `scheduled` after its retry interval (retry_intervals[attempt], the last one repeating); otherwise it
--- is `failed`. So is a job whose failure is not `retryable`: an exception not in its retry_on (Retry(on=)).
+-- is `failed`. So is a job whose failure is not `retryable`: an exception not in its retry_on (Retry(on=)),
+-- or a run of Queue(is_async=False), which retries nothing (as RQ's).
 WITH r AS (
     SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs,
            r.retryable AND j.attempts + (j.started_at IS NULL)::int < j.max_attempts AS again
@@ -305,6 +306,18 @@ FROM upd u
 UPDATE pgqueue.jobs j SET errors = j.errors || jsonb_build_array(r.error || jsonb_build_object('at', now()))
 FROM unnest(%(ids)s::text[], %(errors)s::jsonb[]) AS r(id, error)
 WHERE j.id = r.id
+
+-- name: claim_by_id
+-- Queue(is_async=False): the jobs an enqueue returned that are queued, taken by the registration `worker_id`
+-- (of the process that enqueued them) and started, to run at once in that process. Columns as the claim's.
+UPDATE pgqueue.jobs j
+SET status = 'running', claim_count = j.claim_count + 1, worker_id = %(worker_id)s,
+    worker_name = %(worker_name)s, attempts = j.attempts + 1, started_at = now()
+WHERE j.id = ANY (%(ids)s::text[]) AND j.status = 'queued'
+RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text AS kwargs_json,
+          j.timeout_seconds AS timeout, j.attempts AS attempt, j.meta::text AS meta_json,
+          j.claim_count AS claim, true AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
+          j.retry_on
 
 -- name: release_claims
 -- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and
