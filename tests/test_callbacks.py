@@ -284,3 +284,18 @@ def test_the_worker_logs_a_failed_callback(spawn_worker: Any, db: psycopg.Connec
     wait_for(lambda: f"Callback on_success failed ({job.id}): pgq_callbacks.raises: RuntimeError: the callback "
                      "broke" in worker.output, message="the log line")
     assert f"Job OK ({job.id})" in worker.output
+
+
+def test_in_a_simple_worker_a_callback_that_kills_its_process_takes_the_worker_down(
+        spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    """As a job that kills its process does (docs/callbacks-and-retries.md): the outcome handed over in that
+    process is lost with it, and the job is rescued as from any lost worker."""
+    worker = spawn_worker("cb", "--simple", "--lease", "1")
+    job = Queue("cb").enqueue(tj.record, "ran", on_success=cb.kills_its_process)
+    assert worker.proc.wait(20) == -9  # SIGKILL, from the callback
+    assert job.get_status() == JobStatus.RUNNING and job_pids(db, job) == {worker.proc.pid}
+    wait_for(lambda: db.execute("SELECT heartbeat_at < now() - make_interval(secs => lease_seconds) "
+                                "FROM pgqueue.workers").fetchone()[0], message="the dead worker's lease to pass")
+    Worker(["cb"]).work(burst=True)  # rescues it: its only attempt was used
+    job.refresh()
+    assert job.status == JobStatus.FAILED and [e["type"] for e in job.errors] == ["WorkerLost"]
