@@ -77,3 +77,11 @@ def fail_with(kind: str, message: str = "failed", times: int = 1000) -> str:
     if job.attempts <= times:
         raise (TransientError if kind == "TransientError" else getattr(builtins, kind))(message)
     return "succeeded"
+
+
+def records_then_sleeps(job: pgqueue.Job, connection: psycopg.Connection[Any], *args: Any) -> None:
+    """Records that it began (tag 'callback began'), then takes a while (``job.meta["sleep"]`` seconds)."""
+    connection.execute("INSERT INTO pgq_test.runs (job_id, tag, pid) VALUES (%s, 'callback began', %s)",
+                       (job.id, os.getpid()))
+    time.sleep(job.meta.get("sleep", 60))
+    _record(connection, job, {"callback": "slept"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -299,3 +300,33 @@ def test_in_a_simple_worker_a_callback_that_kills_its_process_takes_the_worker_d
     Worker(["cb"]).work(burst=True)  # rescues it: its only attempt was used
     job.refresh()
     assert job.status == JobStatus.FAILED and [e["type"] for e in job.errors] == ["WorkerLost"]
+
+
+def began(db: psycopg.Connection[Any], job: Job) -> bool:
+    return bool(db.execute("SELECT 1 FROM pgq_test.runs WHERE job_id = %s AND tag = 'callback began'",
+                           (job.id,)).fetchone())
+
+
+def test_a_warm_shutdown_waits_for_a_running_callback(spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("cb")
+    job = Queue("cb").enqueue(tj.add, 1, 2, on_success=cb.records_then_sleeps, meta={"sleep": 1})
+    waiting = Queue("cb").enqueue(tj.add, 3, 4)
+    wait_for(lambda: began(db, job), message="the callback to begin")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert [c["callback"] for c in seen(db, job)] == ["slept"] and callback_errors(job) == []
+    assert job.get_status() == JobStatus.FINISHED and waiting.get_status() == JobStatus.QUEUED
+
+
+def test_a_cold_shutdown_stops_a_running_callback_and_records_it(spawn_worker: Any,
+                                                                 db: psycopg.Connection[Any]) -> None:
+    worker = spawn_worker("cb")
+    job = Queue("cb").enqueue(tj.add, 1, 2, on_success=cb.records_then_sleeps)
+    wait_for(lambda: began(db, job), message="the callback to begin")
+    worker.signal(signal.SIGINT)
+    wait_for(lambda: "warm shut down" in worker.output, message="the first signal to register")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(30) == 0
+    assert job.get_status() == JobStatus.FINISHED and job.result == 3  # its outcome, recorded before
+    [error] = callback_errors(job)
+    assert (error["error"], error["message"]) == ("WorkerShutdown", "cold shutdown")

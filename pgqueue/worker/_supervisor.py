@@ -482,8 +482,7 @@ class Worker:
                 self._outcomes.release([(t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]})])
         return ran
 
-    def _callback_cut_short(self, slot: Slot, phase: CallbackStart | None, held: Sequence[Task], kind: str,
-                            reason: str) -> bool:
+    def _callback_cut_short(self, phase: CallbackStart | None, held: Sequence[Task], kind: str, reason: str) -> bool:
         """Whether a callback was running when its process was stopped (by ``kind``: ``reason``): then it is
         recorded as failed, and none of the tasks ``held`` had started. Not so if its job's outcome never came
         (the head task is that job's)."""
@@ -496,7 +495,7 @@ class Worker:
         reason, kind, phase = slot.exit_reason(), slot.kill_kind, slot.callback
         with self._fence_lock:
             lost = slot.restart()
-        if self._callback_cut_short(slot, phase, lost, kind, reason):
+        if self._callback_cut_short(phase, lost, kind, reason):
             self._outcomes.release([(t.id, t.claim) for t in lost])
             log.info("Worker %s: replaced its child process (%s)", self.name, reason)
             return 0
@@ -533,7 +532,7 @@ class Worker:
                 slot.kill("cold shutdown")
                 slot.process.join(5)
                 self._take(slot, slot.received())
-                self._callback_cut_short(slot, slot.callback, slot.tasks, "WorkerShutdown", "cold shutdown")
+                self._callback_cut_short(slot.callback, slot.tasks, "WorkerShutdown", "cold shutdown")
                 with self._fence_lock:
                     self._outcomes.release([(t.id, t.claim) for t in slot.restart()])
 
@@ -544,7 +543,7 @@ class Worker:
                 slot.process.join(5)
         for slot in slots:  # outcomes that arrived (or, in process, were produced) before the stop
             self._take(slot, slot.received())
-            self._callback_cut_short(slot, slot.callback, slot.tasks, "WorkerShutdown", "worker stopping")
+            self._callback_cut_short(slot.callback, slot.tasks, "WorkerShutdown", "worker stopping")
         self._outcomes.release([(t.id, t.claim) for s in slots for t in s.tasks])
         for slot in slots:
             slot.close()
