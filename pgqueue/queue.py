@@ -213,9 +213,9 @@ class Queue:
     #: False for a queue whose enqueue runs the job at once (``Queue(is_async=False)``).
     is_async = True
 
-    def __new__(cls, name: str = "default", dsn: str | None = None, *, default_timeout: Duration | None = None,
-                is_async: bool = True) -> Queue:
-        if not is_async:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Queue:
+        # Only is_async matters here (a subclass's own arguments go to its __init__).
+        if not kwargs.get("is_async", True):
             from ._sync import sync_class
 
             cls = sync_class(cls)

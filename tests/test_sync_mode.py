@@ -165,11 +165,14 @@ def test_an_atomic_job_writes_in_the_callers_transaction(q: Queue, dsn: str, db:
 
 def test_a_subclass_of_queue_can_be_synchronous(db: psycopg.Connection[Any]) -> None:
     class Mine(Queue):
-        pass
+        def __init__(self, name: str, *, tag: str = "", **kwargs: Any) -> None:
+            super().__init__(name, **kwargs)
+            self.tag = tag
 
-    q = Mine("sync", is_async=False)
+    q = Mine("sync", tag="mine", is_async=False)
     assert isinstance(q, Mine) and not q.is_async and type(Mine("x", is_async=False)) is type(q)
-    assert q.enqueue(tj.add, 1, 1).result == 2
+    assert q.tag == "mine" and q.enqueue(tj.add, 1, 1).result == 2
+    assert Mine("async", tag="a").is_async and type(Mine("async")) is Mine
 
 
 def test_outside_the_main_thread_jobs_run_without_a_timeout(q: Queue) -> None:
