@@ -6,6 +6,7 @@
 Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README and docs/.
 """
 
+from ._callbacks import Callback
 from ._config import configure
 from ._migrate import migrate, schema_sql
 from .decorators import job
@@ -14,6 +15,7 @@ from .exceptions import (
     DatabaseUnavailable,
     InvalidJobOperation,
     JobFailed,
+    JobTimeoutError,
     MigrationError,
     NoSuchJobError,
     PgQueueError,
@@ -40,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CanceledJobRegistry",
+    "Callback",
     "ConfigurationError",
     "DatabaseUnavailable",
     "DeferredJobRegistry",
@@ -49,6 +52,7 @@ __all__ = [
     "Job",
     "JobFailed",
     "JobStatus",
+    "JobTimeoutError",
     "MigrationError",
     "NoSuchJobError",
     "PgQueueError",

@@ -25,7 +25,7 @@ import psycopg
 
 from . import _db, _notify
 from .exceptions import ConfigurationError, SchemaMissing, SchemaOutdated
-from .sql import REVISION, q
+from .sql import REVISION, q, text_array
 
 Conn = psycopg.Connection[Any]
 R = TypeVar("R", bound=tuple[Any, ...])
@@ -266,7 +266,7 @@ def requeue_jobs(conn: Conn, ids: Sequence[str] | None, queue: str | None) -> li
 
 # -- the worker ------------------------------------------------------------------------------------
 class ClaimRow(NamedTuple):
-    """A claimed job. Its first ten fields are a worker Task's."""
+    """A claimed job. Its first ten fields are a worker Task's, and so are callbacks and retry_on."""
     id: str
     queue: str
     func_name: str
@@ -279,6 +279,8 @@ class ClaimRow(NamedTuple):
     marked: bool
     priority: int
     position: int
+    callbacks: str | None
+    retry_on: list[str] | None
 
 
 class FinishRow(NamedTuple):
@@ -368,6 +370,17 @@ def finish_jobs_result(conn: Conn) -> FinishRow | None:
 
 def fail_jobs(conn: Conn, params: dict[str, Any]) -> list[FailRow]:
     return _outcome(conn, "fail_jobs", params, FailRow)
+
+
+def record_callback_failures(conn: Conn, ids: Sequence[str], errors: Sequence[str]) -> None:
+    """Add an entry (JSON text) to each job's errors: its callback failed."""
+    _do(conn, "record_callback_failures", {"ids": text_array(ids), "errors": text_array(errors)})
+
+
+def claim_by_id(conn: Conn, *, ids: Sequence[str], worker_id: int, worker_name: str) -> list[ClaimRow]:
+    """Queue(is_async=False): take and start the jobs ``ids`` that are queued (in the caller's transaction)."""
+    return _execute(conn, "claim_by_id", {"ids": list(ids), "worker_id": worker_id, "worker_name": worker_name},
+                    ClaimRow)
 
 
 def release_claims(conn: Conn, params: dict[str, Any]) -> int:
@@ -633,7 +646,8 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "shortest_lease": SecondsRow, "notify_done": NotifiedRow, "promote_deferred": PromoteRow,
     "prune_jobs": PruneRow, "prune_workers": None, "maintenance_limits": LimitsRow, "queue_summary": QueueSummaryRow,
     "live_workers": LiveWorkerRow, "listen_jobs": None, "listen_done": None, "own_settings": None,
-    "worker_plan_settings": None, "worker_plan_local": PlanRow, "pause": PausedRow, "resume": ResumedRow,
+    "worker_plan_settings": None, "worker_plan_local": PlanRow, "record_callback_failures": None,
+    "claim_by_id": ClaimRow, "pause": PausedRow, "resume": ResumedRow,
     "pauses": PauseRow, "listen_control": None, "fetch_jobs": JobRow, "job_meta": MetaRow,
     "job_position": PositionRow,
     "queue_names": NameRow, "registry_job": RegistryJobRow, "registry_remove": IdRow, "registry_requeue": RequeueRow,

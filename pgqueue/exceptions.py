@@ -57,6 +57,11 @@ class JobFailed(PgQueueError):
         super().__init__(f"job {job_id} {status}{detail}")
 
 
+class JobTimeoutError(PgQueueError):
+    """A job ran past its ``job_timeout`` and was stopped: what an ``on_failure`` callback gets as ``type`` and
+    ``value`` then (RQ's JobTimeoutException), and the ``type`` of that attempt in ``job.errors``."""
+
+
 class UniqueKeyHeld(PgQueueError):
     """A failed job cannot go back to its queue: another job holds its ``unique_key`` (one live job per key).
     ``holder`` is that job's id, or None when it was enqueued while the requeue ran. ``status`` is the one

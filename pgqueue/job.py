@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from . import _config, _serialize, _store, monitor
+from . import _callbacks, _config, _serialize, _store, monitor
 from ._db import connect, readable, shared_connection, translate_errors
 from .exceptions import JobFailed, NoSuchJobError
 from .results import Result, results_of
@@ -52,9 +52,13 @@ class Retry:
     ``Retry(max=3)`` allows three retries after the first failure (up to four runs), at once.
     ``interval`` is seconds before each retry: one number for all, or a list whose last value repeats.
     :meth:`exponential` builds a capped exponential back-off with jitter.
+    ``on`` (pgqueue's, not RQ's) retries only exceptions of these classes (classes or dotted paths): a job
+    that raises anything else fails at once, its remaining retries unused. A timeout, a crashed process or
+    a lost worker is no exception of the job's and is retried as without ``on``.
     """
 
-    def __init__(self, max: int, interval: float | Sequence[float] = 0) -> None:
+    def __init__(self, max: int, interval: float | Sequence[float] = 0,
+                 on: type[BaseException] | str | Iterable[type[BaseException] | str] | None = None) -> None:
         if not isinstance(max, int) or isinstance(max, bool) or not 0 <= max < _INT32_MAX:
             raise ValueError(f"Retry(max=...) must be an int from 0 to {_INT32_MAX - 1}, not {max!r}")
         intervals = [float(interval)] if isinstance(interval, (int, float)) else [float(i) for i in interval]
@@ -64,18 +68,22 @@ class Retry:
             raise ValueError(f"Retry intervals must be from 0 to {_INT32_MAX} seconds, not {interval!r}")
         self.max = max
         self.intervals: list[float] = intervals
+        #: The dotted paths of the exception classes retried (None: every failure).
+        self.on: tuple[str, ...] | None = None if on is None else _callbacks.exception_names(on)
 
     @classmethod
     def exponential(
-        cls, max: int, base: float = 1.0, factor: float = 2.0, cap: float = 300.0, jitter: float = 0.1
+        cls, max: int, base: float = 1.0, factor: float = 2.0, cap: float = 300.0, jitter: float = 0.1,
+        on: type[BaseException] | str | Iterable[type[BaseException] | str] | None = None,
     ) -> Retry:
         """``base * factor**n`` seconds before retry ``n`` (0-based), at most ``cap``, each stretched by a
         random fraction up to ``jitter`` so that jobs failing together do not retry together."""
         intervals = [min(cap, base * factor**n) * (1 + random.uniform(0, jitter)) for n in range(max)]
-        return cls(max=max, interval=intervals or [0])
+        return cls(max=max, interval=intervals or [0], on=on)
 
     def __repr__(self) -> str:
-        return f"Retry(max={self.max}, interval={self.intervals!r})"
+        on = "" if self.on is None else f", on={self.on!r}"
+        return f"Retry(max={self.max}, interval={self.intervals!r}{on})"
 
 
 class _PendingJob:

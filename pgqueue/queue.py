@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from . import _copy, _options, _serialize, _store, suspension
+from . import _callbacks, _copy, _options, _serialize, _store, suspension
 from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
@@ -39,7 +39,7 @@ Duration = int | float | timedelta | str
 #: function's own arguments only through ``args=`` and ``kwargs=``.
 RESERVED_OPTIONS = frozenset({
     "job_id", "job_timeout", "result_ttl", "ttl", "failure_ttl", "retry", "priority", "depends_on",
-    "at_front", "meta", "description", "unique_key", "connection",
+    "at_front", "meta", "description", "unique_key", "connection", "on_success", "on_failure", "on_stopped",
 })
 _PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "scheduled_in"}
 
@@ -62,13 +62,14 @@ def _refuse_cycles(batch: Sequence[EnqueueData]) -> None:
                          "them could ever run: remove one of these dependencies")
 
 
-def _attempts_of(retry: Retry | int) -> tuple[int, Sequence[float]]:
-    """max_attempts and retry intervals of ``retry=``: a Retry, or an int (Retry(max=retry))."""
+def _attempts_of(retry: Retry | int) -> tuple[int, Sequence[float], Sequence[str] | None]:
+    """max_attempts, retry intervals and the exceptions retried (None: all) of ``retry=``: a Retry, or an int
+    (Retry(max=retry))."""
     if isinstance(retry, bool) or not isinstance(retry, (Retry, int)):
         raise TypeError(f"retry= takes Retry(max=..., interval=...) or an int, not {retry!r}")
     if isinstance(retry, int):
         retry = Retry(max=retry)
-    return 1 + retry.max, retry.intervals
+    return 1 + retry.max, retry.intervals, retry.on
 
 
 class EnqueueData:
@@ -97,6 +98,9 @@ class EnqueueData:
     unique_key: str | None = None
     scheduled_at: datetime | None = None
     scheduled_in: float | None = None  # seconds after the database's now(), not this machine's clock
+    callbacks_json: str | None = None  # jobs.callbacks (pgqueue._callbacks)
+    retry_on: Sequence[str] | None = None  # jobs.retry_on: the exceptions retried, dotted paths (None: all)
+    extras = False  # callbacks or retry_on: columns only insert_jobs writes
     simple = True  # no kwargs, every option at its default
 
     def __init__(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
@@ -115,7 +119,8 @@ class EnqueueData:
                      retry: Retry | int | None = None, priority: int = 0, depends_on: Any = None,
                      at_front: bool = False, meta: dict[str, Any] | None = None, description: str | None = None,
                      unique_key: str | None = None, scheduled_at: datetime | None = None,
-                     scheduled_in: Duration | None = None) -> None:
+                     scheduled_in: Duration | None = None, on_success: Any = None, on_failure: Any = None,
+                     on_stopped: Any = None) -> None:
         if kwargs:
             self.kwargs = dict(kwargs)
             self.kwargs_json = _serialize.dumps(self.kwargs)
@@ -125,7 +130,11 @@ class EnqueueData:
         if job_id is not None:
             self.custom_id, self.id = True, _options.key("job_id", job_id)
         if retry is not None:
-            self.max_attempts, self.intervals = _attempts_of(retry)
+            self.max_attempts, self.intervals, retry_on = _attempts_of(retry)
+            if retry_on is not None:
+                self.retry_on, self.extras = retry_on, True
+        if on_success is not None or on_failure is not None or on_stopped is not None:
+            self.callbacks_json, self.extras = _callbacks.callbacks_json(on_success, on_failure, on_stopped), True
         self.priority = priority if priority == 0 and type(priority) is int else _options.priority(priority)
         self.at_front = bool(at_front)
         self.description = description
@@ -157,7 +166,7 @@ class EnqueueData:
     def plain(self) -> bool:
         """Whether COPY can write this job: no option that needs the database to decide at insert time."""
         return self.simple or not (self.custom_id or self.depends_on or self.unique_key or self.at_front
-                                   or self.scheduled_in is not None)
+                                   or self.scheduled_in is not None or self.extras)
 
     def to_job(self, id: str, queue: str, dsn: str | None, timeout: float, status: JobStatus,
                enqueued_at: datetime, scheduled_at: datetime, priority: int) -> Job:
@@ -205,10 +214,23 @@ class Queue:
 
     ``dsn`` is where the jobs live (default: ``PGQUEUE_DATABASE_URL``, ``DATABASE_URL``, else the
     embedded server). ``default_timeout`` applies to jobs enqueued without ``job_timeout``.
+    ``is_async=False`` (RQ's synchronous mode, for tests) runs each job at once, in the process that
+    enqueues it, and records its outcome as a worker would (see docs/callbacks-and-retries.md).
     """
 
+    #: False for a queue whose enqueue runs the job at once (``Queue(is_async=False)``).
+    is_async = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Queue:
+        # Only is_async matters here (a subclass's own arguments go to its __init__).
+        if not kwargs.get("is_async", True):
+            from ._sync import sync_class
+
+            cls = sync_class(cls)
+        return super().__new__(cls)
+
     def __init__(self, name: str = "default", dsn: str | None = None, *,
-                 default_timeout: Duration | None = None) -> None:
+                 default_timeout: Duration | None = None, is_async: bool = True) -> None:
         self.name = check_queue_name(name)
         self.dsn = dsn
         self.default_timeout = (DEFAULT_TIMEOUT if default_timeout is None
@@ -295,7 +317,8 @@ class Queue:
             "failure_ttls": [d.failure_ttl for d in batch], "ttls": [d.ttl for d in batch],
             "depends_on": [_serialize.dumps(d.depends_on) for d in batch],
             "unique_keys": [d.unique_key for d in batch], "scheduled_ats": [d.scheduled_at for d in batch],
-            "delays": [d.scheduled_in for d in batch],
+            "delays": [d.scheduled_in for d in batch], "callbacks": [d.callbacks_json for d in batch],
+            "retry_on": [None if d.retry_on is None else _serialize.dumps(list(d.retry_on)) for d in batch],
         }
 
     def _single_params(self, d: EnqueueData, id: str) -> dict[str, Any]:
@@ -341,7 +364,7 @@ class Queue:
         statement after it runs as usual (no savepoint needed)."""
         part = [batch[i] for i in which]
         part_ids = [ids[i] for i in which]
-        if len(part) == 1 and not (part[0].depends_on or part[0].unique_key or part[0].at_front):
+        if len(part) == 1 and not (part[0].depends_on or part[0].unique_key or part[0].at_front or part[0].extras):
             inserted = _store.insert_job(conn, caller, self._single_params(part[0], part_ids[0]))
         else:
             inserted = _store.insert_jobs(conn, self._batch_params(part, part_ids))

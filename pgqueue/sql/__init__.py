@@ -79,3 +79,8 @@ def text_array(values: Sequence[str]) -> str:
 def number_array(values: Sequence[int | float]) -> str:
     """``{1,2.5}``: ints and finite floats."""
     return "{" + ",".join(map(str, values)) + "}"
+
+
+def bool_array(values: Sequence[bool]) -> str:
+    """``{t,f}``."""
+    return "{" + ",".join("t" if v else "f" for v in values) + "}"

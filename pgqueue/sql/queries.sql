@@ -13,10 +13,10 @@ WITH input AS (
         %(metas)s::jsonb[], %(max_attempts)s::int[], %(retry_intervals)s::jsonb[],
         %(timeouts)s::float8[], %(result_ttls)s::int[], %(failure_ttls)s::int[], %(ttls)s::int[],
         %(depends_on)s::jsonb[], %(unique_keys)s::text[], %(scheduled_ats)s::timestamptz[],
-        %(delays)s::float8[]
+        %(delays)s::float8[], %(callbacks)s::jsonb[], %(retry_on)s::jsonb[]
     ) WITH ORDINALITY AS t(id, queue, func_name, args, kwargs, priority, at_front, description, meta,
                            max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
-                           depends_on, unique_key, scheduled_at, delay, ord)
+                           depends_on, unique_key, scheduled_at, delay, callbacks, retry_on, ord)
 ), rows AS (
     SELECT i.*, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)) AS deps,
            coalesce(i.scheduled_at, now() + make_interval(secs => i.delay), now()) AS run_at
@@ -24,7 +24,7 @@ WITH input AS (
 ), ins AS (
     INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, position, description,
                               meta, max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl,
-                              ttl, depends_on, unique_key, scheduled_at)
+                              ttl, depends_on, unique_key, scheduled_at, callbacks, retry_on)
     SELECT r.id, r.queue, r.func_name, r.args, r.kwargs,
            CASE WHEN EXISTS (SELECT 1 FROM pgqueue.jobs d WHERE d.id = ANY (r.deps) AND d.status <> 'finished')
                      OR r.deps && ARRAY(SELECT id FROM rows) THEN 'deferred'
@@ -40,7 +40,8 @@ WITH input AS (
            r.description, r.meta, r.max_attempts,
            ARRAY(SELECT jsonb_array_elements_text(r.retry_intervals)::float8),
            r.timeout_seconds, r.result_ttl, r.failure_ttl, r.ttl, r.deps, r.unique_key,
-           r.run_at
+           r.run_at, r.callbacks,
+           CASE WHEN r.retry_on IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(r.retry_on)) END
     FROM rows r ORDER BY r.ord
     ON CONFLICT DO NOTHING
     RETURNING id, queue, status, priority, position, enqueued_at, scheduled_at
@@ -61,7 +62,8 @@ VALUES (%(id)s, %(queue)s, %(func_name)s, %(args)s::jsonb, %(timeout)s)
 RETURNING enqueued_at, pg_notify('pgqueue_jobs', queue) AS woken
 
 -- name: insert_job
--- enqueue's fast path: one job without depends_on, unique_key or at_front (insert_jobs does those).
+-- enqueue's fast path: one job without depends_on, unique_key, at_front, callbacks or retry_on (insert_jobs
+-- does those).
 -- A job_id that exists already writes no row, so returns none and notifies no one.
 INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, description, meta,
                           max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
@@ -183,7 +185,8 @@ ORDER BY ended_at, position
 -- name: claim
 -- Takes up to `limit` runnable jobs of one queue, in priority then FIFO order, skipping rows another
 -- worker holds. The claim is numbered (claim_count); attempts only counts once a run starts. The first
--- `start_now` jobs go to idle job processes and start at once, so their run counts here.
+-- `start_now` jobs go to idle job processes and start at once, so their run counts here. callbacks and
+-- retry_on are NULL for most jobs: two more columns here, no statement more per job.
 WITH c AS (
     SELECT id, priority, position FROM pgqueue.jobs
     WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s
@@ -202,7 +205,8 @@ SET status = 'running', claim_count = j.claim_count + 1, worker_id = %(worker_id
 FROM n WHERE j.id = n.id
 RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text AS kwargs_json,
           j.timeout_seconds AS timeout, j.attempts + (NOT n.starts)::int AS attempt, j.meta::text AS meta_json,
-          j.claim_count AS claim, n.starts AS marked, j.priority, j.position
+          j.claim_count AS claim, n.starts AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
+          j.retry_on
 
 -- Plans that do not depend on statistics. A queue's statistics are always stale (taken on a full queue,
 -- they say running jobs are rare), and the worker keeps one generic plan per statement. So the
@@ -258,21 +262,24 @@ SELECT (SELECT count(*) FROM done) AS finished,
 -- name: fail_jobs
 -- Records failed attempts of a batch (`chunk` as in finish_jobs; -1: an id too long to notify). A job with attempts left goes back to
 -- `scheduled` after its retry interval (retry_intervals[attempt], the last one repeating); otherwise it
--- is `failed`.
+-- is `failed`. So is a job whose failure is not `retryable`: an exception not in its retry_on (Retry(on=)),
+-- or a run of Queue(is_async=False), which retries nothing (as RQ's).
 WITH r AS (
-    SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs
+    SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs,
+           r.retryable AND j.attempts + (j.started_at IS NULL)::int < j.max_attempts AS again
     FROM unnest(%(ids)s::text[], %(claims)s::int[], %(exc_infos)s::text[], %(errors)s::jsonb[],
-                %(durations)s::float8[], %(chunks)s::int[]) AS r(id, claim, exc_info, error, duration, chunk)
+                %(durations)s::float8[], %(chunks)s::int[], %(retryables)s::bool[])
+         AS r(id, claim, exc_info, error, duration, chunk, retryable)
     JOIN pgqueue.jobs j ON j.id = r.id
 ), upd AS (
     UPDATE pgqueue.jobs j
-    SET status = CASE WHEN r.runs < j.max_attempts THEN 'scheduled' ELSE 'failed' END::pgqueue.job_status,
-        scheduled_at = CASE WHEN r.runs < j.max_attempts
+    SET status = CASE WHEN r.again THEN 'scheduled' ELSE 'failed' END::pgqueue.job_status,
+        scheduled_at = CASE WHEN r.again
             THEN now() + make_interval(secs => coalesce(
                 j.retry_intervals[LEAST(r.runs, cardinality(j.retry_intervals))], 0))
             ELSE j.scheduled_at END,
-        ended_at = CASE WHEN r.runs < j.max_attempts THEN NULL ELSE now() END,
-        delete_at = CASE WHEN r.runs < j.max_attempts THEN NULL
+        ended_at = CASE WHEN r.again THEN NULL ELSE now() END,
+        delete_at = CASE WHEN r.again THEN NULL
                          ELSE now() + make_interval(secs => j.failure_ttl) END,
         attempts = r.runs,
         started_at = coalesce(j.started_at, now() - make_interval(secs => r.duration)),
@@ -292,6 +299,26 @@ SELECT u.id, u.status::text AS status, u.attempts, u.max_attempts,
        (SELECT count(pg_notify('pgqueue_jobs', q))
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p) AS woken
 FROM upd u
+
+-- name: record_callback_failures
+-- A callback that failed (raised, timed out, or its process died) adds an entry to its job's errors (type
+-- CallbackFailed); the job's status and outcome stay as they were. Not fenced: the callback ran, whoever
+-- holds the job now.
+UPDATE pgqueue.jobs j SET errors = j.errors || jsonb_build_array(r.error || jsonb_build_object('at', now()))
+FROM unnest(%(ids)s::text[], %(errors)s::jsonb[]) AS r(id, error)
+WHERE j.id = r.id
+
+-- name: claim_by_id
+-- Queue(is_async=False): the jobs an enqueue returned that are queued, taken by the registration `worker_id`
+-- (of the process that enqueued them) and started, to run at once in that process. Columns as the claim's.
+UPDATE pgqueue.jobs j
+SET status = 'running', claim_count = j.claim_count + 1, worker_id = %(worker_id)s,
+    worker_name = %(worker_name)s, attempts = j.attempts + 1, started_at = now()
+WHERE j.id = ANY (%(ids)s::text[]) AND j.status = 'queued'
+RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text AS kwargs_json,
+          j.timeout_seconds AS timeout, j.attempts AS attempt, j.meta::text AS meta_json,
+          j.claim_count AS claim, true AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
+          j.retry_on
 
 -- name: release_claims
 -- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and

@@ -1,26 +1,35 @@
-"""Running one job: import its function by dotted path (honouring the allow-list), call it, and turn
-the outcome into what the supervisor records. Used by child processes and by SimpleWorker alike."""
+"""Running one job: import its function by dotted path (honouring the allow-list), call it, turn the outcome
+into what the supervisor records, then run the job's callback for that outcome, if it has one. Used by child
+processes, by SimpleWorker and by Queue(is_async=False) alike: :func:`execute`."""
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import importlib
 import logging
+import os
+import signal
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 import psycopg
 
 from .. import _notify, _serialize, _store
+from .._callbacks import stored_callback
 from .._db import connect
-from ..exceptions import PgQueueError
+from ..exceptions import JobTimeoutError, PgQueueError
 from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, text_array
 
-_cache: dict[str, Callable[..., Any]] = {}
 log = logging.getLogger("pgqueue.worker")
+
+_cache: dict[str, Callable[..., Any]] = {}
 
 #: RQ's exception handler: ``handler(job, exc_type, exc_value, traceback)``; returning False (anything false
 #: but None) stops the chain.
@@ -29,6 +38,10 @@ ExceptionHandler = Callable[..., Any]
 
 class AbortJob(BaseException):
     """Raised inside an in-process job to stop it (a hard timeout, or a second stop signal)."""
+
+
+class TimeUp(AbortJob):
+    """Raised inside a job or callback by :class:`Alarm`: its time is up, or the lease's fence stopped it."""
 
 
 class Task(NamedTuple):
@@ -45,6 +58,8 @@ class Task(NamedTuple):
     claim: int  # the job's claim_count for this claim: what completions are fenced on
     marked: bool  # the claim already recorded the run as started (it went to an idle process)
     worker_id: int
+    callbacks: str | None = None  # jobs.callbacks (JSON text), None for most jobs
+    retry_on: Sequence[str] | None = None  # jobs.retry_on: dotted paths of the exceptions retried (None: all)
 
 
 class Outcome(NamedTuple):
@@ -61,6 +76,35 @@ class Outcome(NamedTuple):
     error_message: str | None
     duration: float = 0.0  # seconds the run took, so started_at = ended_at - duration
     recorded: bool = False  # an atomic job's completion was already committed with its own writes
+    retryable: bool = True  # False: a failure that fails the job at once (not in its Retry(on=...))
+
+
+class CallbackStart(NamedTuple):
+    """Sent just before the outcome of a job that has a callback for it: after the outcome, the job's process
+    runs this callback, so the supervisor gives the callback its own deadline and records how it ends."""
+
+    id: str
+    claim: int
+    attempt: int
+    name: str  # the option: on_success, on_failure
+    func: str
+    timeout: float  # seconds; infinity for none
+
+
+class CallbackEnd(NamedTuple):
+    """The callback returned (``error_type`` None), or failed: it raised, or was stopped at its timeout."""
+
+    id: str
+    claim: int
+    attempt: int
+    name: str
+    func: str
+    error_type: str | None
+    message: str | None
+    traceback: str | None
+
+
+Message = Outcome | CallbackStart | CallbackEnd
 
 
 def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
@@ -96,15 +140,99 @@ def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
     raise ImportError(f"cannot import job function {name!r}: {error}")
 
 
+def timeout_message(seconds: float) -> str:
+    return f"the job exceeded its timeout of {seconds:g} seconds and was stopped"
+
+
+# -- stopping what outlives its time ----------------------------------------------------------------
+_ALARM_LIMIT = 9.2e9  # seconds: setitimer's range (2**63 ns) ends a little past this
+_UNLIMITED = contextlib.nullcontext()
+
+
+def _time_up(signum: int, frame: Any) -> None:
+    raise TimeUp()
+
+
+class Clock:
+    """How the job's process stops a job or a callback that outlives its time. This one does not: in a
+    child process the supervisor kills the process instead (at the deadline, plus a grace when the job has
+    callbacks), and elsewhere nothing can."""
+
+    always = False  # whether every job runs under limit(), or only jobs with callbacks
+    reason: tuple[str, str] | None = None  # (error type, message) when stop() interrupted what ran
+
+    def limit(self, seconds: float) -> AbstractContextManager[None]:
+        return _UNLIMITED
+
+
+_NO_CLOCK = Clock()
+
+
+class Alarm(Clock):
+    """SIGALRM, in the main thread: raises :class:`TimeUp` inside the job or callback once ``seconds`` have
+    passed, or at once when :meth:`stop` is called (from the lease's fence thread). In another thread it
+    does nothing. ``always``: every job runs under it (SimpleWorker, Queue(is_async=False)); else only jobs
+    with callbacks (a child process: then the job's own timeout raises inside it, so its on_failure runs)."""
+
+    def __init__(self, always: bool) -> None:
+        self.always = always
+        self.reason = None
+        self._armed = False
+
+    @contextlib.contextmanager
+    def limit(self, seconds: float) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        outer = signal.getitimer(signal.ITIMER_REAL)[0]  # a job running a job (Queue(is_async=False))
+        began = time.monotonic()
+        previous = signal.signal(signal.SIGALRM, _time_up)
+        self._armed = True
+        if seconds < _ALARM_LIMIT:  # no timer for no timeout (infinity), nor past what setitimer takes
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            self._armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            if outer:
+                signal.setitimer(signal.ITIMER_REAL, max(1e-3, outer - (time.monotonic() - began)))
+
+    def stop(self, kind: str, message: str) -> None:
+        """Stop what runs now, recorded as ``kind: message``; and what runs next, until reset()."""
+        self.reason = (kind, message)
+        if self._armed:
+            # A simulated signal runs the Python handler only, and only if one is installed (never the
+            # default action, which would end the process).
+            _thread.interrupt_main(signal.SIGALRM)
+
+    def reset(self) -> None:
+        self.reason = None
+
+
+# -- the job ---------------------------------------------------------------------------------------
 _atomic_conn: psycopg.Connection[Any] | None = None
 
 
 def _connection(dsn: str | None) -> psycopg.Connection[Any]:
-    """This process's connection for atomic jobs (a child process keeps it across jobs)."""
+    """This process's connection for atomic jobs and callbacks (a child process keeps it across jobs)."""
     global _atomic_conn
     if _atomic_conn is None or _atomic_conn.closed or _atomic_conn.broken:
         _atomic_conn = connect(dsn, role="atomic job")
     return _atomic_conn
+
+
+def _forget_parent_connection() -> None:
+    """In a forked child: the parent's connection is not ours to use (both would talk on one session: its
+    prepared statements, its transaction), nor to close (psycopg leaves it open when dropped in another
+    process). A process that ran callbacks or atomic jobs itself (SimpleWorker, Queue(is_async=False)) may
+    go on to fork a worker's children."""
+    global _atomic_conn
+    _atomic_conn = None
+
+
+os.register_at_fork(after_in_child=_forget_parent_connection)
 
 
 class LeaseLost(Exception):
@@ -112,13 +240,13 @@ class LeaseLost(Exception):
     lease ran out): its writes were rolled back, so the run that holds the job now has the only effect."""
 
 
-def _call_atomic(task: Task, dsn: str | None, pending: _PendingJob, func: Callable[..., Any], args: Any,
-                 kwargs: Any, started: float) -> str:
-    conn = _connection(dsn)
+def _call_atomic(task: Task, conn: psycopg.Connection[Any], pending: _PendingJob, func: Callable[..., Any],
+                 args: Any, kwargs: Any, started: float) -> tuple[Any, str]:
     with conn.transaction():
         pending.set_connection(conn)
         try:
-            result_json = _serialize.dumps(func(*args, **kwargs))
+            value = func(*args, **kwargs)
+            result_json = _serialize.dumps(value)
             row = _store.finish_jobs(conn, {
                 "ids": text_array([task.id]), "claims": number_array([task.claim]),
                 "results": text_array([result_json]), "durations": number_array([time.perf_counter() - started]),
@@ -127,7 +255,7 @@ def _call_atomic(task: Task, dsn: str | None, pending: _PendingJob, func: Callab
                 raise LeaseLost(f"job {task.id} is no longer held by this worker; its writes were rolled back")
         finally:
             pending.set_connection(None)
-    return result_json
+    return value, result_json
 
 
 def _job_of(task: Task, dsn: str | None, worker_name: str, started: float) -> Job:
@@ -160,6 +288,23 @@ def _refuse_arguments(args: Any, kwargs: Any) -> None:
         if type(value) is not kind:
             raise TypeError(f"pgqueue.jobs.{column} must be a JSON {_JSON_TYPES[kind]}, "
                             f"got {_JSON_TYPES.get(type(value), 'object')}")
+
+
+def _exception_classes(names: Sequence[str], allow: Sequence[str]) -> tuple[type[BaseException], ...]:
+    """The classes of Retry(on=...) this process can import (with an allow-list: under it, or builtins)."""
+    classes = []
+    for name in names:
+        try:
+            cls = import_func(name, (*allow, "builtins") if allow else ())
+        except Exception as exc:  # noqa: BLE001 - a module that fails to import in any way
+            log.warning("Retry(on=...) names %s, which this worker cannot import (%s): no failure matches it",
+                        name, exc)
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            classes.append(cls)
+        else:
+            log.warning("Retry(on=...) names %s, which is not an exception class: no failure matches it", name)
+    return tuple(classes)
 
 
 def exception_handlers(handlers: Sequence[ExceptionHandler | str]) -> list[ExceptionHandler]:
@@ -198,12 +343,11 @@ def _handle_exception(handlers: Sequence[ExceptionHandler], pending: _PendingJob
             break
 
 
-def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (),
-        handlers: Sequence[ExceptionHandler] = ()) -> Outcome:
-    """Run one task to completion and describe what happened. Never raises for the job's own errors."""
-    started = time.perf_counter()
-    pending = _PendingJob(lambda: _job_of(task, dsn, worker_name, started))
-    token = _current_job.set(pending)
+def _attempt(task: Task, dsn: str | None, allow: Sequence[str], pending: _PendingJob, started: float,
+             connection: psycopg.Connection[Any] | None, retry: bool,
+             handlers: Sequence[ExceptionHandler] = ()) -> tuple[Outcome, BaseException | None, Any]:
+    """Run the job function: its Outcome, and the exception it raised (None if it returned) or its value.
+    AbortJob (and TimeUp) goes through: see execute()."""
     atomic = False
     try:
         func = import_func(task.func_name, allow)
@@ -213,19 +357,151 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
             _refuse_arguments(args, kwargs)
         atomic = getattr(func, "__pgqueue_atomic__", False)
         if atomic:
-            result_json = _call_atomic(task, dsn, pending, func, args, kwargs, started)
+            value, result_json = _call_atomic(task, connection if connection is not None else _connection(dsn),
+                                              pending, func, args, kwargs, started)
         else:
-            result_json = _serialize.dumps(func(*args, **kwargs))
+            value = func(*args, **kwargs)
+            result_json = _serialize.dumps(value)
     except AbortJob:
         raise
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
+        again = retry and (task.retry_on is None or isinstance(exc, _exception_classes(task.retry_on, allow)))
         # PostgreSQL text cannot hold NUL: a message with one is recorded with it spelled out.
         failed = Outcome(task.id, task.attempt, task.claim, False, None, traceback.format_exc().replace("\0", "\\0"),
-                         type(exc).__name__, str(exc).replace("\0", "\\0"), time.perf_counter() - started)
+                         type(exc).__name__, str(exc).replace("\0", "\\0"), time.perf_counter() - started, False,
+                         again)
         if handlers:
             _handle_exception(handlers, pending, exc)
-        return failed
+        return failed, exc, None
+    return Outcome(task.id, task.attempt, task.claim, True, result_json, None, None, None,
+                   time.perf_counter() - started, bool(atomic)), None, value
+
+
+def _stopped(task: Task, clock: Clock, exc: TimeUp, started: float,
+             retry: bool) -> tuple[Outcome, BaseException | None]:
+    """The outcome of a job its clock stopped: at its timeout (a JobTimeoutError, for its on_failure), or for
+    ``clock.reason`` (the lease's fence: no callback runs)."""
+    kind, message = clock.reason or ("JobTimeoutError", timeout_message(task.timeout))
+    error = None if clock.reason else JobTimeoutError(message).with_traceback(exc.__traceback__)
+    return Outcome(task.id, task.attempt, task.claim, False, None, f"{kind}: {message}", kind, message,
+                   time.perf_counter() - started, False, retry), error
+
+
+# -- its callback ----------------------------------------------------------------------------------
+def _callback_of(task: Task, outcome: Outcome, clock: Clock) -> tuple[str, str, float] | CallbackEnd | None:
+    """The callback to run after ``outcome``: (option, dotted path, timeout); None if there is none (nor
+    after a run the lease's fence stopped); a CallbackEnd saying why, for a callbacks column that cannot
+    be read."""
+    if task.callbacks is None or clock.reason is not None:
+        return None
+    try:
+        return stored_callback(task.callbacks, "success" if outcome.ok else "failure")
+    except ValueError as exc:
+        return CallbackEnd(task.id, task.claim, task.attempt, "on_success" if outcome.ok else "on_failure", "",
+                           "ValueError", str(exc), None)
+
+
+def _ended(job: Job, outcome: Outcome) -> Job:
+    """The Job a callback gets: its row when the callback began, with this run's end, which the worker records
+    (soon) after the callback has begun. As RQ's, the status says finished or failed, or for a failure that a
+    retry follows, ``scheduled``."""
+    if outcome.ok:
+        job.status = JobStatus.FINISHED
+        job._result = _serialize.loads(outcome.result_json)
+    else:
+        again = outcome.retryable and job.attempts < job.max_attempts
+        job.status = JobStatus.SCHEDULED if again else JobStatus.FAILED
+        job._exc_info = outcome.exc_info
+    job._final_loaded = True
+    job.ended_at = datetime.now(timezone.utc)
+    return job
+
+
+def _tidy(conn: psycopg.Connection[Any]) -> None:
+    """Leave the process's own connection as the next job and callback expect it: idle, autocommit."""
+    try:
+        if conn.closed:
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        if not conn.autocommit:
+            conn.autocommit = True
+    except psycopg.Error:
+        conn.close()
+
+
+def _call_back(task: Task, outcome: Outcome, error: BaseException | None, value: Any, call: tuple[str, str, float],
+               pending: _PendingJob, dsn: str | None, allow: Sequence[str], clock: Clock,
+               connection: psycopg.Connection[Any] | None) -> CallbackEnd:
+    """Run the callback ``call`` with RQ's arguments: on_success(job, connection, result), on_failure(job,
+    connection, type, value, traceback). Never raises for the callback's own errors."""
+    name, func_name, timeout = call
+    failure: tuple[str | None, str | None, str | None] = (None, None, None)
+    conn = None
+    try:
+        with clock.limit(timeout):
+            func = import_func(func_name, allow)
+            job = _ended(pending.get(), outcome)
+            conn = connection if connection is not None else _connection(dsn)
+            if outcome.ok:
+                func(job, conn, value)
+            else:
+                func(job, conn, type(error), error, error.__traceback__ if error is not None else None)
+    except TimeUp:
+        failure = (*(clock.reason or ("CallbackTimeout", f"the {name} callback {func_name} exceeded its timeout "
+                                                         f"of {timeout:g} seconds and was stopped")), None)
+    except AbortJob:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - whatever the callback raised is recorded, never lost
+        failure = (type(exc).__name__, str(exc).replace("\0", "\\0"), traceback.format_exc().replace("\0", "\\0"))
+    finally:
+        if conn is not None and connection is None:
+            _tidy(conn)
+    return CallbackEnd(task.id, task.claim, task.attempt, name, func_name, *failure)
+
+
+def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (),
+        handlers: Sequence[ExceptionHandler] = ()) -> Outcome:
+    """Run a task that has no callbacks (``task.callbacks`` is None) in a child process, where the supervisor
+    enforces its timeout: :func:`execute` without the generator, for the jobs most workers run."""
+    started = time.perf_counter()
+    pending = _PendingJob(lambda: _job_of(task, dsn, worker_name, started))
+    token = _current_job.set(pending)
+    try:
+        return _attempt(task, dsn, allow, pending, started, None, True, handlers)[0]
     finally:
         _current_job.reset(token)
-    return Outcome(task.id, task.attempt, task.claim, True, result_json, None, None, None,
-                   time.perf_counter() - started, bool(atomic))
+
+
+def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (), clock: Clock | None = None,
+            connection: psycopg.Connection[Any] | None = None, retry: bool = True,
+            handlers: Sequence[ExceptionHandler] = ()) -> Iterator[Message]:
+    """Run one task and yield its Outcome; when the job has a callback for that outcome, yield a CallbackStart
+    first and, once the callback has run in this process, a CallbackEnd. Never raises for the job's or the
+    callback's own errors.
+
+    ``clock`` stops what outlives its time (see :class:`Clock`). ``connection``: the transaction that an atomic
+    job writes in and that callbacks get (Queue(is_async=False) with ``connection=``); by default this
+    process's own connection. ``retry``: whether a failure may be retried."""
+    clock = clock or _NO_CLOCK
+    started = time.perf_counter()
+    pending = _PendingJob(lambda: _job_of(task, dsn, worker_name, started))
+    token = _current_job.set(pending)
+    try:
+        value = None
+        try:
+            with clock.limit(task.timeout) if clock.always or task.callbacks is not None else _UNLIMITED:
+                outcome, error, value = _attempt(task, dsn, allow, pending, started, connection, retry, handlers)
+        except TimeUp as exc:
+            outcome, error = _stopped(task, clock, exc, started, retry)
+        call = _callback_of(task, outcome, clock)
+        if call is None or isinstance(call, CallbackEnd):
+            yield outcome
+            if call is not None:
+                yield call
+            return
+        yield CallbackStart(task.id, task.claim, task.attempt, *call)
+        yield outcome
+        yield _call_back(task, outcome, error, value, call, pending, dsn, allow, clock, connection)
+    finally:
+        _current_job.reset(token)

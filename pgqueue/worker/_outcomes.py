@@ -1,10 +1,10 @@
 """What a worker owes the database: the outcomes of the jobs it ran, written in batches.
 
 Finished jobs go through the :class:`Finisher`, on a connection of its own, without waiting for the server;
-failed attempts, released claims (jobs that must not count as run) and runs that have begun are written
-by :meth:`Outcomes.flush` on the worker's main connection, one statement each. Every statement is fenced on
-the claim (``claim_count`` and ``worker_id``), so writing a batch twice, or after the job was rescued and
-handed to another worker, changes nothing.
+failed attempts, released claims (jobs that must not count as run), runs that have begun and callbacks that
+failed are written by :meth:`Outcomes.flush` on the worker's main connection, one statement each. Every
+statement but the last is fenced on the claim (``claim_count`` and ``worker_id``), so writing a batch twice,
+or after the job was rescued and handed to another worker, changes nothing.
 
 The worker's statistics (RQ's ``successful_job_count``, ``failed_job_count``, ``total_working_time``) are
 counted here, in memory, from what those statements answer: a finished run counts once finish_jobs
@@ -26,7 +26,7 @@ import psycopg
 
 from .. import _db, _notify, _serialize, _store
 from ..exceptions import DatabaseUnavailable
-from ..sql import number_array, text_array
+from ..sql import bool_array, number_array, text_array
 from ._execute import Outcome
 
 log = logging.getLogger("pgqueue.worker")
@@ -52,12 +52,7 @@ class Finisher:
         return self.conn.pgconn.socket
 
     def start(self, outcomes: list[Outcome], worker_id: int | None) -> None:
-        ids = [o.id for o in outcomes]
-        _store.finish_jobs_send(self.conn, {
-            "ids": text_array(ids), "claims": number_array([o.claim for o in outcomes]),
-            "results": text_array([o.result_json for o in outcomes]),  # type: ignore[misc]
-            "durations": number_array([o.duration for o in outcomes]),
-            "chunks": number_array(_notify.chunk_numbers(ids)), "worker_id": worker_id})
+        _store.finish_jobs_send(self.conn, finish_params(outcomes, worker_id))
         self.inflight = outcomes
 
     def poll(self, block: bool = False) -> int | None:
@@ -83,6 +78,39 @@ class Finisher:
             pass
 
 
+def finish_params(outcomes: Sequence[Outcome], worker_id: int | None) -> dict[str, Any]:
+    """finish_jobs's parameters for these finished outcomes."""
+    ids = [o.id for o in outcomes]
+    return {"ids": text_array(ids), "claims": number_array([o.claim for o in outcomes]),
+            "results": text_array([o.result_json for o in outcomes]),  # type: ignore[misc]
+            "durations": number_array([o.duration for o in outcomes]),
+            "chunks": number_array(_notify.chunk_numbers(ids)), "worker_id": worker_id}
+
+
+def fail_params(outcomes: Sequence[Outcome], worker_name: str, worker_id: int | None) -> dict[str, Any]:
+    """fail_jobs's parameters for these failed outcomes."""
+    ids = [o.id for o in outcomes]
+    return {"ids": text_array(ids), "claims": number_array([o.claim for o in outcomes]),
+            "exc_infos": text_array([o.exc_info or "" for o in outcomes]),
+            "errors": text_array([_serialize.dumps({
+                "attempt": o.attempt, "worker": worker_name, "type": o.error_type,
+                "message": o.error_message, "traceback": o.exc_info}) for o in outcomes]),
+            "durations": number_array([o.duration for o in outcomes]),
+            "chunks": number_array(_notify.chunk_numbers(ids)),
+            "retryables": bool_array([o.retryable for o in outcomes]), "worker_id": worker_id}
+
+
+def callback_error(worker_name: str, attempt: int, name: str, func: str, error: str | None, message: str | None,
+                   traceback: str | None) -> str:
+    """The entry a failed callback adds to its job's errors (JSON text; record_callback_failures adds "at")."""
+    return _serialize.dumps({"attempt": attempt, "worker": worker_name, "type": "CallbackFailed", "callback": name,
+                             "func": func, "error": error, "message": message, "traceback": traceback})
+
+
+def log_callback_failure(job_id: str, name: str, func: str, error: str | None, message: str | None) -> None:
+    log.warning("Callback %s failed (%s): %s: %s: %s", name, job_id, func or "?", error, message)
+
+
 class Outcomes:
     """Outcomes collected from the job processes and not yet written, and the writing of them."""
 
@@ -91,6 +119,7 @@ class Outcomes:
         self.finished: list[Outcome] = []
         self.failed: list[Outcome] = []
         self.released: list[tuple[str, int]] = []  # (job id, claim) of claims that must not count
+        self.callback_errors: list[tuple[str, str]] = []  # (job id, errors entry) of callbacks that failed
         self.finisher: Finisher | None = None
         # Since the worker registered; replaced whole (never changed in place), so that the heartbeat
         # thread always reads the three numbers of one moment.
@@ -99,7 +128,15 @@ class Outcomes:
     @property
     def pending(self) -> bool:
         """Whether anything is still to be written, or in flight."""
-        return bool(self.finished or self.failed or self.released or (self.finisher and self.finisher.inflight))
+        return bool(self.finished or self.failed or self.released or self.callback_errors
+                    or (self.finisher and self.finisher.inflight))
+
+    def callback_failed(self, job_id: str, attempt: int, name: str, func: str, error: str | None,
+                        message: str | None, traceback: str | None = None) -> None:
+        """A job's callback failed: raised, timed out, or its process died. Logged now, written by flush()."""
+        log_callback_failure(job_id, name, func, error, message)
+        self.callback_errors.append(
+            (job_id, callback_error(self.worker_name, attempt, name, func, error, message, traceback)))
 
     def add(self, outcome: Outcome) -> None:
         if not outcome.ok:
@@ -157,26 +194,23 @@ class Outcomes:
             _store.mark_started(conn, {
                 "ids": text_array([i for i, _, _ in started]), "claims": number_array([c for _, c, _ in started]),
                 "elapsed": number_array([e for _, _, e in started]), "worker_id": worker_id})
+        if self.callback_errors:  # after the failed attempts: a job's errors keep the order things happened in
+            _store.record_callback_failures(conn, [i for i, _ in self.callback_errors],
+                                            [e for _, e in self.callback_errors])
+            self.callback_errors = []
         return woke
 
     def _write_failed(self, conn: psycopg.Connection[Any], worker_id: int | None) -> int:
-        failed, ids = self.failed, [o.id for o in self.failed]
-        rows = _store.fail_jobs(conn, {
-            "ids": text_array(ids), "claims": number_array([o.claim for o in failed]),
-            "exc_infos": text_array([o.exc_info or "" for o in failed]),
-            "errors": text_array([_serialize.dumps({
-                "attempt": o.attempt, "worker": self.worker_name, "type": o.error_type,
-                "message": o.error_message, "traceback": o.exc_info}) for o in failed]),
-            "durations": number_array([o.duration for o in failed]),
-            "chunks": number_array(_notify.chunk_numbers(ids)), "worker_id": worker_id})
+        failed = self.failed
+        rows = _store.fail_jobs(conn, fail_params(failed, self.worker_name, worker_id))
         self.failed = []
         recorded = {r.id: r for r in rows}
         self._count(0, len(recorded), sum(o.duration for o in failed if o.id in recorded))
-        _log_failures(failed, recorded)
+        log_failures(failed, recorded)
         return rows[0].woken if rows else 0
 
 
-def _log_failures(failed: Sequence[Outcome], rows: dict[str, _store.FailRow]) -> None:
+def log_failures(failed: Sequence[Outcome], rows: dict[str, _store.FailRow]) -> None:
     """``Job failed (ID): Type: message``, or for an attempt that will be retried ``Job failed, retry 1 of 3
     in 10 s (ID): ...``. An outcome without a row was fenced off: the job is no longer this worker's."""
     for o in failed:
@@ -184,6 +218,9 @@ def _log_failures(failed: Sequence[Outcome], rows: dict[str, _store.FailRow]) ->
         row = rows.get(o.id)
         if row is None:
             log.log(level, "Job failed (%s): %s: %s; not recorded: the job is no longer this worker's",
+                    o.id, o.error_type, o.error_message)
+        elif row.status == "failed" and not o.retryable and row.attempts < row.max_attempts:
+            log.log(level, "Job failed (%s): %s: %s; not retried: not an exception its Retry(on=...) names",
                     o.id, o.error_type, o.error_message)
         elif row.status == "failed":
             log.log(level, "Job failed (%s): %s: %s", o.id, o.error_type, o.error_message)

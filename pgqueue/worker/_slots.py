@@ -3,11 +3,13 @@
 ``ChildSlot`` runs them in a long-lived child process, so a job that hangs, crashes or leaks cannot take
 the worker down: the supervisor kills and replaces the process. ``InProcessSlot`` runs them in the
 worker's own process (SimpleWorker), for tests and debuggers.
+
+A job's callback runs in the same process right after the job, once its outcome is on its way: the slot
+is then in its callback phase (``callback``), with the callback's deadline, until the callback ends.
 """
 
 from __future__ import annotations
 
-import _thread
 import fcntl
 import gc
 import marshal
@@ -15,17 +17,23 @@ import multiprocessing
 import os
 import signal
 import struct
-import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from .._db import ready
-from ._execute import AbortJob, ExceptionHandler, Outcome, Task, run
+from ._execute import Alarm, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task, execute, run, timeout_message
 
-# An outcome, or ("skipped", [(job id, claim), ...]) for tasks not started: told to stop, or given back.
-Message = Outcome | tuple[str, list[tuple[str, int]]]
+__all__ = ["ChildSlot", "InProcessSlot", "Message", "Slot", "timeout_message"]
+
+# An outcome, the start or end of a callback, or ("skipped", [(job id, claim), ...]) for tasks not started:
+# told to stop, or given back.
+Message = Outcome | CallbackStart | CallbackEnd | tuple[str, list[tuple[str, int]]]
+
+# A job with callbacks stops itself at its timeout (so that its on_failure runs), and a callback at its own:
+# the supervisor kills the process only this long after either, if it has not.
+CALLBACK_GRACE = 2.0
 
 
 class Slot:
@@ -39,13 +47,38 @@ class Slot:
         self.tasks = deque()
         self.current_start = 0.0
         self.head_marked = False  # whether the head task's run was recorded as started
+        self.callback: CallbackStart | None = None  # the callback running after its job, if any
+        self.callback_deadline = 0.0
 
     @property
     def busy(self) -> bool:
-        return bool(self.tasks)
+        return bool(self.tasks) or self.callback is not None
+
+    @property
+    def head_running(self) -> bool:
+        """Whether the head task runs now (not while a callback of the task before it does)."""
+        return bool(self.tasks) and self.callback is None
 
     def deadline(self) -> float | None:
-        return self.current_start + self.tasks[0].timeout if self.tasks else None
+        if self.callback is not None:
+            return self.callback_deadline
+        if not self.tasks:
+            return None
+        head = self.tasks[0]
+        return self.current_start + head.timeout + (CALLBACK_GRACE if head.callbacks is not None else 0.0)
+
+    def callback_started(self, msg: CallbackStart, now: float) -> None:
+        self.callback, self.callback_deadline = msg, now + msg.timeout + CALLBACK_GRACE
+
+    def callback_ended(self, msg: CallbackEnd, now: float) -> bool:
+        """The callback ``msg`` ended; the next task starts now. False if it was not this slot's current one."""
+        phase = self.callback
+        if phase is None or (phase.id, phase.claim) != (msg.id, msg.claim):
+            return False
+        self.callback = None
+        self.current_start = now
+        self.head_marked = bool(self.tasks) and self.tasks[0].marked
+        return True
 
     def dispatch(self, tasks: Sequence[Task]) -> bool:
         raise NotImplementedError
@@ -82,7 +115,7 @@ class Slot:
 
     @property
     def waiting(self) -> bool:
-        """Whether tasks wait behind the running one that give_back() could return."""
+        """Whether tasks wait behind the running one (or callback) that give_back() could return."""
         return False
 
     def give_back(self) -> list[Task]:
@@ -116,6 +149,15 @@ _supervisor_fds: set[int] = set()
 def _frame(message: Any) -> bytes:
     data = marshal.dumps(message)
     return _FRAME.pack(len(data)) + data
+
+
+def _tagged(msg: Any) -> Message:
+    tag, fields = msg
+    if tag == "callback":
+        return CallbackStart._make(fields)
+    if tag == "called":
+        return CallbackEnd._make(fields)
+    return ("skipped", fields)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -154,11 +196,19 @@ def _grow_pipe(fd: int) -> None:
         pass
 
 
+def _message_frame(msg: Any) -> bytes:
+    """An outcome travels as its tuple; a callback's start and end tagged, as ("skipped", ...) is."""
+    if type(msg) is Outcome:
+        return _frame(tuple(msg))
+    return _frame(("callback" if type(msg) is CallbackStart else "called", tuple(msg)))
+
+
 def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
                 worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler]) -> None:
     # Ctrl-C reaches the whole process group; the supervisor decides what happens to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    clock = Alarm(always=False)  # only jobs with callbacks stop themselves; the supervisor kills the others
     for fd in _supervisor_fds:
         try:
             os.close(fd)
@@ -180,7 +230,12 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, b
             if skip:  # stopping, or given back: each answered as skipped, by id and claim
                 _write_all(out_fd, _frame(("skipped", [(t[0], t[8]) for t in tasks[i:]])))
                 break
-            _write_all(out_fd, _frame(tuple(run(Task._make(fields), dsn, worker_name, allow, handlers))))
+            task = Task._make(fields)
+            if task.callbacks is None:  # most jobs: no generator, no callback to wait for
+                _write_all(out_fd, _frame(tuple(run(task, dsn, worker_name, allow, handlers))))
+                continue
+            for msg in execute(task, dsn, worker_name, allow, clock, handlers=handlers):
+                _write_all(out_fd, _message_frame(msg))
 
 
 class ChildSlot(Slot):
@@ -227,6 +282,7 @@ class ChildSlot(Slot):
         self.task_fd, self.out_fd, self._buffer, self._pending = task_w, out_r, b"", b""
         self.kill_reason = None
         self.kill_kind = "WorkHorseKilled"
+        self.callback = None
 
     def _close_fds(self) -> None:
         for fd in (self.task_fd, self.out_fd):
@@ -261,7 +317,7 @@ class ChildSlot(Slot):
 
     @property
     def waiting(self) -> bool:
-        return len(self.tasks) > 1 and self._cut.value < self._numbered
+        return len(self.tasks) > (0 if self.callback is not None else 1) and self._cut.value < self._numbered
 
     def give_back(self) -> list[Task]:
         if not self.waiting or not self._handover.acquire(timeout=1):  # a child killed holding it: not now
@@ -304,8 +360,8 @@ class ChildSlot(Slot):
             if pos + 4 + length > size:
                 break
             msg = marshal.loads(data[pos + 4:pos + 4 + length])
-            # An outcome has Outcome's fields; ("skipped", tasks) has two (a job id may well be "skipped").
-            messages.append(Outcome._make(msg) if len(msg) == _OUTCOME_FIELDS else ("skipped", msg[1]))
+            # An outcome has Outcome's fields; the others two, a tag and a tuple (a job id may well be "skipped").
+            messages.append(Outcome._make(msg) if len(msg) == _OUTCOME_FIELDS else _tagged(msg))
             pos += 4 + length
         self._buffer = data[pos:]
         return messages
@@ -316,6 +372,18 @@ class ChildSlot(Slot):
     @property
     def dead(self) -> bool:
         return not self.process.is_alive()
+
+    def kill_if_late(self, now: float) -> None:
+        """Kill the process if what it runs, a job or its callback, is past its deadline."""
+        deadline = self.deadline()
+        if deadline is None or now <= deadline or self.kill_reason is not None:
+            return
+        phase = self.callback
+        if phase is not None:
+            self.kill(f"the {phase.name} callback {phase.func} exceeded its timeout of {phase.timeout:g} seconds and "
+                      "was killed", "CallbackTimeout")
+        else:
+            self.kill(timeout_message(self.tasks[0].timeout), "JobTimeoutError")
 
     def kill(self, reason: str, kind: str = "WorkHorseKilled") -> None:
         self.kill_reason, self.kill_kind = reason, kind
@@ -365,13 +433,6 @@ class ChildSlot(Slot):
         self._close_fds()
 
 
-class _Timeout(AbortJob):
-    pass
-
-
-_ALARM_LIMIT = 9.2e9  # seconds: setitimer's range (2**63 ns) ends a little past this
-
-
 class InProcessSlot(Slot):
     """Runs tasks synchronously in the worker's process. Hard timeouts use SIGALRM, so they apply when
     the worker runs in the main thread (as the CLI does); so does stopping a job when the lease is lost."""
@@ -387,58 +448,30 @@ class InProcessSlot(Slot):
         self._announce = announce  # callable: logs a task as it starts
         self._give_back_after = give_back_after  # once the batch has run this long, the rest goes back
         self._done: list[Message] = []
-        self._fenced: str | None = None  # why the lease's fence stopped the running task
-        self._interruptible = False  # whether a SIGALRM handler of ours is installed (a job runs)
+        self._clock = Alarm(always=True)  # the job's timeout, and the lease's fence (stop())
 
     def dispatch(self, tasks: Sequence[Task]) -> bool:
-        self._fenced = None  # a claim is made only while the lease is held
+        self._clock.reset()  # a claim is made only while the lease is held
         self.tasks.extend(tasks)
         self.current_start = start = time.monotonic()
         self.head_marked = tasks[0].marked
         for i, task in enumerate(tasks):
-            if self._stopping() or self._fenced or (i and time.monotonic() - start >= self._give_back_after):
+            if self._stopping() or self._clock.reason or (i and time.monotonic() - start >= self._give_back_after):
                 self._done.append(("skipped", [(t.id, t.claim) for t in tasks[i:]]))
                 break
             self._announce(task)
-            self._done.append(self._run_one(task))
+            # Each message is kept as it comes: the outcome is there before the callback runs.
+            for msg in execute(task, self._dsn, self._worker_name, self._allow, self._clock,
+                               handlers=self._handlers):
+                self._done.append(msg)
         return True
 
     def fence(self, reason: str) -> None:
-        # From the fence thread: raise in the job through our SIGALRM handler, as a timeout does. A
-        # simulated signal runs the Python handler only, and only if one is installed (never the default
-        # action, which would end the process).
-        self._fenced = reason
-        if self._interruptible:
-            _thread.interrupt_main(signal.SIGALRM)
-
-    def _run_one(self, task: Task) -> Message:
-        # No timer for no timeout (infinity, job_timeout=-1), nor past what setitimer takes (292 years).
-        alarm = threading.current_thread() is threading.main_thread() and task.timeout < _ALARM_LIMIT
-        if alarm:
-            def on_alarm(signum: int, frame: Any) -> None:
-                raise _Timeout()
-
-            previous = signal.signal(signal.SIGALRM, on_alarm)
-            self._interruptible = True
-            signal.setitimer(signal.ITIMER_REAL, task.timeout)
-        began = time.monotonic()
-        try:
-            return run(task, self._dsn, self._worker_name, self._allow, self._handlers)
-        except _Timeout:
-            kind, message = ("LeaseLost", self._fenced) if self._fenced else (
-                "JobTimeoutError", timeout_message(task.timeout))
-            return Outcome(task.id, task.attempt, task.claim, False, None, f"{kind}: {message}", kind, message,
-                           time.monotonic() - began)
-        finally:
-            if alarm:
-                self._interruptible = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
-                signal.signal(signal.SIGALRM, previous)
+        # From the fence thread: raise in the job through our SIGALRM handler, as a timeout does.
+        self._clock.stop("LeaseLost", reason)
 
     def received(self) -> list[Message]:
         done, self._done = self._done, []
         return done
 
 
-def timeout_message(seconds: float) -> str:
-    return f"the job exceeded its timeout of {seconds:g} seconds and was stopped"

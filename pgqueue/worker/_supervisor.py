@@ -26,14 +26,14 @@ from .. import _config, _serialize, _store
 from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import ConfigurationError, DatabaseUnavailable
-from ._execute import AbortJob, ExceptionHandler, Outcome, Task
+from ._execute import AbortJob, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
 from ._inspect import WorkerInspection
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
 from ._queues import ClaimOrder, DequeueStrategy
-from ._slots import ChildSlot, InProcessSlot, Message, Slot, timeout_message
+from ._slots import ChildSlot, InProcessSlot, Message, Slot
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -380,7 +380,7 @@ class Worker(WorkerInspection):
         """How long the loop may sleep: until the next timer, deadline of a slot, or stop deadline."""
         deadlines = [self._next_poll, self._maintenance.next_due()]
         deadlines += [d for d in (s.deadline() for s in slots) if d is not None]
-        deadlines += [s.current_start + _MARK_AFTER for s in slots if s.tasks and not s.head_marked]
+        deadlines += [s.current_start + _MARK_AFTER for s in slots if s.head_running and not s.head_marked]
         deadlines += [s.current_start + self.give_back_after for s in slots if s.waiting]
         if self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
@@ -451,7 +451,8 @@ class Worker(WorkerInspection):
             if rows:
                 self._order.last_served = queue  # round_robin starts the next claim after it
             tasks.extend([Task(r.id, r.queue, r.func_name, r.args_json, r.kwargs_json, r.timeout, r.attempt,
-                               r.meta_json, r.claim, r.marked, self.worker_id) for r in rows])  # type: ignore[arg-type]
+                               r.meta_json, r.claim, r.marked, self.worker_id, r.callbacks, r.retry_on)  # type: ignore[arg-type]
+                          for r in rows])
             if len(tasks) >= limit:
                 break
         return tasks
@@ -498,10 +499,7 @@ class Worker(WorkerInspection):
         for slot in slots:
             ran += self._take(slot, slot.received())
             if isinstance(slot, ChildSlot):
-                deadline = slot.deadline()
-                if deadline is not None and now > deadline and slot.kill_reason is None:
-                    head = slot.tasks[0]
-                    slot.kill(timeout_message(head.timeout), "JobTimeoutError")
+                slot.kill_if_late(now)
                 if slot.dead:
                     ran += self._take(slot, slot.received())  # what it sent before dying
                     ran += self._replace(slot)
@@ -519,16 +517,37 @@ class Worker(WorkerInspection):
                 self._outcomes.add(msg)
                 if msg.ok and info:
                     log.info("Job OK (%s)", msg.id)
-                if slot.tasks and not slot.announces and not self._signals:  # the next one started
+                if slot.tasks and slot.callback is None and not slot.announces and not self._signals:  # next started
+                    self._announce(slot.tasks[0])
+            elif isinstance(msg, CallbackStart):  # sent just before its job's outcome
+                slot.callback_started(msg, now)
+            elif isinstance(msg, CallbackEnd):
+                if msg.error_type is not None:
+                    self._outcomes.callback_failed(msg.id, msg.attempt, msg.name, msg.func, msg.error_type,
+                                                   msg.message, msg.traceback)
+                if slot.callback_ended(msg, now) and slot.tasks and not slot.announces and not self._signals:
                     self._announce(slot.tasks[0])
             else:  # ("skipped", [(id, claim), ...]): never started (what give_back took is gone already)
                 self._outcomes.release([(t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]})])
         return ran
 
+    def _callback_cut_short(self, phase: CallbackStart | None, held: Sequence[Task], kind: str, reason: str) -> bool:
+        """Whether a callback was running when its process was stopped (by ``kind``: ``reason``): then it is
+        recorded as failed, and none of the tasks ``held`` had started. Not so if its job's outcome never came
+        (the head task is that job's)."""
+        if phase is None or (held and (held[0].id, held[0].claim) == (phase.id, phase.claim)):
+            return False
+        self._outcomes.callback_failed(phase.id, phase.attempt, phase.name, phase.func, kind, reason)
+        return True
+
     def _replace(self, slot: ChildSlot) -> int:
-        reason, kind = slot.exit_reason(), slot.kill_kind
+        reason, kind, phase = slot.exit_reason(), slot.kill_kind, slot.callback
         with self._fence_lock:
             lost = slot.restart()
+        if self._callback_cut_short(phase, lost, kind, reason):
+            self._outcomes.release([(t.id, t.claim) for t in lost])
+            log.info("Worker %s: replaced its child process (%s)", self.name, reason)
+            return 0
         if lost:
             head, rest = lost[0], lost[1:]
             self._outcomes.add(Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind,
@@ -546,7 +565,7 @@ class Worker(WorkerInspection):
             if slot.waiting and slot.current_start <= late:
                 self._outcomes.release([(t.id, t.claim) for t in slot.give_back()])
         now = time.monotonic()
-        started = [s for s in slots if s.tasks and not s.head_marked and now - s.current_start >= _MARK_AFTER]
+        started = [s for s in slots if s.head_running and not s.head_marked and now - s.current_start >= _MARK_AFTER]
         with translate_errors(self.dsn):
             woke = self._outcomes.flush(self._conn, self.worker_id, [
                 (s.tasks[0].id, s.tasks[0].claim, now - s.current_start) for s in started])
@@ -562,6 +581,7 @@ class Worker(WorkerInspection):
                 slot.kill("cold shutdown")
                 slot.process.join(5)
                 self._take(slot, slot.received())
+                self._callback_cut_short(slot.callback, slot.tasks, "WorkerShutdown", "cold shutdown")
                 with self._fence_lock:
                     self._outcomes.release([(t.id, t.claim) for t in slot.restart()])
 
@@ -572,6 +592,7 @@ class Worker(WorkerInspection):
                 slot.process.join(5)
         for slot in slots:  # outcomes that arrived (or, in process, were produced) before the stop
             self._take(slot, slot.received())
+            self._callback_cut_short(slot.callback, slot.tasks, "WorkerShutdown", "worker stopping")
         self._outcomes.release([(t.id, t.claim) for s in slots for t in s.tasks])
         for slot in slots:
             slot.close()
