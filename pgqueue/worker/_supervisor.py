@@ -22,10 +22,11 @@ from typing import Any
 
 import psycopg
 
-from .. import _config, _serialize, _store
+from .. import _config, _store
 from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import ConfigurationError, DatabaseUnavailable
+from ._claiming import Claiming
 from ._execute import AbortJob, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
 from ._inspect import WorkerInspection
@@ -43,23 +44,7 @@ _PRIORITY_ORDER = operator.attrgetter("priority", "position")
 _RECONNECT = (0.25, 1.0)  # first and longest wait between reconnection attempts (seconds, before jitter)
 
 
-class _Call:
-    """Formats ``tasks.f(6, 7)`` for the log only if the line is emitted."""
-
-    __slots__ = ("task",)
-
-    def __init__(self, task: Task) -> None:
-        self.task = task
-
-    def __str__(self) -> str:
-        args = _serialize.loads(self.task.args_json)
-        kwargs = _serialize.loads(self.task.kwargs_json)
-        args_text = ", ".join(repr(a) for a in args) if isinstance(args, list) else repr(args)
-        kwargs_text = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) if isinstance(kwargs, dict) else repr(kwargs)
-        return f"{self.task.func_name}({', '.join(p for p in (args_text, kwargs_text) if p)})"
-
-
-class Worker(WorkerInspection):
+class Worker(Claiming, WorkerInspection):
     """Serves ``queues`` in priority order (all runnable work on the first before the second, as in RQ),
     then job priority, then FIFO.
 
@@ -350,32 +335,6 @@ class Worker(WorkerInspection):
             for slot in slots:
                 slot.request_stop()
 
-    def _claim_round(self, slots: list[Slot], max_jobs: int | None) -> bool:
-        """Claim for the slots that take more work; True if jobs were claimed."""
-        if self._signals or not self._want_claim or (max_jobs is not None and self._claimed >= max_jobs):
-            return False
-        if not self._order.serving:  # suspended, or every queue of ours paused
-            log.debug("Worker %s: claims nothing: %s", self.name,
-                      "suspended" if self._order.suspended else "all its queues are paused")
-            self._want_claim = False
-            return False
-        if self._lease is None or not self._lease.held:
-            return False  # the fence stopped our jobs: nothing new until the heartbeat is renewed
-        # Idle slots first: the first jobs of a claim go to them and start at once.
-        hungry = sorted(self._hungry(slots), key=lambda s: s.busy)
-        if not hungry:
-            return False
-        limit = self._batch_size() * len(hungry)
-        if max_jobs is not None:
-            limit = min(limit, max_jobs - self._claimed)
-        tasks = self._claim(limit, sum(not s.busy for s in hungry))
-        self._claimed += len(tasks)
-        self._dispatch(tasks, hungry)  # first: the jobs start while we look further ahead
-        if len(tasks) < limit:
-            self._want_claim = False
-            self._next_poll = min(self._next_poll, self._next_scheduled(time.monotonic()))
-        return bool(tasks)
-
     def _timeout(self, slots: list[Slot]) -> float:
         """How long the loop may sleep: until the next timer, deadline of a slot, or stop deadline."""
         deadlines = [self._next_poll, self._maintenance.next_due()]
@@ -429,67 +388,6 @@ class Worker(WorkerInspection):
         if pgconn.status != psycopg.pq.ConnStatus.OK:
             raise DatabaseUnavailable("the LISTEN connection was closed")
         return wanted
-
-    # -- claiming and dispatching ----------------------------------------------------------------
-    def _batch_size(self) -> int:
-        return max(1, min(self.max_batch, int(_BATCH_WINDOW / max(self._avg_duration, 1e-6))))
-
-    def _hungry(self, slots: Sequence[Slot]) -> list[Slot]:
-        """Slots that take more tasks: those with at most half a batch left, unless the task they run has
-        gone on past give_back_after (what waits behind it goes back to its queue; more would too)."""
-        half, late = self._batch_size() // 2, time.monotonic() - self.give_back_after
-        return [s for s in slots if len(s.tasks) <= half and not (s.tasks and s.current_start <= late)]
-
-    def _claim(self, limit: int, start_now: int) -> list[Task]:
-        """Claim up to ``limit`` jobs, queues in the strategy's order; the first ``start_now`` start at once."""
-        assert self._conn is not None
-        tasks: list[Task] = []
-        for queue in self._order.order():
-            rows = _store.claim(self._conn, queue=queue, limit=limit - len(tasks), worker_id=self.worker_id,
-                                worker_name=self.name, start_now=max(0, start_now - len(tasks)))
-            rows.sort(key=_PRIORITY_ORDER)
-            if rows:
-                self._order.last_served = queue  # round_robin starts the next claim after it
-            tasks.extend([Task(r.id, r.queue, r.func_name, r.args_json, r.kwargs_json, r.timeout, r.attempt,
-                               r.meta_json, r.claim, r.marked, self.worker_id, r.callbacks, r.retry_on)  # type: ignore[arg-type]
-                          for r in rows])
-            if len(tasks) >= limit:
-                break
-        return tasks
-
-    def _dispatch(self, tasks: list[Task], slots: list[Slot]) -> None:
-        if self._in_process:
-            self._deal(tasks, slots)  # runs the jobs here and now: the fence interrupts them instead
-            return
-        with self._fence_lock:
-            if self._lease is not None and self._lease.held:
-                self._deal(tasks, slots)
-            else:  # the fence fired since the claim: these jobs must not start
-                self._outcomes.release([(t.id, t.claim) for t in tasks])
-
-    def _deal(self, tasks: list[Task], slots: list[Slot]) -> None:
-        # Round robin, idle slots first: the first jobs claimed (those recorded as starting now) become
-        # the idle slots' heads, and each slot gets its share of a small claim.
-        for i, slot in enumerate(slots):
-            chunk = tasks[i::len(slots)]
-            if not chunk:
-                break
-            idle = not slot.busy
-            if not slot.dispatch(chunk):
-                self._outcomes.release([(t.id, t.claim) for t in chunk])
-            elif idle and not slot.announces:  # it starts now
-                self._announce(chunk[0])
-
-    def _announce(self, task: Task) -> None:
-        """The log line of a job that starts: ``queue: tasks.f(6, 7) (JOB_ID)``."""
-        if log.isEnabledFor(logging.INFO):
-            log.info("%s: %s (%s)", task.queue, _Call(task), task.id)
-
-    def _next_scheduled(self, now: float) -> float:
-        """When the earliest scheduled job of our queues becomes due (monotonic clock)."""
-        assert self._conn is not None
-        seconds = _store.next_scheduled(self._conn, self._order.serving)
-        return now + (self.poll_interval if seconds is None else max(0.0, seconds))
 
     # -- outcomes --------------------------------------------------------------------------------
     def _collect(self, slots: list[Slot]) -> int:
