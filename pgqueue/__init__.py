@@ -33,6 +33,7 @@ from .registry import (
     StartedJobRegistry,
 )
 from .results import Result
+from .scheduling import Schedule, periodic
 from .worker import SimpleWorker, Worker
 
 __version__ = "0.1.0"
@@ -54,6 +55,7 @@ __all__ = [
     "Queue",
     "Result",
     "Retry",
+    "Schedule",
     "ScheduledJobRegistry",
     "SchemaMissing",
     "SchemaOutdated",
@@ -68,5 +70,6 @@ __all__ = [
     "get_current_job",
     "job",
     "migrate",
+    "periodic",
     "schema_sql",
 ]

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 
-from . import _db, _notify
+from . import _db, _notify, _store_schedules
 from .exceptions import ConfigurationError, SchemaMissing, SchemaOutdated
 from .sql import REVISION, q
 
@@ -603,3 +603,4 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     **{f"registry_{_REGISTRY_NAMES.get(s, s)}_{op}": row for s in REGISTRY_STATUSES
        for op, row in (("ids", IdRow), ("count", CountRow))},
 }
+ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions live there

@@ -18,7 +18,7 @@ depends_on = None
 
 # Frozen here as this revision wrote it; pgqueue/sql/schema.sql carries it on to newer revisions.
 UPGRADE = r"""
--- Periodic jobs (pgqueue/periodic.py, the worker's scheduler): one row per schedule. A tick is enqueued
+-- Periodic jobs (pgqueue/scheduling.py, the worker's scheduler): one row per schedule. A tick is enqueued
 -- in the transaction that moves next_tick forward, so each tick is enqueued once, whatever the number of
 -- schedulers. next_tick is the next tick to enqueue, so that the due schedules are found, and locked, by
 -- SQL alone; updated_at is when a scheduler last declared the schedule (docs/scheduling.md).
