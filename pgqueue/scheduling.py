@@ -289,6 +289,11 @@ class ScheduleInfo(NamedTuple):
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in self._asdict().items()}
 
 
+def _utc(instant: datetime | None) -> datetime | None:
+    """An instant in UTC, whatever the session's TimeZone setting made of it."""
+    return None if instant is None else instant.astimezone(timezone.utc)
+
+
 def _next_run(row: _store_schedules.ScheduleRow) -> datetime | None:
     if row.next_tick is not None:
         return row.next_tick
@@ -304,8 +309,9 @@ def list_schedules(dsn: str | None = None, declared: Iterable[Schedule] = ()) ->
         conn = shared_connection(dsn)
         rows = _store_schedules.list_schedules(conn, STALE_AFTER)
         now = rows[0].now if rows else _store_schedules.database_now(conn)
-    infos = {r.name: ScheduleInfo(r.name, r.expression, r.timezone, r.func_name, r.queue, _next_run(r), r.last_tick,
-                                  r.last_job_id, r.last_job_status, r.last_outcome, r.updated_at, True, r.declared)
+    infos = {r.name: ScheduleInfo(r.name, r.expression, r.timezone, r.func_name, r.queue, _utc(_next_run(r)),
+                                  _utc(r.last_tick), r.last_job_id, r.last_job_status, r.last_outcome,
+                                  _utc(r.updated_at), True, r.declared)
              for r in rows}
     for s in declared:
         if s.name not in infos:

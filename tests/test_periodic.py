@@ -298,9 +298,10 @@ def nightly(tag):
     by_name = {s["name"]: s for s in json.loads(listed.stdout)}
     assert by_name["every-second"] == {
         "name": "every-second", "expression": "* * * * * *", "timezone": "UTC", "func_name": TICK, "queue": "default",
-        "next_run": row["next_tick"].isoformat(), "last_run": row["last_tick"].isoformat(),
+        "next_run": row["next_tick"].astimezone(UTC).isoformat(),
+        "last_run": row["last_tick"].astimezone(UTC).isoformat(),
         "last_job_id": row["last_job_id"], "last_job_status": last_status[0], "last_outcome": row["last_outcome"],
-        "updated_at": row["updated_at"].isoformat(), "in_database": True, "declared": False}
+        "updated_at": row["updated_at"].astimezone(UTC).isoformat(), "in_database": True, "declared": False}
     nightly = by_name[f"{module}.nightly"]  # declared in the module, not in the database
     assert (nightly["in_database"], nightly["last_run"], nightly["timezone"]) == (False, None, "Europe/Paris")
     assert datetime.fromisoformat(nightly["next_run"]).astimezone(zone("Europe/Paris")).strftime(
