@@ -30,6 +30,8 @@ MAX_GRACE = timedelta(seconds=60)  # a tick seen later than this after its time 
 def zone(name: object) -> ZoneInfo:
     """The IANA timezone ``name``, else ValueError naming it."""
     if isinstance(name, ZoneInfo):
+        if name.key is None:  # read from a file: no name to store, nor for another scheduler to read
+            raise ValueError("timezone must be an IANA name such as 'Europe/Paris', or a ZoneInfo made from one")
         return name
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"timezone must be an IANA name such as 'Europe/Paris' or 'UTC', not {name!r}")

@@ -164,6 +164,8 @@ def test_ticks_are_instants_after_or_at_a_given_instant() -> None:
     assert new_york.next_after(utc(2026, 3, 8, 12)) == utc(2026, 3, 9, 4)  # midnight EDT, the day after the change
     assert new_york.next_after(utc(2026, 3, 7, 12)) == utc(2026, 3, 8, 5)  # midnight EST
     assert Cron("@HOURLY").expression == "@hourly" and Cron(" 0  *  * * * ").expression == "0 * * * *"
+    spread = [Cron("H H * * *", hash_id=name).next_after(utc(2026, 1, 1)) for name in ("a", "b", "a")]
+    assert spread[0] == spread[2] != spread[1] and all(t.date() == utc(2026, 1, 1).date() for t in spread)
     assert Cron("*/5 * * * *").grace(utc(2026, 1, 1)) == timedelta(seconds=60)
     assert Cron("* * * * * *").grace(utc(2026, 1, 1)) == timedelta(seconds=0.5)
 
