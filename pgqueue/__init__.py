@@ -35,6 +35,7 @@ from .registry import (
     StartedJobRegistry,
 )
 from .results import Result
+from .scheduling import Schedule, periodic
 from .suspension import is_suspended, resume, suspend
 from .worker import SimpleWorker, Worker
 
@@ -59,6 +60,7 @@ __all__ = [
     "Queue",
     "Result",
     "Retry",
+    "Schedule",
     "ScheduledJobRegistry",
     "SchemaMissing",
     "SchemaOutdated",
@@ -75,6 +77,7 @@ __all__ = [
     "job",
     "migrate",
     "resume",
+    "periodic",
     "schema_sql",
     "suspend",
 ]

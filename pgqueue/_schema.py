@@ -100,6 +100,7 @@ schedules = Table(
     Column("last_job_id", Text),
     Column("last_outcome", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_tick", DateTime(timezone=True)),
 )
 
 batches = Table(

@@ -127,7 +127,11 @@ def main() -> None:
               help="Jobs run at once, each in a child process.")
 @click.option("--name", "-n", default=None, help="Worker name (default HOST.PID).")
 @click.option("--with-scheduler", is_flag=True,
-              help="Accepted for RQ compatibility: every worker runs scheduled jobs when due.")
+              help="Also enqueue periodic jobs (those of --schedules). Scheduled jobs (enqueue_at/enqueue_in) "
+                   "need no scheduler: every worker runs them when due.")
+@click.option("--schedules", "schedule_modules", multiple=True, metavar="MODULE", callback=_names("a module name"),
+              help="With --with-scheduler: the module whose @periodic functions and `schedules` list to run "
+                   "(repeatable).")
 @click.option("--lease", default=30.0, show_default=True, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
               help="Seconds this worker's heartbeat keeps its jobs its own.")
 @click.option("--lease-margin", default=None, type=_Seconds(min=0, min_open=True), metavar="SECONDS",
@@ -167,6 +171,7 @@ def main() -> None:
 @dsn_option
 @_friendly
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
+           schedule_modules: tuple[str, ...],
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
            listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
            simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
@@ -183,12 +188,16 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
             "--disable-default-exception-handler has no pgqueue equivalent: RQ's default handler moves a failed "
             "job to its FailedJobRegistry, while a pgqueue job is a row whose failure is always recorded (status "
             "failed, exc_info); enqueue with failure_ttl= to have failed jobs deleted")
+    if schedule_modules and not with_scheduler:
+        raise click.UsageError("--schedules goes with --with-scheduler: `pgqueue worker --with-scheduler "
+                               "--schedules MODULE` (only workers with the scheduler enqueue periodic jobs)")
     cls = SimpleWorker if simple else Worker
     try:
         w = cls(list(queues) or ["default"], dsn=dsn, name=name, concurrency=concurrency, lease=lease,
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
                 give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
-                exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy)
+                exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy,
+                with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
@@ -321,6 +330,57 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | 
         click.echo(f"Not failed or not found: {', '.join(sorted(missing))}", err=True)
     if held or missing:
         sys.exit(1)
+
+
+def _when(instant: datetime | None, zone: str) -> str:
+    """An instant in the schedule's timezone, to the second, with its abbreviation (CET, CEST, UTC)."""
+    if instant is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    return f"{instant.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M:%S %Z}"
+
+
+def _schedule_lines(infos: list[Any]) -> list[str]:
+    header = ("NAME", "EXPRESSION", "TIMEZONE", "NEXT RUN", "LAST RUN", "LAST JOB")
+    rows = [(i.name, i.expression, i.timezone, _when(i.next_run, i.timezone), _when(i.last_run, i.timezone),
+             i.last_job_status or ("-" if i.last_job_id is None else "deleted")) for i in infos]
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in [header, *rows]]
+    for i in infos:
+        if not i.in_database:
+            lines.append(f"{i.name}: declared, not in the database yet (a worker with --with-scheduler writes it)")
+        elif not i.declared:
+            lines.append(f"{i.name}: no running scheduler declares it (last declared {_when(i.updated_at, 'UTC')}); "
+                         "it runs again once one does")
+        if i.last_outcome and i.last_outcome != "enqueued":
+            lines.append(f"{i.name}: last tick {i.last_outcome}")
+    return lines
+
+
+@main.command()
+@click.option("--schedules", "schedule_modules", multiple=True, metavar="MODULE", callback=_names("a module name"),
+              help="Also show the schedules this module declares that no scheduler wrote yet (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of objects, times in ISO 8601 (UTC).")
+@click.option("--path", "-P", "paths", multiple=True, default=["."], show_default=True,
+              type=click.Path(exists=True, file_okay=False), help="Put this folder on sys.path (repeatable).")
+@dsn_option
+@_friendly
+def schedules(schedule_modules: tuple[str, ...], as_json: bool, paths: tuple[str, ...], dsn: str | None) -> None:
+    """Periodic jobs: name, expression, timezone, next run, last run and its job's status."""
+    import json
+
+    from .scheduling import list_schedules, load_schedules
+
+    for path in reversed(paths):
+        sys.path.insert(0, os.path.abspath(path))
+    infos = list_schedules(dsn, load_schedules(*schedule_modules) if schedule_modules else ())
+    if as_json:
+        click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
+        return
+    for line in _schedule_lines(infos):
+        click.echo(line)
+    click.echo(f"{len(infos)} schedule(s)", err=True)
 
 
 @main.command()

@@ -323,7 +323,7 @@ ADDED = {
              "batches.pending", "batches.total", "jobs.allow_dependency_failures", "jobs.batch_id",
              "jobs.progress", "jobs.with_dependency_result", "schedules.expression", "schedules.func_name",
              "schedules.last_job_id", "schedules.last_outcome", "schedules.last_tick", "schedules.name",
-             "schedules.queue", "schedules.timezone", "schedules.updated_at"],
+             "schedules.next_tick", "schedules.queue", "schedules.timezone", "schedules.updated_at"],
 }
 
 

@@ -18,9 +18,10 @@ depends_on = None
 
 # Frozen here as this revision wrote it; pgqueue/sql/schema.sql carries it on to newer revisions.
 UPGRADE = r"""
--- Periodic jobs (pgqueue/periodic.py, the worker's scheduler): one row per schedule. A tick is enqueued
--- in the transaction that moves last_tick forward, so each tick is enqueued once, whatever the number of
--- schedulers.
+-- Periodic jobs (pgqueue/scheduling.py, the worker's scheduler): one row per schedule. A tick is enqueued
+-- in the transaction that moves next_tick forward, so each tick is enqueued once, whatever the number of
+-- schedulers. next_tick is the next tick to enqueue, so that the due schedules are found, and locked, by
+-- SQL alone; updated_at is when a scheduler last declared the schedule (docs/scheduling.md).
 CREATE TABLE pgqueue.schedules (
     name         text PRIMARY KEY,
     expression   text NOT NULL,
@@ -30,7 +31,8 @@ CREATE TABLE pgqueue.schedules (
     last_tick    timestamptz,
     last_job_id  text,
     last_outcome text,
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    next_tick    timestamptz
 );
 
 -- Workflows: batches whose callbacks are enqueued in the transaction that records the last member's end;

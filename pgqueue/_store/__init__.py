@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import schedules as _store_schedules
 from .inspect import *  # noqa: F403
 from .inspect import (  # noqa: F401 - ROWS's row types
     _REGISTRY_NAMES,
@@ -85,3 +86,4 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     **{f"registry_{_REGISTRY_NAMES.get(s, s)}_{op}": row for s in REGISTRY_STATUSES
        for op, row in (("ids", IdRow), ("count", CountRow))},
 }
+ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions live there

@@ -34,10 +34,13 @@ QUERIES: dict[str, str] = _parse(_read("queries.sql"))
 _INSPECT = _parse(_read("inspect.sql"))  # RQ's inspection API (registries, Queue.all, Worker.all)
 assert not set(_INSPECT) & set(QUERIES), "a statement name is used in both .sql files"
 QUERIES.update(_INSPECT)
+_SCHEDULES = _parse(_read("schedules.sql"))  # periodic jobs: the worker's scheduler, `pgqueue schedules`
+assert not set(_SCHEDULES) & set(QUERIES), "a statement name of schedules.sql is used in another .sql file"
+QUERIES.update(_SCHEDULES)
 
 
 def q(name: str) -> str:
-    """The named query ``name`` from queries.sql or inspect.sql."""
+    """The named query ``name`` from queries.sql, inspect.sql or schedules.sql."""
     return QUERIES[name]
 
 

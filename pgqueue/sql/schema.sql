@@ -166,8 +166,12 @@ CREATE TABLE pgqueue.pauses (
 -- The members of a batch, for its callbacks.
 CREATE INDEX jobs_batch_idx ON pgqueue.jobs (batch_id) WHERE batch_id IS NOT NULL;
 
--- Periodic jobs: one row per schedule. A tick is enqueued in the transaction that moves last_tick
--- forward, so each tick is enqueued once, whatever the number of schedulers.
+-- Periodic jobs: one row per schedule. A tick is enqueued in the transaction that moves next_tick
+-- forward (a guarded UPDATE of the locked row), so each tick is enqueued once, whatever the number of
+-- schedulers. next_tick: the next tick to enqueue (NULL: not computed yet); last_tick and last_job_id: the
+-- tick the last job was enqueued for, and that job; last_outcome: what became of the latest tick (enqueued,
+-- or skipped and why); updated_at: when a scheduler last declared the schedule (at its start, then every
+-- minute), so a schedule no running scheduler declares shows as such.
 CREATE TABLE pgqueue.schedules (
     name         text PRIMARY KEY,
     expression   text NOT NULL,
@@ -177,7 +181,8 @@ CREATE TABLE pgqueue.schedules (
     last_tick    timestamptz,
     last_job_id  text,
     last_outcome text,
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    next_tick    timestamptz
 );
 
 -- Batches: the callbacks are enqueued in the transaction that records the last member's end.

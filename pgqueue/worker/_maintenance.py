@@ -52,6 +52,11 @@ class Service:
     def run(self, conn: Conn) -> tuple[bool, int]:
         raise NotImplementedError
 
+    def committed(self, interval: float) -> float:
+        """Called once the run's transaction committed; returns the seconds until the next run, if the run
+        left nothing to do at once: the maintenance ``interval``, unless the service has its own cadence."""
+        return interval
+
 
 class Rescuer(Service):
     name = "rescue"
@@ -128,13 +133,16 @@ class Maintenance:
             with conn.transaction():
                 _store.maintenance_limits(conn, LOCK_TIMEOUT, STATEMENT_TIMEOUT)
                 more, woken = service.run(conn)
-        except psycopg.Error as exc:
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:  # a service's error must not stop the worker: logged, retried
             if conn.broken or conn.closed:
                 raise DatabaseUnavailable(f"maintenance ({service.name}): {_first_line(exc)}") from exc
             self._failed(service, exc, now)
             return 0
         service.failures = 0
-        service.due = now if more else now + self.interval
+        pause = service.committed(self.interval)
+        service.due = now if more else now + pause
         return woken
 
     def _failed(self, service: Service, exc: BaseException, now: float) -> None:

@@ -34,6 +34,7 @@ from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
 from ._outcomes import Outcomes
 from ._queues import ClaimOrder, DequeueStrategy
+from ._scheduler import Scheduler, worker_schedules
 from ._slots import ChildSlot, InProcessSlot, Message, Slot
 
 log = logging.getLogger("pgqueue.worker")
@@ -59,6 +60,9 @@ class Worker(Claiming, WorkerInspection):
     ``listen``: sleep on LISTEN for new jobs (the default), or only poll (``False``; the default in
     transaction-pooling mode without ``listen_dsn``). ``listen_dsn``: a direct URL of the same database to
     LISTEN on, while everything else goes through ``dsn`` (default: ``PGQUEUE_LISTEN_DATABASE_URL``).
+
+    ``with_scheduler``: also enqueue periodic jobs (docs/scheduling.md): those of ``schedules`` (module
+    names, modules or Schedule objects; loaded here), else every ``@periodic`` declared in the process.
     """
 
     _in_process = False
@@ -69,7 +73,8 @@ class Worker(Claiming, WorkerInspection):
                  grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None,
                  listen: bool | None = None, listen_dsn: str | None = None,
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
-                 dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT) -> None:
+                 dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
+                 with_scheduler: bool = False, schedules: Any = None) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -80,6 +85,8 @@ class Worker(Claiming, WorkerInspection):
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
         self.listen, self.listen_dsn = _listen_mode(listen, listen_dsn)
+        self.with_scheduler = bool(with_scheduler)
+        self.schedules = worker_schedules(self.with_scheduler, schedules)  # raises for a bad declaration
         if poll_interval is None:
             poll_interval = 5.0 if self.listen else 1.0
         for option, value, least in (("lease", lease, 0.0), ("poll_interval", poll_interval, 0.0),
@@ -180,6 +187,8 @@ class Worker(Claiming, WorkerInspection):
         slots = self._slots = self._make_slots()
         self._outcomes = Outcomes(self.name)
         self._maintenance = Maintenance(self.name, self.lease)
+        if self.schedules:  # only with_scheduler: a worker without it does nothing new
+            self._maintenance.services.append(Scheduler(self.name, self.schedules, self.dsn))
         if self._in_process and not in_main:
             log.warning("Worker %s: a SimpleWorker outside the main thread cannot stop a job: neither its timeout "
                         "nor a lost lease interrupts it (run it in the main thread, or use Worker)", self.name)
@@ -188,6 +197,9 @@ class Worker(Claiming, WorkerInspection):
             self._connect()
             log.info("Worker %s started with PID %d, version %s", self.name, os.getpid(), _version())
             log.info("*** Listening on %s...", ", ".join(self.queues))
+            if self.with_scheduler:
+                log.info("Worker %s: scheduler: %s", self.name, ", ".join(s.name for s in self.schedules) or
+                         "no periodic job declared (pgqueue worker --with-scheduler --schedules MODULE)")
             ran = self._loop(slots, burst, max_jobs)
         except AbortJob:
             log.warning("Worker %s: stopped at once; requeueing the job it was running", self.name)
