@@ -103,7 +103,21 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", 
     ``pg_stat_activity.application_name`` (``pgqueue:enqueue``, ``pgqueue:HOST.PID:claim``), unless the
     DSN sets an application_name of its own. ``pooled``: in transaction-pooling mode (see the module's
     docstring); None: as configured (``_config.transaction_pooling``)."""
-    resolved = resolve_dsn(dsn)
+    resolved, pooled = connect_params(resolve_dsn(dsn), role, pooled, kwargs)
+    with translate_errors(resolved):
+        try:
+            conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
+        except psycopg.OperationalError as exc:  # whatever the reason (a refused login too), not reached
+            raise unreachable(resolved, exc) from None
+        if autocommit and not pooled:
+            conn.execute(q("own_settings"))  # SETs, not startup options, so PgBouncer accepts them
+        return conn
+
+
+def connect_params(resolved: str, role: str, pooled: bool | None, kwargs: dict[str, Any]) -> tuple[str, bool]:
+    """What :func:`connect` (and pgqueue._adb's async connect) checks and adds before connecting to the
+    resolved DSN: refuses a URL that is not PostgreSQL's, and sets ``kwargs``'s prepare_threshold (in
+    transaction-pooling mode) and application_name. Returns the DSN and whether the connection is pooled."""
     if pooled is None:
         pooled = transaction_pooling()
     if pooled:
@@ -117,14 +131,11 @@ def connect(dsn: str | None = None, *, autocommit: bool = True, role: str = "", 
         raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
     if "application_name" not in params and "application_name" not in kwargs:
         kwargs["application_name"] = application_name(role)
-    with translate_errors(resolved):
-        try:
-            conn = psycopg.connect(resolved, autocommit=autocommit, connect_timeout=10, **kwargs)
-        except psycopg.OperationalError as exc:  # whatever the reason (a refused login too), not reached
-            raise DatabaseUnavailable(f"cannot reach PostgreSQL at {_describe(resolved)}: {_first_line(exc)}") from None
-        if autocommit and not pooled:
-            conn.execute(q("own_settings"))  # SETs, not startup options, so PgBouncer accepts them
-        return conn
+    return resolved, pooled
+
+
+def unreachable(resolved: str, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"cannot reach PostgreSQL at {_describe(resolved)}: {_first_line(exc)}")
 
 
 def application_name(role: str) -> str:
@@ -473,6 +484,11 @@ def caller_connection(connection: Any) -> psycopg.Connection[Any]:
             f"connection= needs SQLAlchemy on the psycopg 3 driver (postgresql+psycopg://), "
             f"not {type(raw).__module__}"
         )
+    if isinstance(connection, psycopg.AsyncConnection) or type(connection).__module__.startswith(
+            "sqlalchemy.ext.asyncio"):
+        raise ConfigurationError(
+            f"connection= got an async {type(connection).__name__}: Queue's methods are synchronous; enqueue "
+            "with pgqueue.AsyncQueue, whose methods take async connections (docs/async.md)")
     raise ConfigurationError(
         "connection= takes a psycopg 3 Connection, a SQLAlchemy Connection or a SQLAlchemy Session, "
         f"not {type(connection).__name__}"
