@@ -9,6 +9,7 @@ Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README 
 from ._callbacks import Callback
 from ._config import configure
 from ._migrate import migrate, schema_sql
+from .aqueue import AsyncQueue
 from .decorators import job
 from .exceptions import (
     ConfigurationError,
@@ -42,6 +43,7 @@ from .worker import SimpleWorker, Worker
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncQueue",
     "CanceledJobRegistry",
     "Callback",
     "ConfigurationError",
