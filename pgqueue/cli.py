@@ -125,6 +125,8 @@ def main() -> None:
 @click.option("--burst", "-b", is_flag=True, help="Exit 0 when nothing is runnable.")
 @click.option("--concurrency", "-c", default=1, show_default=True, type=click.IntRange(min=1),
               help="Jobs run at once, each in a child process.")
+@click.option("--async-concurrency", default=100, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="async def jobs run at once, in one event-loop process (0: one at a time in the job processes).")
 @click.option("--name", "-n", default=None, help="Worker name (default HOST.PID).")
 @click.option("--with-scheduler", is_flag=True,
               help="Also enqueue periodic jobs (those of --schedules). Scheduled jobs (enqueue_at/enqueue_in) "
@@ -170,7 +172,8 @@ def main() -> None:
 @click.option("--verbose", "-v", is_flag=True, help="Log debug messages too.")
 @dsn_option
 @_friendly
-def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
+def worker(queues: tuple[str, ...], burst: bool, concurrency: int, async_concurrency: int, name: str | None,
+           with_scheduler: bool,
            schedule_modules: tuple[str, ...],
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
            listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
@@ -197,7 +200,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
                 give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
                 exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy,
-                with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None)
+                with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None,
+                async_concurrency=async_concurrency)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)

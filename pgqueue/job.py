@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import inspect
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -122,7 +123,14 @@ def atomic(func: F) -> F:
     The worker opens a transaction, the function writes through ``get_current_job().connection``, and the
     same transaction records the job as finished (fenced like every completion). A crash, a timeout or a
     lost lease therefore keeps both or neither: the writes happen exactly once per finished job.
+
+    Sync functions only: an ``async def`` is refused here (its transaction would be a sync connection's,
+    blocking the event loop that runs the other async jobs).
     """
+    if inspect.iscoroutinefunction(func):
+        raise TypeError(f"@pgqueue.atomic does not take async def functions ({func.__qualname__}): an atomic job "
+                        "writes through a sync connection's transaction; make it a plain def, or write and "
+                        "commit in the async job yourself (see docs/async.md)")
     func.__pgqueue_atomic__ = True  # type: ignore[attr-defined]
     return func
 

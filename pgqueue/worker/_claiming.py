@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from .. import _serialize, _store
+from ._aslot import AsyncSlot
 from ._execute import Task
 from ._lease import Lease
 from ._outcomes import Outcomes
@@ -61,6 +62,9 @@ class Claiming:
     _fence_lock: threading.Lock
     _outcomes: Outcomes
     _conn: psycopg.Connection[Any] | None
+    _slots: list[Slot]
+    _async_slot: AsyncSlot | None
+    _async_funcs: set[str]
 
     def _claim_round(self, slots: list[Slot], max_jobs: int | None) -> bool:
         """Claim for the slots that take more work; True if jobs were claimed."""
@@ -77,7 +81,8 @@ class Claiming:
         hungry = sorted(self._hungry(slots), key=lambda s: s.busy)
         if not hungry:
             return False
-        limit = self._batch_size() * len(hungry)
+        batch = self._batch_size()
+        limit = sum(s.share(batch) for s in hungry)
         if max_jobs is not None:
             limit = min(limit, max_jobs - self._claimed)
         tasks = self._claim(limit, sum(not s.busy for s in hungry))
@@ -95,7 +100,7 @@ class Claiming:
         """Slots that take more tasks: those with at most half a batch left, unless the task they run has
         gone on past give_back_after (what waits behind it goes back to its queue; more would too)."""
         half, late = self._batch_size() // 2, time.monotonic() - self.give_back_after
-        return [s for s in slots if len(s.tasks) <= half and not (s.tasks and s.current_start <= late)]
+        return [s for s in slots if s.hungry(half, late)]
 
     def _claim(self, limit: int, start_now: int) -> list[Task]:
         """Claim up to ``limit`` jobs, queues in the strategy's order; the first ``start_now`` start at once."""
@@ -125,6 +130,8 @@ class Claiming:
                 self._outcomes.release([(t.id, t.claim) for t in tasks])
 
     def _deal(self, tasks: list[Task], slots: list[Slot]) -> None:
+        if self._async_slot is not None:  # the jobs of functions known to be async go to their process
+            tasks, slots = self._deal_async(tasks, slots, self._async_slot)
         # Round robin, idle slots first: the first jobs claimed (those recorded as starting now) become
         # the idle slots' heads, and each slot gets its share of a small claim.
         for i, slot in enumerate(slots):
@@ -136,6 +143,19 @@ class Claiming:
                 self._outcomes.release([(t.id, t.claim) for t in chunk])
             elif idle and not slot.announces:  # it starts now
                 self._announce(chunk[0])
+
+    def _deal_async(self, tasks: list[Task], slots: list[Slot], target: AsyncSlot) -> tuple[list[Task], list[Slot]]:
+        """Send the async jobs among ``tasks`` to ``target``; the rest, and the slots left for them (all the
+        others if only ``target`` was hungry)."""
+        funcs = self._async_funcs
+        mine = [t for t in tasks if t.func_name in funcs]
+        target.dealt(len(mine))
+        if mine:
+            tasks = [t for t in tasks if t.func_name not in funcs]
+            if not target.dispatch(mine):
+                self._outcomes.release([(t.id, t.claim) for t in mine])
+        others = [s for s in slots if s is not target]
+        return tasks, others or [s for s in self._slots if s is not target]
 
     def _announce(self, task: Task) -> None:
         """The log line of a job that starts: ``queue: tasks.f(6, 7) (JOB_ID)``."""

@@ -5,8 +5,12 @@ processes, by SimpleWorker and by Queue(is_async=False) alike: :func:`execute`."
 from __future__ import annotations
 
 import _thread
+import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import importlib
+import inspect
 import logging
 import os
 import signal
@@ -42,6 +46,48 @@ class AbortJob(BaseException):
 
 class TimeUp(AbortJob):
     """Raised inside a job or callback by :class:`Alarm`: its time is up, or the lease's fence stopped it."""
+
+
+class HandOver(AbortJob):
+    """Raised in a worker's child process for a job whose function is a coroutine function: the worker's
+    event-loop process runs it instead (pgqueue.worker._aexecute), with the job's other async jobs."""
+
+
+# Whether this process hands coroutine jobs over (a worker's child process, when the worker runs async jobs
+# in an event-loop process); elsewhere (SimpleWorker, Queue(is_async=False), --async-concurrency 0) each
+# runs here, on an event loop of its own: see run_coroutine.
+_hand_over = False
+
+
+def hand_over_async(enabled: bool) -> None:
+    global _hand_over
+    _hand_over = enabled
+
+
+def run_coroutine(coro: Any) -> Any:
+    """Run an async job's coroutine to its end where jobs run one at a time: ``asyncio.run``, so each job
+    gets a fresh event loop; in a thread of its own (with the job's context) if this thread runs a loop
+    already (Queue(is_async=False) called from async code). Its timeout is the sync job's: the Alarm or the
+    process's kill, whichever the caller has."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pgqueue-async-job") as pool:
+        return pool.submit(contextvars.copy_context().run, asyncio.run, coro).result()
+
+
+def _awaited(coro: Any) -> Any:
+    """The value of an async job's coroutine (see HandOver, run_coroutine)."""
+    if _hand_over:
+        coro.close()  # never started: nothing ran, nothing to warn about
+        raise HandOver()
+    return run_coroutine(coro)
+
+
+def handed_over(task: Task) -> tuple[str, tuple[str, int]]:
+    """What a child process sends instead of an outcome for a job it hands over (see HandOver)."""
+    return ("async", (task.id, task.claim))
 
 
 class Task(NamedTuple):
@@ -361,7 +407,13 @@ def _attempt(task: Task, dsn: str | None, allow: Sequence[str], pending: _Pendin
                                               pending, func, args, kwargs, started)
         else:
             value = func(*args, **kwargs)
-            result_json = _serialize.dumps(value)
+            try:
+                result_json = _serialize.dumps(value)
+            except TypeError:  # a coroutine among them: an async def job (checked here, not per job)
+                if not inspect.iscoroutine(value):
+                    raise
+                value = _awaited(value)
+                result_json = _serialize.dumps(value)
     except AbortJob:
         raise
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
@@ -461,7 +513,7 @@ def _call_back(task: Task, outcome: Outcome, error: BaseException | None, value:
 
 
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (),
-        handlers: Sequence[ExceptionHandler] = ()) -> Outcome:
+        handlers: Sequence[ExceptionHandler] = ()) -> Outcome | tuple[str, tuple[str, int]]:
     """Run a task that has no callbacks (``task.callbacks`` is None) in a child process, where the supervisor
     enforces its timeout: :func:`execute` without the generator, for the jobs most workers run."""
     started = time.perf_counter()
@@ -469,13 +521,15 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
     token = _current_job.set(pending)
     try:
         return _attempt(task, dsn, allow, pending, started, None, True, handlers)[0]
+    except HandOver:
+        return handed_over(task)
     finally:
         _current_job.reset(token)
 
 
 def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (), clock: Clock | None = None,
             connection: psycopg.Connection[Any] | None = None, retry: bool = True,
-            handlers: Sequence[ExceptionHandler] = ()) -> Iterator[Message]:
+            handlers: Sequence[ExceptionHandler] = ()) -> Iterator[Message | tuple[str, tuple[str, int]]]:
     """Run one task and yield its Outcome; when the job has a callback for that outcome, yield a CallbackStart
     first and, once the callback has run in this process, a CallbackEnd. Never raises for the job's or the
     callback's own errors.
@@ -494,6 +548,9 @@ def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] 
                 outcome, error, value = _attempt(task, dsn, allow, pending, started, connection, retry, handlers)
         except TimeUp as exc:
             outcome, error = _stopped(task, clock, exc, started, retry)
+        except HandOver:
+            yield handed_over(task)
+            return
         call = _callback_of(task, outcome, clock)
         if call is None or isinstance(call, CallbackEnd):
             yield outcome

@@ -23,13 +23,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._db import ready
-from ._execute import Alarm, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task, execute, run, timeout_message
+from ._execute import (
+    Alarm,
+    CallbackEnd,
+    CallbackStart,
+    ExceptionHandler,
+    Outcome,
+    Task,
+    execute,
+    hand_over_async,
+    run,
+    timeout_message,
+)
 
 __all__ = ["ChildSlot", "InProcessSlot", "Message", "Slot", "timeout_message"]
 
-# An outcome, the start or end of a callback, or ("skipped", [(job id, claim), ...]) for tasks not started:
-# told to stop, or given back.
-Message = Outcome | CallbackStart | CallbackEnd | tuple[str, list[tuple[str, int]]]
+# An outcome, the start or end of a callback, ("skipped", [(job id, claim), ...]) for tasks not started:
+# told to stop, or given back; or ("async", (job id, claim)) for an async job handed over (_execute.HandOver).
+Message = Outcome | CallbackStart | CallbackEnd | tuple[str, Any]
 
 # A job with callbacks stops itself at its timeout (so that its on_failure runs), and a callback at its own:
 # the supervisor kills the process only this long after either, if it has not.
@@ -42,6 +53,7 @@ class Slot:
     tasks: deque[Task]
     current_start: float  # monotonic time the head task started
     announces = False  # whether the slot logs each task as it starts (else the supervisor does)
+    concurrent = False  # whether its tasks run at once (an AsyncSlot), not one after another
 
     def __init__(self) -> None:
         self.tasks = deque()
@@ -79,6 +91,15 @@ class Slot:
         self.current_start = now
         self.head_marked = bool(self.tasks) and self.tasks[0].marked
         return True
+
+    def hungry(self, half: int, late: float) -> bool:
+        """Whether to claim for this slot: at most half a batch left, unless the task it runs has gone on past
+        give_back_after (``late``: what waits behind it goes back to its queue; more would too)."""
+        return len(self.tasks) <= half and not (self.tasks and self.current_start <= late)
+
+    def share(self, batch: int) -> int:
+        """How many jobs to claim for this slot when it is hungry."""
+        return batch
 
     def dispatch(self, tasks: Sequence[Task]) -> bool:
         raise NotImplementedError
@@ -157,6 +178,8 @@ def _tagged(msg: Any) -> Message:
         return CallbackStart._make(fields)
     if tag == "called":
         return CallbackEnd._make(fields)
+    if tag == "async":
+        return ("async", tuple(fields))
     return ("skipped", fields)
 
 
@@ -198,22 +221,30 @@ def _grow_pipe(fd: int) -> None:
 
 def _message_frame(msg: Any) -> bytes:
     """An outcome travels as its tuple; a callback's start and end tagged, as ("skipped", ...) is."""
-    if type(msg) is Outcome:
+    if type(msg) is Outcome or type(msg) is tuple:  # an outcome, or a job handed over: (tag, fields) already
         return _frame(tuple(msg))
     return _frame(("callback" if type(msg) is CallbackStart else "called", tuple(msg)))
 
 
-def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
-                worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler]) -> None:
-    # Ctrl-C reaches the whole process group; the supervisor decides what happens to running jobs.
+def child_setup() -> None:
+    """A job process's first steps: ignore the signals the supervisor handles (Ctrl-C reaches the whole
+    process group; the supervisor decides what happens to running jobs), and close the supervisor's ends
+    of the other job processes' pipes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    clock = Alarm(always=False)  # only jobs with callbacks stop themselves; the supervisor kills the others
     for fd in _supervisor_fds:
         try:
             os.close(fd)
         except OSError:
             pass
+
+
+def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
+                worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler],
+                hand_over: bool = False) -> None:
+    child_setup()
+    hand_over_async(hand_over)  # async jobs go to the worker's event-loop process (an AsyncSlot)
+    clock = Alarm(always=False)  # only jobs with callbacks stop themselves; the supervisor kills the others
     while True:
         try:
             frame = _read_frame(task_fd)
@@ -239,11 +270,14 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, b
 
 
 class ChildSlot(Slot):
+    _main = staticmethod(_child_main)  # what the process runs
+
     def __init__(self, index: int, dsn: str | None, worker_name: str, allow: Sequence[str],
-                 handlers: Sequence[ExceptionHandler] = ()) -> None:
+                 handlers: Sequence[ExceptionHandler] = (), hand_over: bool = False) -> None:
         super().__init__()
         self._ctx = multiprocessing.get_context("fork")
-        self._args = (dsn, worker_name, tuple(allow), tuple(handlers))  # forked: the handlers are not pickled
+        # Forked: the handlers are not pickled. hand_over: async jobs go to the worker's AsyncSlot.
+        self._args = (dsn, worker_name, tuple(allow), tuple(handlers), hand_over)
         self._name = f"pgqueue-child-{index}"
         self.stop_flag = self._ctx.RawValue("b", 0)  # shared memory: read before each task, no lock
         self.kill_reason: str | None = None
@@ -268,7 +302,7 @@ class ChildSlot(Slot):
         gc.collect()
         gc.freeze()
         try:
-            self.process = self._ctx.Process(target=_child_main, args=(
+            self.process = self._ctx.Process(target=self._main, args=(
                 task_r, out_w, self.stop_flag, self._handover, self._cut, self._begun, *self._args),
                                              name=self._name, daemon=False)
             self.process.start()

@@ -26,6 +26,7 @@ from .. import _config, _store
 from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import ConfigurationError, DatabaseUnavailable
+from ._aslot import AsyncSlot
 from ._claiming import Claiming
 from ._execute import AbortJob, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
@@ -61,6 +62,10 @@ class Worker(Claiming, WorkerInspection):
     transaction-pooling mode without ``listen_dsn``). ``listen_dsn``: a direct URL of the same database to
     LISTEN on, while everything else goes through ``dsn`` (default: ``PGQUEUE_LISTEN_DATABASE_URL``).
 
+    ``async_concurrency``: how many ``async def`` jobs run at once in the worker's event-loop process (one
+    process, started when the first async job comes; default 100). 0 runs each async job in a job process
+    like a sync job, one at a time on an event loop of its own. See docs/async.md.
+
     ``with_scheduler``: also enqueue periodic jobs (docs/scheduling.md): those of ``schedules`` (module
     names, modules or Schedule objects; loaded here), else every ``@periodic`` declared in the process.
     """
@@ -74,7 +79,7 @@ class Worker(Claiming, WorkerInspection):
                  listen: bool | None = None, listen_dsn: str | None = None,
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
-                 with_scheduler: bool = False, schedules: Any = None) -> None:
+                 with_scheduler: bool = False, schedules: Any = None, async_concurrency: int = 100) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -84,6 +89,11 @@ class Worker(Claiming, WorkerInspection):
             check_queue_name(n)
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be a whole number >= 1, not {concurrency!r}")
+        if isinstance(async_concurrency, bool) or not isinstance(async_concurrency, int) or async_concurrency < 0:
+            raise ValueError(f"async_concurrency must be a whole number >= 0, not {async_concurrency!r}")
+        self.async_concurrency = async_concurrency
+        self._async_slot: AsyncSlot | None = None  # started when the first async job comes
+        self._async_funcs: set[str] = set()  # the functions found to be coroutine functions: sent there directly
         self.listen, self.listen_dsn = _listen_mode(listen, listen_dsn)
         self.with_scheduler = bool(with_scheduler)
         self.schedules = worker_schedules(self.with_scheduler, schedules)  # raises for a bad declaration
@@ -217,8 +227,9 @@ class Worker(Claiming, WorkerInspection):
         if self._in_process:
             return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0, self._announce,
                                   self.give_back_after, self.exception_handlers)]
-        return [ChildSlot(i, self.dsn, self.name, self.allow_modules, self.exception_handlers)
-                for i in range(self.concurrency)]
+        self._async_slot = None
+        return [ChildSlot(i, self.dsn, self.name, self.allow_modules, self.exception_handlers,
+                          hand_over=self.async_concurrency > 0) for i in range(self.concurrency)]
 
     def _connect(self) -> None:
         self._conn = connect(self.dsn, role=f"{self.name}:claim")
@@ -422,7 +433,8 @@ class Worker(Claiming, WorkerInspection):
         for msg in messages:
             if isinstance(msg, Outcome):
                 ran += 1
-                self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
+                if not slot.concurrent:  # the batch size is the sync jobs'
+                    self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
                 self._outcomes.add(msg)
                 if msg.ok and info:
@@ -437,9 +449,33 @@ class Worker(Claiming, WorkerInspection):
                                                    msg.message, msg.traceback)
                 if slot.callback_ended(msg, now) and slot.tasks and not slot.announces and not self._signals:
                     self._announce(slot.tasks[0])
+            elif msg[0] == "async":  # ("async", (id, claim)): an async job, handed over
+                job_id, claim = msg[1]
+                self._to_async_slot(slot, job_id, claim, now)
             else:  # ("skipped", [(id, claim), ...]): never started (what give_back took is gone already)
                 self._outcomes.release([(t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]})])
         return ran
+
+    def _to_async_slot(self, slot: Slot, job_id: str, claim: int, now: float) -> None:
+        """A job process handed over the async job it was to run next: send it to the event-loop process
+        (started now if not yet), and the next jobs of its function there directly."""
+        task = slot.tasks[0] if slot.tasks else None
+        if task is None or (task.id, task.claim) != (job_id, claim):
+            return
+        slot.took(job_id, now)
+        if slot.tasks and slot.callback is None and not slot.announces and not self._signals:
+            self._announce(slot.tasks[0])
+        self._async_funcs.add(task.func_name)
+        with self._fence_lock:
+            if self._signals or self._lease is None or not self._lease.held:
+                self._outcomes.release([(task.id, task.claim)])
+                return
+            if self._async_slot is None:
+                self._async_slot = AsyncSlot(len(self._slots), self.dsn, self.name, self.allow_modules,
+                                             self.exception_handlers, self.async_concurrency, self._announce)
+                self._slots.append(self._async_slot)
+            if not self._async_slot.dispatch([task]):
+                self._outcomes.release([(task.id, task.claim)])
 
     def _callback_cut_short(self, phase: CallbackStart | None, held: Sequence[Task], kind: str, reason: str) -> bool:
         """Whether a callback was running when its process was stopped (by ``kind``: ``reason``): then it is
@@ -452,6 +488,16 @@ class Worker(Claiming, WorkerInspection):
 
     def _replace(self, slot: ChildSlot) -> int:
         reason, kind, phase = slot.exit_reason(), slot.kill_kind, slot.callback
+        if isinstance(slot, AsyncSlot):  # every run it held was going on: each a failed attempt
+            failed = slot.lost_runs(kind, reason, time.monotonic())
+            with self._fence_lock:
+                lost = slot.restart()
+            for outcome in failed:
+                self._outcomes.add(outcome)
+            ran = {o.id for o in failed}
+            self._outcomes.release([(t.id, t.claim) for t in lost if t.id not in ran])
+            log.info("Worker %s: replaced its event-loop process (%s)", self.name, reason)
+            return len(failed)
         with self._fence_lock:
             lost = slot.restart()
         if self._callback_cut_short(phase, lost, kind, reason):
@@ -476,9 +522,11 @@ class Worker(Claiming, WorkerInspection):
                 self._outcomes.release([(t.id, t.claim) for t in slot.give_back()])
         now = time.monotonic()
         started = [s for s in slots if s.head_running and not s.head_marked and now - s.current_start >= _MARK_AFTER]
+        runs = [(s.tasks[0].id, s.tasks[0].claim, now - s.current_start) for s in started]
+        if self._async_slot is not None:
+            runs += self._async_slot.unmarked(now, _MARK_AFTER)
         with translate_errors(self.dsn):
-            woke = self._outcomes.flush(self._conn, self.worker_id, [
-                (s.tasks[0].id, s.tasks[0].claim, now - s.current_start) for s in started])
+            woke = self._outcomes.flush(self._conn, self.worker_id, runs)
         for slot in started:
             slot.head_marked = True
         return woke > 0
