@@ -91,3 +91,17 @@ async def kill_own_process_after(seconds: float, tag: str = "") -> None:
 
 async def result_of(value: Any) -> Any:
     return value
+
+
+async def pid_after(seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+def sync_pid() -> int:
+    return os.getpid()
+
+
+async def fail_then_record(tag: str) -> None:
+    await _record(tag)
+    raise RuntimeError(f"attempt failed: {tag}")
