@@ -497,6 +497,38 @@ def baseline_section(report: dict[str, Any]) -> list[str]:
     return out
 
 
+# pgqueue's async API and async jobs, beside the rows of the async peers they compare with.
+ASYNC_ROWS = [
+    ("Async enqueue, one job per transaction (AsyncQueue.enqueue)", "async_enqueue_single", "enqueue_single"),
+    ("Async bulk enqueue (AsyncQueue.enqueue_many of an async generator)", "async_enqueue_bulk", "enqueue_bulk"),
+    ("Drain of async def no-op jobs, default config, 1 worker process", "drain_async.default.1p",
+     "drain.default.1p"),
+]
+
+
+def async_section(report: dict[str, Any], names: list[str]) -> list[str]:
+    """pgqueue's async rows (jobs/s), with pgqueue's sync figure and the peers' figure for the same workload."""
+    res = report["systems"]
+    if not any(_get(res, "pgqueue", key, "rate") is not None for _, key, _ in ASYNC_ROWS):
+        return []
+    peers = [n for n in names if n in ("procrastinate", "pgqueuer")]
+    out = ["", "## pgqueue's async API and async jobs (jobs/s)", "",
+           "Each pgqueue async figure beside pgqueue's sync figure for the same workload and the async peers' "
+           "(procrastinate and pgqueuer are asyncio libraries), with **pgqueue async ÷ that** in brackets. The "
+           "async drain runs `async def` no-op jobs in the worker's event-loop process "
+           "(`--async-concurrency` 100); the peers drain their own (async) no-op task.", "",
+           "| Workload | pgqueue async | pgqueue sync | " + " | ".join(system_label(report, n) for n in peers) + " |",
+           "|" + "---|" * (3 + len(peers))]
+    for label, key, comparable in ASYNC_ROWS:
+        value = _get(res, "pgqueue", key, "rate")
+        cells = [fmt(value)]
+        for n in ["pgqueue", *peers]:
+            other = _get(res, n, comparable, "rate")
+            cells.append(f"{fmt(other)}" + (f" ({value / other:.2f}×)" if value is not None and other else ""))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     res = report["systems"]
     names = [n for n in SYSTEMS if n in res]  # pgqueue first, then the peers in a fixed order
@@ -546,6 +578,7 @@ def markdown(report: dict[str, Any]) -> str:
     if listed:
         out += ["", f"pgqueue's bulk figure streams a generator of `prepare_data` items through `enqueue_many`; "
                     f"the same jobs as one prebuilt list: {fmt(listed)} jobs/s."]
+    out += async_section(report, names)
     if "baseline" in res:
         out += baseline_section(report)
     hist = {k: v for k, v in (res.get("pgqueue", {}).get("results", {}) or {}).items() if k.startswith("history.")}

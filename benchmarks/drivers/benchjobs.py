@@ -4,3 +4,8 @@ workers import it by dotted path (``benchjobs.f``), so this folder is on their P
 
 def f(i):
     return i
+
+
+async def af(i):
+    """The same no-op as an ``async def`` (pgqueue's drain of async jobs)."""
+    return i

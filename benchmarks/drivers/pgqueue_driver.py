@@ -3,8 +3,11 @@
 Enqueue: ``Queue.enqueue`` (its own autocommit transaction per call) and ``Queue.enqueue_many`` of
 ``Queue.prepare_data`` items (one streamed COPY) from a generator; the same from a prebuilt list is
 recorded as ``enqueue_bulk_list``. Workers: the ``pgqueue worker`` CLI in burst mode.
-Extra workload (pgqueue only): drain rate with 0 / 100k / 1M finished jobs kept in ``pgqueue.jobs``,
-and the worker's memory.
+Extra workloads (pgqueue only): drain rate with 0 / 100k / 1M finished jobs kept in ``pgqueue.jobs``,
+and the worker's memory; the async API (``AsyncQueue.enqueue`` one by one, ``AsyncQueue.enqueue_many`` of an
+async generator, each in ``asyncio.run``) and the drain of ``async def`` no-op jobs (``benchjobs.af``), which
+run in the worker's event-loop process. procrastinate and pgqueuer are async libraries: their enqueue and
+drain rows are the comparison.
 
 The same driver runs an earlier commit's pgqueue (``run.py --baseline REF``, system "baseline"), in a venv
 of its own (``pip install -e`` of an export of that commit). The config's ``baseline`` entry then names the
@@ -13,6 +16,7 @@ commit; what that commit's pgqueue lacks is done without, or fails as one record
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -27,6 +31,11 @@ from common import LongWorker, Recorder, measure_latency, run_drain, venv_bin
 
 import pgqueue
 from pgqueue import Job, JobStatus, Queue
+
+try:
+    from pgqueue import AsyncQueue
+except ImportError:  # a baseline commit without it: the async workloads fail, recorded as errors
+    AsyncQueue = None  # type: ignore[assignment,misc]
 
 QUEUE = "bench"
 
@@ -131,8 +140,48 @@ class PgQueue(PgSystem):
             self.settle()
             return timed(lambda: self._enqueue_bulk_list(n), n)
         rec.run("enqueue_bulk_list", lambda: median_of(self.cfg.get("repeats", 1), bulk_list))
+        self._async_workloads(rec)
         for history in self.cfg["history_sizes"]:
             rec.run(f"history.{history}", lambda history=history: self._history_drain(history))
+
+    def _async_workloads(self, rec: Recorder) -> None:
+        repeats = self.cfg.get("repeats", 1)
+        single, bulk, drained = self.cfg["single_jobs"], self.cfg["bulk_jobs"], self.cfg["drain_jobs"]
+
+        def enqueue_one() -> dict[str, Any]:
+            self.reset()
+            self.settle()
+            return timed(lambda: asyncio.run(self._async_enqueue_single(single)), single)
+
+        def enqueue_bulk() -> dict[str, Any]:
+            self.reset()
+            self.settle()
+            return timed(lambda: asyncio.run(self._async_enqueue_bulk(bulk)), bulk)
+
+        def drain() -> dict[str, Any]:
+            self.reset()
+            assert self.queue is not None
+            self.queue.enqueue_many(Queue.prepare_data(benchjobs.af, args=(i,)) for i in range(drained))
+            self.settle()
+            return run_drain([self.drain_cmd("default")], env=self.env(), window=self.drain_window, total=drained,
+                             log_path=self.logs / f"{self.name}-drain-async.log", timeout=self.cfg["drain_timeout"],
+                             max_seconds=self.cfg["drain_max_seconds"])
+
+        rec.run("async_enqueue_single", lambda: median_of(repeats, enqueue_one))
+        rec.run("async_enqueue_bulk", lambda: median_of(repeats, enqueue_bulk))
+        rec.run("drain_async.default.1p", lambda: median_of(repeats, drain))
+
+    async def _async_enqueue_single(self, n: int) -> None:
+        q = AsyncQueue(QUEUE, dsn=self.dsn)
+        for i in range(n):
+            await q.enqueue(benchjobs.f, i)
+
+    async def _async_enqueue_bulk(self, n: int) -> None:
+        async def items() -> Any:
+            for i in range(n):
+                yield Queue.prepare_data(benchjobs.f, args=(i,))
+
+        await AsyncQueue(QUEUE, dsn=self.dsn).enqueue_many(items())
 
     def _history_drain(self, history: int) -> dict[str, Any]:
         self.reset()
