@@ -85,6 +85,10 @@ def run(dsn: str, args: argparse.Namespace) -> None:
             for key, measure in pairs:
                 conn.execute("TRUNCATE pgqueue.jobs")
                 rates[key].append(measure())
+    report(rates)
+
+
+def report(rates: dict[str, list[float]]) -> None:
     for kind in ("single", "bulk"):
         s, a = rates[f"{kind} sync"], rates[f"{kind} async"]
         ratios = sorted(x / y for x, y in zip(a, s, strict=True))
