@@ -9,6 +9,7 @@ Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README 
 from ._callbacks import Callback
 from ._config import configure
 from ._migrate import migrate, schema_sql
+from .connections import Connection
 from .decorators import job
 from .exceptions import (
     ConfigurationError,
@@ -45,6 +46,7 @@ __all__ = [
     "CanceledJobRegistry",
     "Callback",
     "ConfigurationError",
+    "Connection",
     "DatabaseUnavailable",
     "DeferredJobRegistry",
     "FailedJobRegistry",

@@ -17,6 +17,8 @@ from ._db import caller_connection, own_connection, shared_connection, translate
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
 from ._options import func_name_of
+from ._rq import QUEUE_OPTIONS, QueueMethods, refuse
+from .connections import database
 from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array
@@ -209,11 +211,13 @@ def _take(items: Iterator[Any], n: int | None) -> list[EnqueueData]:
     return taken
 
 
-class Queue:
+class Queue(QueueMethods):
     """A named queue of jobs in PostgreSQL.
 
     ``dsn`` is where the jobs live (default: ``PGQUEUE_DATABASE_URL``, ``DATABASE_URL``, else the
-    embedded server). ``default_timeout`` applies to jobs enqueued without ``job_timeout``.
+    embedded server): a URL, or a :class:`pgqueue.Connection`, which RQ's ``connection=`` takes too.
+    RQ's ``job_class``, ``serializer`` and ``death_penalty_class`` are accepted at their defaults only
+    (pgqueue._rq says why). ``default_timeout`` applies to jobs enqueued without ``job_timeout``.
     ``is_async=False`` (RQ's synchronous mode, for tests) runs each job at once, in the process that
     enqueues it, and records its outcome as a worker would (see docs/callbacks-and-retries.md).
     """
@@ -229,10 +233,12 @@ class Queue:
             cls = sync_class(cls)
         return super().__new__(cls)
 
-    def __init__(self, name: str = "default", dsn: str | None = None, *,
-                 default_timeout: Duration | None = None, is_async: bool = True) -> None:
+    def __init__(self, name: str = "default", dsn: Any = None, *,
+                 default_timeout: Duration | None = None, is_async: bool = True, connection: Any = None,
+                 **rq_options: Any) -> None:
         self.name = check_queue_name(name)
-        self.dsn = dsn
+        self.dsn = database(dsn, connection, where="Queue()")
+        self._check_rq_options(rq_options)
         self.default_timeout = (DEFAULT_TIMEOUT if default_timeout is None
                                 else _options.timeout("default_timeout", default_timeout))
 
@@ -476,9 +482,12 @@ class Queue:
 
     # -- RQ's inspection API: every queue, a job's place, the registries -------------------------
     @classmethod
-    def all(cls, dsn: str | None = None) -> list[Queue]:
+    def all(cls, dsn: Any = None, *, connection: Any = None, **rq_options: Any) -> list[Queue]:
         """Every queue that has a job (of any status), by name. Reads the whole jobs table: its cost grows
-        with the history kept (docs/jobs-and-registries.md)."""
+        with the history kept (docs/jobs-and-registries.md). ``dsn`` or RQ's ``connection``: a URL or a
+        :class:`pgqueue.Connection`."""
+        dsn = database(dsn, connection, where="Queue.all()")
+        refuse("Queue.all", rq_options, QUEUE_OPTIONS)
         with translate_errors(dsn):
             return [cls(name, dsn) for name in _store.queue_names(shared_connection(dsn))]
 
