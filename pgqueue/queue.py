@@ -74,6 +74,20 @@ def _attempts_of(retry: Retry | int) -> tuple[int, Sequence[float], Sequence[str
     return 1 + retry.max, retry.intervals, retry.on
 
 
+def _explicit(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
+    """RQ's explicit form, ``enqueue(f, args=(1, 2), kwargs={"a": 1}, ttl=30)``: the function's arguments are
+    ``args=`` and ``kwargs=`` when either is given (then with no other positional or keyword argument),
+    so that ``kwargs={"ttl": 15}`` reaches the function while ``ttl=30`` is the job's."""
+    if "args" not in kwargs and "kwargs" not in kwargs:
+        return args, kwargs
+    explicit_args, explicit_kwargs = kwargs.pop("args", None), kwargs.pop("kwargs", None)
+    if args or kwargs:
+        extra = [f"{len(args)} positional argument(s)"] * bool(args) + [f"{k}=" for k in kwargs]
+        raise TypeError(f"enqueue(f, args=..., kwargs=...) passes the function's arguments only through args= and "
+                        f"kwargs= (as in RQ), not also {', '.join(extra)}: put them in args= / kwargs=")
+    return explicit_args or (), explicit_kwargs or {}
+
+
 class EnqueueData:
     """One job ready to insert: its function, serialised arguments and options. Built by
     :meth:`Queue.prepare_data`; ``enqueue_many`` writes many of these in one round trip.
@@ -257,15 +271,18 @@ class Queue(QueueMethods):
 
     def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``. The keywords in :data:`RESERVED_OPTIONS` are options of the
-        job, not arguments of ``f``; use :meth:`enqueue_call` to pass such names to ``f``."""
+        job, not arguments of ``f``; to pass such names to ``f``, use :meth:`enqueue_call`, or RQ's explicit
+        form ``enqueue(f, args=(...), kwargs={...}, ttl=30)``."""
         if not kwargs:  # the common call: no options to sort out
             return self._insert([EnqueueData(f, args)], None)[0]
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
-        return self.enqueue_call(f, args=args, kwargs=kwargs, **options)
+        call_args, kwargs = _explicit(args, kwargs)
+        return self.enqueue_call(f, args=call_args, kwargs=kwargs, **options)
 
     def _enqueue_scheduled(self, when: dict[str, Any], f: Callable[..., Any] | str, args: Sequence[Any],
                            kwargs: dict[str, Any]) -> Job:
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
+        args, kwargs = _explicit(args, kwargs)
         return self.enqueue_call(f, args=args, kwargs=kwargs, **when, **options)
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,

@@ -233,3 +233,17 @@ def test_delete_deletes_the_queued_jobs_and_refuses_to_keep_them() -> None:
         q.delete(delete_jobs=False)
     assert len(q) == 1
     assert q.delete() == 1 and len(q) == 0 and later.get_status() == JobStatus.SCHEDULED  # as q.empty()
+
+
+def test_rqs_explicit_args_and_kwargs_in_every_enqueue() -> None:
+    q = Queue()
+    at = datetime.now(timezone.utc) + timedelta(hours=1)
+    for job in (q.enqueue(tj.echo, args=(1, 2), kwargs={"ttl": 3}, ttl=60),
+                q.enqueue_at(at, tj.echo, args=(1, 2), kwargs={"ttl": 3}, ttl=60),
+                q.enqueue_in(60, tj.echo, args=(1, 2), kwargs={"ttl": 3}, ttl=60)):
+        assert (job.args, job.kwargs, job.ttl) == ([1, 2], {"ttl": 3}, 60)
+    assert q.enqueue(tj.echo, args=[5]).kwargs == {} and q.enqueue(tj.echo, kwargs={"a": 1}).args == []
+    with pytest.raises(TypeError, match=r"passes the function's arguments only through args= and kwargs= \(as in "
+                                        r"RQ\), not also 1 positional argument\(s\), b="):
+        q.enqueue(tj.echo, 0, args=(1,), b=2)
+    assert len(q) == 3  # and the two scheduled
