@@ -4,8 +4,11 @@ it names, and that what pgqueue has no equivalent for is refused with the reason
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pgq_testjobs as tj
@@ -247,3 +250,17 @@ def test_rqs_explicit_args_and_kwargs_in_every_enqueue() -> None:
                                         r"RQ\), not also 1 positional argument\(s\), b="):
         q.enqueue(tj.echo, 0, args=(1,), b=2)
     assert len(q) == 3  # and the two scheduled
+
+
+def test_work_with_scheduler_runs_periodic_jobs_as_the_constructors_option(tmp_path: Path, dsn: str) -> None:
+    (tmp_path / "ticks.py").write_text(
+        "from pgqueue import periodic\n\n\n"
+        "@periodic('* * * * * *', name='rq-tick')\n"
+        "def tick():\n    return 'tick'\n")
+    (tmp_path / "run.py").write_text(
+        "import ticks\nfrom pgqueue import Worker\n\n"
+        "Worker(['default']).work(with_scheduler=True, max_jobs=1)  # RQ's place for with_scheduler\n")
+    done = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [job] = Queue().finished_job_registry.get_job_ids()
+    assert job.startswith("rq-tick@") and Job.fetch(job).result == "tick"

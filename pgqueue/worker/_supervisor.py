@@ -173,14 +173,17 @@ class Worker(Claiming, WorkerInspection):
 
     # -- the loop --------------------------------------------------------------------------------
     def work(self, burst: bool = False, max_jobs: int | None = None,
-             dequeue_strategy: DequeueStrategy | str | None = None) -> bool:
+             dequeue_strategy: DequeueStrategy | str | None = None, with_scheduler: bool = False) -> bool:
         """Serve jobs until stopped (or, with ``burst``, until nothing is runnable; with ``max_jobs``,
-        after that many jobs). ``dequeue_strategy`` (RQ's place for it) replaces the worker's. Returns
+        after that many jobs). ``dequeue_strategy`` (RQ's place for it) replaces the worker's, and
+        ``with_scheduler=True`` (RQ's place for it too) does what ``Worker(with_scheduler=True)`` does. Returns
         whether any job ran."""
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
             raise ValueError(f"max_jobs must be a whole number >= 1 (or None), not {max_jobs!r}")
         if dequeue_strategy is not None:
             self.dequeue_strategy = self._order.strategy = DequeueStrategy.of(dequeue_strategy)
+        if with_scheduler and not self.with_scheduler:
+            self.with_scheduler, self.schedules = True, worker_schedules(True, None)
         self._signals = 0
         self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
