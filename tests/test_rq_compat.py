@@ -14,6 +14,7 @@ from typing import Any
 import pgq_testjobs as tj
 import psycopg
 import pytest
+from conftest import run_cli
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
@@ -264,3 +265,13 @@ def test_work_with_scheduler_runs_periodic_jobs_as_the_constructors_option(tmp_p
     assert done.returncode == 0, done.stderr
     [job] = Queue().finished_job_registry.get_job_ids()
     assert job.startswith("rq-tick@") and Job.fetch(job).result == "tick"
+
+
+def test_requeue_with_queue_and_job_ids_requeues_those_of_that_queue(dsn: str) -> None:
+    """`rq requeue --queue Q ID ...` reads Q's failed job registry: pgqueue takes the same command."""
+    mine, theirs = Queue("mine").enqueue(tj.fail), Queue("theirs").enqueue(tj.fail)
+    SimpleWorker(["mine", "theirs"]).work(burst=True)
+    result = run_cli("requeue", "--queue", "mine", mine.id, theirs.id)
+    assert result.returncode == 1 and result.stdout == "Requeued 1 job(s)\n"
+    assert result.stderr == f"Not failed in queue mine or not found: {theirs.id}\n"
+    assert (mine.get_status(), theirs.get_status()) == (JobStatus.QUEUED, JobStatus.FAILED)
