@@ -10,6 +10,7 @@ from ._callbacks import Callback
 from ._config import configure
 from ._migrate import migrate, schema_sql
 from .aqueue import AsyncQueue
+from .connections import Connection
 from .decorators import job
 from .exceptions import (
     ConfigurationError,
@@ -47,6 +48,7 @@ __all__ = [
     "CanceledJobRegistry",
     "Callback",
     "ConfigurationError",
+    "Connection",
     "DatabaseUnavailable",
     "DeferredJobRegistry",
     "FailedJobRegistry",

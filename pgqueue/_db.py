@@ -489,6 +489,12 @@ def caller_connection(connection: Any) -> psycopg.Connection[Any]:
         raise ConfigurationError(
             f"connection= got an async {type(connection).__name__}: Queue's methods are synchronous; enqueue "
             "with pgqueue.AsyncQueue, whose methods take async connections (docs/async.md)")
+    from .connections import Connection
+
+    if isinstance(connection, Connection):  # what RQ code gives Queue(connection=...), given here by mistake
+        raise ConfigurationError(
+            "enqueue's connection= is your open psycopg or SQLAlchemy connection, whose transaction the job joins; "
+            "a pgqueue.Connection names the database the jobs live in: give it to Queue(connection=...)")
     raise ConfigurationError(
         "connection= takes a psycopg 3 Connection, a SQLAlchemy Connection or a SQLAlchemy Session, "
         f"not {type(connection).__name__}"

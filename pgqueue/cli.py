@@ -314,7 +314,7 @@ def failed(queues: tuple[str, ...], dsn: str | None) -> None:
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Requeue every failed job.")
 @click.option("--queue", "-q", default=None, callback=_names("the queue name"),
-              help="With --all: only this queue's failed jobs.")
+              help="Only this queue's failed jobs (of those named, or with --all of all; as rq's).")
 @dsn_option
 @_friendly
 def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | None) -> None:
@@ -323,15 +323,14 @@ def requeue(job_ids: tuple[str, ...], all_: bool, queue: str | None, dsn: str | 
         raise click.UsageError("name JOB_IDs, or use --all")
     if job_ids and all_:
         raise click.UsageError("give JOB_IDs or --all, not both")
-    if queue is not None and not all_:
-        raise click.UsageError("--queue goes with --all: `pgqueue requeue --all --queue QUEUE`")
     done, held = monitor.requeue(None if all_ else list(job_ids), queue, dsn)
     missing = set(job_ids) - set(done) - {h.job_id for h in held}
     click.echo(f"Requeued {len(done)} job(s)")
     for refused in held:
         click.echo(f"Not requeued: {refused}", err=True)
     if missing:
-        click.echo(f"Not failed or not found: {', '.join(sorted(missing))}", err=True)
+        where = "" if queue is None else f" in queue {queue}"
+        click.echo(f"Not failed{where} or not found: {', '.join(sorted(missing))}", err=True)
     if held or missing:
         sys.exit(1)
 

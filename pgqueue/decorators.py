@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ._options import func_name_of
+from .connections import database
 from .job import Job
 from .queue import Queue
 
@@ -17,7 +18,7 @@ R = TypeVar("R")
 class DelayedFunction(Generic[R]):
     """A job function with ``.delay`` and ``.enqueue_call``; calling it runs it directly."""
 
-    def __init__(self, func: Callable[..., R], queue: Queue | str, dsn: str | None, options: dict[str, Any]):
+    def __init__(self, func: Callable[..., R], queue: Queue | str, dsn: Any, options: dict[str, Any]):
         func_name_of(func)  # refuses at once what could never run as a job (a bound method, a __main__ function)
         functools.update_wrapper(self, func)
         self.func = func
@@ -35,10 +36,17 @@ class DelayedFunction(Generic[R]):
         return self.queue.enqueue_call(self.func, args=args, kwargs=kwargs, **{**self.options, **options})
 
 
-def job(queue: Queue | str = "default", *, dsn: str | None = None, **options: Any
-        ) -> Callable[[Callable[..., R]], DelayedFunction[R]]:
+def job(queue: Queue | str = "default", connection: Any = None, timeout: Any = None, *, dsn: Any = None,
+        **options: Any) -> Callable[[Callable[..., R]], DelayedFunction[R]]:
     """Decorate a module-level function as a job of ``queue``; ``options`` are ``enqueue``'s
-    (``retry=3``, ``job_timeout=30``, ``result_ttl=...``)."""
+    (``retry=3``, ``job_timeout=30``, ``result_ttl=...``). As RQ's decorator, it also takes ``connection``
+    (a URL or a :class:`pgqueue.Connection`, as ``dsn``) and ``timeout`` (``job_timeout``)."""
+    dsn = database(dsn, connection, where="@job()")
+    if timeout is not None:
+        if "job_timeout" in options:
+            raise TypeError("@job() takes job_timeout= or RQ's timeout=, not both")
+        options["job_timeout"] = timeout
+
     def decorator(func: Callable[..., R]) -> DelayedFunction[R]:
         return DelayedFunction(func, queue, dsn, options)
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from . import _callbacks, _config, _serialize, _store, monitor
 from ._db import connect, readable, shared_connection, translate_errors
+from .connections import database
 from .exceptions import JobFailed, NoSuchJobError
 from .results import Result, results_of
 
@@ -198,10 +199,14 @@ class Job:
     """Inside an :func:`atomic` job: the psycopg connection whose transaction also marks the job
     finished. ``None`` elsewhere."""
 
-    def __init__(self, id: str, dsn: str | None = None, **fields: Any) -> None:
+    def __init__(self, id: str, dsn: Any = None, **fields: Any) -> None:
+        connection = None
+        if "connection" in fields or "serializer" in fields:  # RQ's Job(id, connection=redis, serializer=...)
+            connection = fields.pop("connection", None)
+            _refuse_serializer("Job", fields.pop("serializer", None))
         self.__dict__.update(fields)
         self.id = id
-        self._dsn = dsn
+        self._dsn = database(dsn, connection, where="Job()")
 
     @classmethod
     def _from_dict(cls, attributes: dict[str, Any]) -> Job:
@@ -222,15 +227,20 @@ class Job:
 
     # -- loading ---------------------------------------------------------------------------------
     @classmethod
-    def fetch(cls, id: str, dsn: str | None = None) -> Job:
-        """The job with this id, raising :class:`NoSuchJobError` if there is none."""
-        job = cls(id, dsn)
+    def fetch(cls, id: str, dsn: Any = None, *, connection: Any = None, serializer: Any = None) -> Job:
+        """The job with this id, raising :class:`NoSuchJobError` if there is none. ``dsn`` or RQ's
+        ``connection``: a URL or a :class:`pgqueue.Connection`."""
+        _refuse_serializer("Job.fetch", serializer)
+        job = cls(id, database(dsn, connection, where="Job.fetch()"))
         job.refresh()
         return job
 
     @classmethod
-    def fetch_many(cls, job_ids: Iterable[str], dsn: str | None = None) -> list[Job | None]:
+    def fetch_many(cls, job_ids: Iterable[str], dsn: Any = None, *, connection: Any = None,
+                   serializer: Any = None) -> list[Job | None]:
         """The jobs with these ids, in the same order, ``None`` where there is none (as RQ): one query."""
+        _refuse_serializer("Job.fetch_many", serializer)
+        dsn = database(dsn, connection, where="Job.fetch_many()")
         ids = [str(i) for i in job_ids]
         with translate_errors(dsn):
             rows = {r.id: r for r in _store.fetch_jobs(shared_connection(dsn), ids)} if ids else {}
@@ -246,8 +256,9 @@ class Job:
         return jobs
 
     @classmethod
-    def exists(cls, job_id: str, dsn: str | None = None) -> bool:
+    def exists(cls, job_id: str, dsn: Any = None, *, connection: Any = None) -> bool:
         """Whether a job with this id exists."""
+        dsn = database(dsn, connection, where="Job.exists()")
         with translate_errors(dsn):
             return _store.job_status(shared_connection(dsn), job_id) is not None
 
@@ -514,6 +525,13 @@ class Job:
         if self.status == JobStatus.FINISHED:
             return self._result
         raise JobFailed(self.id, self.status.value, self._exc_info)
+
+
+def _refuse_serializer(where: str, serializer: Any) -> None:
+    if serializer is not None:
+        from ._rq import refuse
+
+        refuse(where, {"serializer": serializer}, ("serializer",))
 
 
 def _wait_for_ids(conn: Any, ids: set[str], deadline: float | None) -> bool:

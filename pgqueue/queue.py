@@ -17,6 +17,8 @@ from ._db import caller_connection, own_connection, shared_connection, translate
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
 from ._options import func_name_of
+from ._rq import QUEUE_OPTIONS, QueueMethods, refuse
+from .connections import database
 from .exceptions import NoSuchJobError, PgQueueError
 from .job import Job, JobStatus, Retry
 from .sql import number_array
@@ -70,6 +72,20 @@ def _attempts_of(retry: Retry | int) -> tuple[int, Sequence[float], Sequence[str
     if isinstance(retry, int):
         retry = Retry(max=retry)
     return 1 + retry.max, retry.intervals, retry.on
+
+
+def _explicit(args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Sequence[Any], dict[str, Any]]:
+    """RQ's explicit form, ``enqueue(f, args=(1, 2), kwargs={"a": 1}, ttl=30)``: the function's arguments are
+    ``args=`` and ``kwargs=`` when either is given (then with no other positional or keyword argument),
+    so that ``kwargs={"ttl": 15}`` reaches the function while ``ttl=30`` is the job's."""
+    if "args" not in kwargs and "kwargs" not in kwargs:
+        return args, kwargs
+    explicit_args, explicit_kwargs = kwargs.pop("args", None), kwargs.pop("kwargs", None)
+    if args or kwargs:
+        extra = [f"{len(args)} positional argument(s)"] * bool(args) + [f"{k}=" for k in kwargs]
+        raise TypeError(f"enqueue(f, args=..., kwargs=...) passes the function's arguments only through args= and "
+                        f"kwargs= (as in RQ), not also {', '.join(extra)}: put them in args= / kwargs=")
+    return explicit_args or (), explicit_kwargs or {}
 
 
 class EnqueueData:
@@ -209,11 +225,13 @@ def _take(items: Iterator[Any], n: int | None) -> list[EnqueueData]:
     return taken
 
 
-class Queue:
+class Queue(QueueMethods):
     """A named queue of jobs in PostgreSQL.
 
     ``dsn`` is where the jobs live (default: ``PGQUEUE_DATABASE_URL``, ``DATABASE_URL``, else the
-    embedded server). ``default_timeout`` applies to jobs enqueued without ``job_timeout``.
+    embedded server): a URL, or a :class:`pgqueue.Connection`, which RQ's ``connection=`` takes too.
+    RQ's ``job_class``, ``serializer`` and ``death_penalty_class`` are accepted at their defaults only
+    (pgqueue._rq says why). ``default_timeout`` applies to jobs enqueued without ``job_timeout``.
     ``is_async=False`` (RQ's synchronous mode, for tests) runs each job at once, in the process that
     enqueues it, and records its outcome as a worker would (see docs/callbacks-and-retries.md).
     """
@@ -229,10 +247,12 @@ class Queue:
             cls = sync_class(cls)
         return super().__new__(cls)
 
-    def __init__(self, name: str = "default", dsn: str | None = None, *,
-                 default_timeout: Duration | None = None, is_async: bool = True) -> None:
+    def __init__(self, name: str = "default", dsn: Any = None, *,
+                 default_timeout: Duration | None = None, is_async: bool = True, connection: Any = None,
+                 **rq_options: Any) -> None:
         self.name = check_queue_name(name)
-        self.dsn = dsn
+        self.dsn = database(dsn, connection, where="Queue()")
+        self._check_rq_options(rq_options)
         self.default_timeout = (DEFAULT_TIMEOUT if default_timeout is None
                                 else _options.timeout("default_timeout", default_timeout))
 
@@ -251,15 +271,18 @@ class Queue:
 
     def enqueue(self, f: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job:
         """Enqueue ``f(*args, **kwargs)``. The keywords in :data:`RESERVED_OPTIONS` are options of the
-        job, not arguments of ``f``; use :meth:`enqueue_call` to pass such names to ``f``."""
+        job, not arguments of ``f``; to pass such names to ``f``, use :meth:`enqueue_call`, or RQ's explicit
+        form ``enqueue(f, args=(...), kwargs={...}, ttl=30)``."""
         if not kwargs:  # the common call: no options to sort out
             return self._insert([EnqueueData(f, args)], None)[0]
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
-        return self.enqueue_call(f, args=args, kwargs=kwargs, **options)
+        call_args, kwargs = _explicit(args, kwargs)
+        return self.enqueue_call(f, args=call_args, kwargs=kwargs, **options)
 
     def _enqueue_scheduled(self, when: dict[str, Any], f: Callable[..., Any] | str, args: Sequence[Any],
                            kwargs: dict[str, Any]) -> Job:
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in RESERVED_OPTIONS}
+        args, kwargs = _explicit(args, kwargs)
         return self.enqueue_call(f, args=args, kwargs=kwargs, **when, **options)
 
     def enqueue_call(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
@@ -476,9 +499,12 @@ class Queue:
 
     # -- RQ's inspection API: every queue, a job's place, the registries -------------------------
     @classmethod
-    def all(cls, dsn: str | None = None) -> list[Queue]:
+    def all(cls, dsn: Any = None, *, connection: Any = None, **rq_options: Any) -> list[Queue]:
         """Every queue that has a job (of any status), by name. Reads the whole jobs table: its cost grows
-        with the history kept (docs/jobs-and-registries.md)."""
+        with the history kept (docs/jobs-and-registries.md). ``dsn`` or RQ's ``connection``: a URL or a
+        :class:`pgqueue.Connection`."""
+        dsn = database(dsn, connection, where="Queue.all()")
+        refuse("Queue.all", rq_options, QUEUE_OPTIONS)
         with translate_errors(dsn):
             return [cls(name, dsn) for name in _store.queue_names(shared_connection(dsn))]
 

@@ -14,13 +14,15 @@ nothing to do (workers delete ended jobs past their ttl, and rescue the jobs of 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import psycopg
 
 from . import _store
 from ._db import shared_connection, translate_errors
 from ._notify import check_queue_name
+from ._rq import QUEUE_OPTIONS, refuse
+from .connections import database
 from .exceptions import InvalidJobOperation, NoSuchJobError, UniqueKeyHeld
 from .job import Job, JobStatus
 
@@ -44,12 +46,17 @@ def _index(value: int, name: str) -> int:
 
 class BaseRegistry:
     """The jobs of one queue with one status. ``FailedJobRegistry("name", dsn=...)`` or
-    ``FailedJobRegistry(queue=q)``, as in RQ (a DSN where RQ takes a Redis connection)."""
+    ``FailedJobRegistry(queue=q)``, as in RQ. ``dsn`` or RQ's ``connection``: a URL or a
+    :class:`pgqueue.Connection` (RQ's ``job_class``, ``serializer`` and ``death_penalty_class``: at their
+    defaults only)."""
 
     status: ClassVar[JobStatus]
     title: ClassVar[str]  # the registry in messages: "failed job registry"
 
-    def __init__(self, name: str = "default", dsn: str | None = None, queue: Queue | None = None) -> None:
+    def __init__(self, name: str = "default", dsn: Any = None, queue: Queue | None = None, *,
+                 connection: Any = None, **rq_options: Any) -> None:
+        refuse(type(self).__name__, rq_options, QUEUE_OPTIONS)
+        dsn = database(dsn, connection, where=f"{type(self).__name__}()")
         if queue is not None:
             name, dsn = queue.name, queue.dsn
         elif not isinstance(name, str):

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from . import _options, _store
 from ._db import shared_connection, translate_errors
 from ._notify import pause_scope
+from .connections import database
 
 Duration = int | float | timedelta | str
 _FOREVER = "None, for a pause that lasts until resumed"
@@ -55,19 +57,25 @@ def paused(dsn: str | None, queue: str | None) -> bool:
         return any(row.scope == scope for row in _store.pauses(shared_connection(dsn)))
 
 
-def suspend(dsn: str | None = None, duration: Duration | None = None) -> datetime | None:
+def suspend(dsn: Any = None, duration: Duration | None = None, *, connection: Any = None,
+            ttl: Duration | None = None) -> datetime | None:
     """Suspend every worker (as ``rq suspend``): running jobs finish, no worker starts another until
     :func:`resume`, or until ``duration`` has passed (seconds, a timedelta or a string such as ``"30m"``;
-    RQ's ``ttl``). Returns when the suspension ends, by the database's clock (None: when resumed).
-    Suspending again replaces the duration."""
-    return pause_scopes(dsn, None, duration)
+    RQ's ``ttl``, which is taken too). Returns when the suspension ends, by the database's clock (None: when
+    resumed). Suspending again replaces the duration. ``dsn`` or RQ's ``connection``: a URL or a
+    :class:`pgqueue.Connection`, as RQ's ``suspend(connection)``."""
+    if ttl is not None:
+        if duration is not None:
+            raise TypeError("suspend() takes duration= or RQ's ttl=, not both")
+        duration = ttl
+    return pause_scopes(database(dsn, connection, where="suspend()"), None, duration)
 
 
-def resume(dsn: str | None = None) -> bool:
+def resume(dsn: Any = None, *, connection: Any = None) -> bool:
     """End the suspension of :func:`suspend`; returns whether there was one. Paused queues stay paused."""
-    return bool(resume_scopes(dsn, [None]))
+    return bool(resume_scopes(database(dsn, connection, where="resume()"), [None]))
 
 
-def is_suspended(dsn: str | None = None) -> bool:
+def is_suspended(dsn: Any = None, *, connection: Any = None) -> bool:
     """Whether workers are suspended (by :func:`suspend` or ``pgqueue suspend``)."""
-    return paused(dsn, None)
+    return paused(database(dsn, connection, where="is_suspended()"), None)

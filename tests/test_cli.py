@@ -211,13 +211,12 @@ def test_migrate_and_schema_commands(dsn: str) -> None:
     (["worker", "--burst", "--allow-module", ""], "'--allow-module': a module prefix must not be empty."),
     (["worker", "--burst", "--path", "/no/such/folder"], "Directory '/no/such/folder' does not exist."),
     (["failed", " "], "queue names must not be empty."),
-    (["requeue", "some-id", "--queue", "b"], "--queue goes with --all: `pgqueue requeue --all --queue QUEUE`"),
     (["requeue", "--all", "--queue", ""], "'--queue' / '-q': the queue name must not be empty."),
 ])
 def test_bad_option_values_are_refused_with_one_error_line_and_exit_2(args: list[str], says: str) -> None:
     """Before: --interval 0 redrew without pause, -1/nan/inf ended in a traceback from time.sleep; --max-jobs 0
     and -1 ran a worker that did nothing; an empty queue name was a traceback (worker) or a silent empty
-    answer; --path to no folder and --queue without --all were silently of no effect. The database named is
+    answer; --path to no folder was silently of no effect. The database named is
     unreachable: the options are checked before any connection (and no embedded server is started)."""
     result = run_cli(*args, "--dsn", "postgresql://nobody@127.0.0.1:1/none")
     assert result.returncode == 2, result

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import _store
 from .._db import shared_connection, translate_errors
+from .._rq import WORKER_OPTIONS, refuse
+from ..connections import database
 from ..job import Job
 
 if TYPE_CHECKING:
@@ -38,19 +40,24 @@ class WorkerInspection:
     _row: _store.WorkerRow | None = None  # the row last read (Worker.all, refresh); None: this process's own
 
     @classmethod
-    def all(cls: type[W], dsn: str | None = None, queue: Queue | str | None = None) -> list[W]:
-        """The live workers (heartbeat within their lease), of ``queue`` if given, by name."""
+    def all(cls: type[W], dsn: Any = None, queue: Queue | str | None = None, *, connection: Any = None,
+            **rq_options: Any) -> list[W]:
+        """The live workers (heartbeat within their lease), of ``queue`` if given, by name. ``dsn`` or RQ's
+        ``connection``: a URL or a :class:`pgqueue.Connection`; with neither, that of ``queue`` if it is a
+        Queue (as RQ's ``Worker.all(queue=q)``)."""
         name = queue if queue is None or isinstance(queue, str) else getattr(queue, "name", None)
         if queue is not None and not isinstance(name, str):
             raise TypeError(f"queue= takes a Queue or a queue name, not {queue!r}")
+        refuse("Worker.all", rq_options, WORKER_OPTIONS)
+        dsn = database(dsn, connection, where="Worker.all()") or getattr(queue, "dsn", None)
         with translate_errors(dsn):
             rows = _store.worker_details(shared_connection(dsn), queue=name)
         return [cls._from_row(row, dsn) for row in rows]
 
     @classmethod
-    def count(cls, dsn: str | None = None, queue: Queue | str | None = None) -> int:
+    def count(cls, dsn: Any = None, queue: Queue | str | None = None, *, connection: Any = None) -> int:
         """How many workers :meth:`all` returns."""
-        return len(cls.all(dsn, queue))
+        return len(cls.all(dsn, queue, connection=connection))
 
     @classmethod
     def _from_row(cls: type[W], row: _store.WorkerRow, dsn: str | None) -> W:

@@ -25,6 +25,8 @@ import psycopg
 from .. import _config, _store
 from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
+from .._rq import WORKER_OPTIONS, refuse
+from ..connections import database
 from ..exceptions import ConfigurationError, DatabaseUnavailable
 from ._aslot import AsyncSlot
 from ._claiming import Claiming
@@ -68,20 +70,28 @@ class Worker(Claiming, WorkerInspection):
 
     ``with_scheduler``: also enqueue periodic jobs (docs/scheduling.md): those of ``schedules`` (module
     names, modules or Schedule objects; loaded here), else every ``@periodic`` declared in the process.
+
+    ``dsn`` or RQ's ``connection``: a URL or a :class:`pgqueue.Connection`; with neither, the database of the
+    first queue given as a ``Queue``, as RQ's worker takes its queues' connection. RQ's other options are
+    accepted at their defaults only (pgqueue._rq says why).
     """
 
     _in_process = False
 
-    def __init__(self, queues: Iterable[Any] | str | None = None, dsn: str | None = None, *,
+    def __init__(self, queues: Iterable[Any] | str | None = None, dsn: Any = None, *,
                  name: str | None = None, concurrency: int = 1, lease: float = 30.0,
                  poll_interval: float | None = None, allow_modules: Sequence[str] = (), max_batch: int = 1000,
                  grace: float | None = None, give_back_after: float = 0.1, lease_margin: float | None = None,
                  listen: bool | None = None, listen_dsn: str | None = None,
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
-                 with_scheduler: bool = False, schedules: Any = None, async_concurrency: int = 100) -> None:
+                 with_scheduler: bool = False, schedules: Any = None, async_concurrency: int = 100,
+                 connection: Any = None, **rq_options: Any) -> None:
+        refuse(type(self).__name__, rq_options, WORKER_OPTIONS)
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
+        queues = None if queues is None else list(queues)
+        dsn = database(dsn, connection, where=f"{type(self).__name__}()") or _queues_dsn(queues)
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
         if not names:
             raise ValueError("a worker needs at least one queue")
@@ -173,14 +183,17 @@ class Worker(Claiming, WorkerInspection):
 
     # -- the loop --------------------------------------------------------------------------------
     def work(self, burst: bool = False, max_jobs: int | None = None,
-             dequeue_strategy: DequeueStrategy | str | None = None) -> bool:
+             dequeue_strategy: DequeueStrategy | str | None = None, with_scheduler: bool = False) -> bool:
         """Serve jobs until stopped (or, with ``burst``, until nothing is runnable; with ``max_jobs``,
-        after that many jobs). ``dequeue_strategy`` (RQ's place for it) replaces the worker's. Returns
+        after that many jobs). ``dequeue_strategy`` (RQ's place for it) replaces the worker's, and
+        ``with_scheduler=True`` (RQ's place for it too) does what ``Worker(with_scheduler=True)`` does. Returns
         whether any job ran."""
         if max_jobs is not None and (isinstance(max_jobs, bool) or not isinstance(max_jobs, int) or max_jobs < 1):
             raise ValueError(f"max_jobs must be a whole number >= 1 (or None), not {max_jobs!r}")
         if dequeue_strategy is not None:
             self.dequeue_strategy = self._order.strategy = DequeueStrategy.of(dequeue_strategy)
+        if with_scheduler and not self.with_scheduler:
+            self.with_scheduler, self.schedules = True, worker_schedules(True, None)
         self._signals = 0
         self._stop_deadline = None
         self.worker_id = None  # each run registers afresh: a stopped registration's jobs are rescued
@@ -583,6 +596,11 @@ class SimpleWorker(Worker):
     debuggers (breakpoints in job code work). Same arguments as :class:`Worker`."""
 
     _in_process = True
+
+
+def _queues_dsn(queues: Iterable[Any] | None) -> str | None:
+    """The database of the first of ``queues`` that is a Queue with one (RQ's worker takes its queues')."""
+    return next((q.dsn for q in queues or () if isinstance(getattr(q, "dsn", None), str)), None)
 
 
 def _listen_mode(listen: bool | None, listen_dsn: str | None) -> tuple[bool, str | None]:
