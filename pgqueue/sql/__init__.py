@@ -27,7 +27,7 @@ def _parse(text: str) -> dict[str, str]:
 SCHEMA: str = _read("schema.sql")
 """The DDL of the newest schema revision, as ``pgqueue schema --sql`` prints it."""
 
-REVISION = "0005"
+REVISION = "0006"
 """The schema revision these statements need (the alembic head: tests/test_schema.py checks)."""
 
 QUERIES: dict[str, str] = _parse(_read("queries.sql"))
