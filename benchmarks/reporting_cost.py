@@ -1,5 +1,5 @@
-"""What the reporting views, the queries of docs/reporting.md and the statements of `pgqueue jobs`, `show`,
-`purge` and `doctor` cost on a big history: a million jobs by default.
+"""What the reporting views, the queries of docs/reporting.md and the statements of `pgqueue jobs`, `show`
+and `purge` cost on a big history: a million jobs by default.
 
     .venv/bin/python benchmarks/reporting_cost.py [--pg URL] [--jobs 1000000] [--days 7] [--keep]
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pgqueue  # noqa: E402
-from pgqueue.sql import q  # noqa: E402
+from pgqueue.sql import q, statement  # noqa: E402
 
 FILL = """
 INSERT INTO pgqueue.jobs (id, queue, func_name, args, status, enqueued_at, scheduled_at, started_at, ended_at,
@@ -83,49 +83,87 @@ def reporting_queries() -> list[tuple[str, str, dict[str, Any]]]:
     return found
 
 
-def statements(now: Any) -> list[tuple[str, str, dict[str, Any]]]:
-    """pgqueue's own statements of `pgqueue jobs`, `show`, `purge` and `doctor`, with typical arguments.
-    Those not written yet in this checkout are left out."""
-    listing = {"queues": None, "function": None, "since": None, "since_seconds": None, "until": None,
-               "until_seconds": None, "after": None, "limit": 51, "scan": 10_000,
-               **{s: True for s in ("scheduled", "queued", "deferred", "running", "finished", "failed", "canceled")}}
-    ended = {**listing, "scheduled": False, "queued": False, "deferred": False, "running": False}
-    wanted: list[tuple[str, str, dict[str, Any]]] = [
-        ("jobs: newest 50", "list_jobs", listing),
-        ("jobs --queue q3 --function tasks.f3", "list_jobs", {**listing, "queues": ["q3"], "function": "tasks.f3"}),
-        ("jobs --status deferred", "list_jobs", {**listing, **{s: s == "deferred" for s in (
-            "scheduled", "queued", "deferred", "running", "finished", "failed", "canceled")}}),
-        ("jobs --status queued", "list_live_jobs", {**listing, **{s: s == "queued" for s in (
-            "scheduled", "queued", "deferred", "running", "finished", "failed", "canceled")}}),
-        ("jobs --status running", "list_live_jobs", {**listing, **{s: s == "running" for s in (
-            "scheduled", "queued", "deferred", "running", "finished", "failed", "canceled")}}),
-        ("jobs --status failed", "list_ended_jobs", {**ended, "finished": False, "canceled": False}),
-        ("jobs --status failed --since 1h", "list_ended_jobs",
-         {**ended, "finished": False, "canceled": False, "since_seconds": 3600}),
-        ("jobs --status finished --queue q2 (page 2 of 50)", "list_ended_jobs", {**ended, "queues": ["q2"]}),
-        ("show JOB_ID", "job_details", {"id": "live-1"}),
-        ("purge --status finished --older-than 6d: count", "purge_count",
-         {"statuses": ["finished"], "cutoff": now, "queue": None}),
-        ("doctor: sessions", "health_sessions", {"max_age": 300}),
-        ("doctor: stuck jobs", "health_stuck_jobs", {"margin": 60}),
-        ("doctor: lost workers", "health_lost_workers", {}),
-        ("doctor: table and claim index", "health_table", {}),
-    ]
-    from pgqueue.sql import QUERIES
+STATUSES = ("scheduled", "queued", "deferred", "running", "finished", "failed", "canceled")
 
-    return [(label, q(name), params) for label, name, params in wanted if name in QUERIES]
+
+def _only(*statuses: str) -> dict[str, bool]:
+    return {s: s in statuses for s in STATUSES}
+
+
+def statements(ended_at: Any, failed_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """pgqueue's own statements of `pgqueue jobs`, `show` and `purge`, with typical arguments:
+    (label, statement name, parameters)."""
+    listing = {"queues": None, "function": None, "since": None, "since_seconds": None, "until": None,
+               "until_seconds": None, "after": None, "after_ended_at": None, "limit": 51, "scan": 10_000,
+               **_only(*STATUSES)}
+    return [
+        ("jobs (the newest 50)", "list_jobs", listing),
+        ("jobs --queue q3 --function tasks.f3", "list_jobs", {**listing, "queues": ["q3"], "function": "tasks.f3"}),
+        ("jobs --function nothing (examines 10,000)", "list_jobs", {**listing, "function": "nothing"}),
+        ("jobs --status deferred (examines 10,000)", "list_jobs", {**listing, **_only("deferred")}),
+        ("jobs --function nothing --after ID (a page in the middle)", "list_jobs",
+         {**listing, "function": "nothing", "after": failed_id}),
+        ("jobs: how far a page that found too few went (10,000 ids)", "list_walked",
+         {"after": failed_id, "scan": 10_000}),
+        ("jobs --status queued", "list_live_jobs", {**listing, **_only("queued")}),
+        ("jobs --status running", "list_live_jobs", {**listing, **_only("running")}),
+        ("jobs --status scheduled --status queued --status running", "list_live_jobs",
+         {**listing, **_only("scheduled", "queued", "running")}),
+        ("jobs --status failed", "list_ended_jobs", {**listing, **_only("failed")}),
+        ("jobs --status failed --since 1h", "list_ended_jobs", {**listing, **_only("failed"), "since_seconds": 3600}),
+        ("jobs --status failed --until 3d", "list_ended_jobs",
+         {**listing, **_only("failed"), "until_seconds": 3 * 86400}),
+        ("jobs --status finished --queue q2 --function tasks.f7", "list_ended_jobs",
+         {**listing, **_only("finished"), "queues": ["q2"], "function": "tasks.f7"}),
+        ("jobs --status failed --after ID (a page in the middle)", "list_ended_jobs",
+         {**listing, **_only("failed"), "after": failed_id, "after_ended_at": ended_at}),
+        ("show JOB_ID", "job_details", {"id": failed_id}),
+        ("purge --status finished --older-than 6d: the count", "purge_count",
+         {**_only("finished"), "older_than": 6 * 86400, "queue": None}),
+        ("purge: one batch of 1,000 (rolled back)", "purge_batch",
+         {**_only("finished"), "cutoff": ended_at, "queue": None, "limit": 1000}),
+    ]
 
 
 def measure(conn: psycopg.Connection[Any], query: str, params: dict[str, Any], rounds: int) -> tuple[float, str, bool]:
+    """A docs query: its median time, its plan's top node, whether the plan reads pgqueue.jobs whole."""
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
         conn.execute(query, params, prepare=False).fetchall()
         times.append(time.perf_counter() - start)
     plan = [r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + sql.SQL(query), params, prepare=False)]  # type: ignore[arg-type]
-    top = re.sub(r"\s+\(cost=.*", "", plan[0]).strip()
-    whole = any("Seq Scan on jobs" in line for line in plan)
-    return statistics.median(times) * 1000, top, whole
+    return statistics.median(times) * 1000, _top(plan), any("Seq Scan on jobs" in line for line in plan)
+
+
+_prepared: list[bytes] = []
+
+
+def measure_statement(conn: psycopg.Connection[Any], name: str, params: dict[str, Any],
+                      rounds: int) -> tuple[float, str, bool]:
+    """One of pgqueue's statements, as pgqueue runs it: prepared, with a generic plan (own_settings), in a
+    transaction rolled back (purge_batch deletes)."""
+    stmt, text, names = statement(name)
+    bench = b"bench_" + stmt + b"_" + str(len(_prepared)).encode()  # each label its own: the plans differ
+    _prepared.append(bench)
+    if conn.pgconn.prepare(bench, text).status != psycopg.pq.ExecStatus.COMMAND_OK:
+        raise RuntimeError(conn.pgconn.error_message.decode())
+    execute = sql.SQL("EXECUTE {}").format(sql.Identifier(bench.decode()))
+    if names:
+        execute += sql.SQL("({})").format(sql.SQL(", ").join(sql.Literal(params[n]) for n in names))
+    times = []
+    for _ in range(rounds):
+        with conn.transaction(force_rollback=True):
+            start = time.perf_counter()
+            conn.execute(execute).fetchall()
+            times.append(time.perf_counter() - start)
+    with conn.transaction(force_rollback=True):
+        plan = [r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + execute)]
+    return statistics.median(times) * 1000, _top(plan), any("Seq Scan on jobs" in line for line in plan)
+
+
+def _top(plan: list[str]) -> str:
+    return re.sub(r"\s+\(cost=.*", "", plan[0]).strip()
 
 
 def main() -> None:
@@ -151,10 +189,17 @@ def main() -> None:
             size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('pgqueue.jobs'))").fetchone()
             print(f"{args.jobs:,} ended jobs over {args.days:g} days and a backlog of 1,170 in "
                   f"{time.perf_counter() - start:.0f} s; pgqueue.jobs with its indexes: {size[0] if size else '?'}")
-            now = conn.execute("SELECT now() - interval '6 days'").fetchone()[0]  # type: ignore[index]
-            print("\n| Statement | Median ms | Plan | Reads all of pgqueue.jobs |\n| --- | ---: | --- | --- |")
-            for label, query, params in reporting_queries() + statements(now):
+            print("\n| Query | Median ms | Plan | Reads all of pgqueue.jobs |\n| --- | ---: | --- | --- |")
+            for label, query, params in reporting_queries():
                 ms, top, whole = measure(conn, query, params, args.rounds)
+                print(f"| {label} | {ms:.1f} | {top} | {'yes' if whole else 'no'} |", flush=True)
+            conn.execute(q("own_settings"))  # as pgqueue's own connections: generic plans
+            middle = conn.execute("SELECT ended_at, id FROM pgqueue.jobs WHERE status = 'failed' "
+                                  "ORDER BY ended_at DESC LIMIT 1 OFFSET 500").fetchone()
+            assert middle is not None
+            print("\n| Statement | Median ms | Plan | Reads all of pgqueue.jobs |\n| --- | ---: | --- | --- |")
+            for label, name, params in statements(*middle):
+                ms, top, whole = measure_statement(conn, name, params, args.rounds)
                 print(f"| {label} | {ms:.1f} | {top} | {'yes' if whole else 'no'} |", flush=True)
     finally:
         if args.keep:

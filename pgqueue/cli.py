@@ -15,6 +15,7 @@ import click
 
 from . import _cli_args, _config, monitor
 from ._cli_common import _friendly, _names, _queue_names, _Seconds, dsn_option
+from ._cli_ops import COMMANDS as _OPS_COMMANDS
 from .exceptions import PgQueueError
 from .job import Retry
 from .queue import Queue
@@ -51,6 +52,10 @@ def _log_to_stderr(level: int) -> None:
 @click.version_option(package_name="pgqueue")
 def main() -> None:
     """pgqueue: job queues in PostgreSQL."""
+
+
+for _command in _OPS_COMMANDS:  # jobs, show, purge, doctor: a module of their own (docs/operations.md)
+    main.add_command(_command)
 
 
 @main.command()
@@ -538,7 +543,6 @@ def embedded_psql(psql_args: tuple[str, ...]) -> None:
         raise PgQueueError(f"no psql found; connect any PostgreSQL client to {url}")
     sys.stdout.flush()
     os.execv(psql, [psql, url, *psql_args])
-
 
 if __name__ == "__main__":  # pragma: no cover
     main()
