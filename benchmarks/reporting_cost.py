@@ -1,5 +1,5 @@
-"""What the reporting views, the queries of docs/reporting.md and the statements of `pgqueue jobs`, `show`
-and `purge` cost on a big history: a million jobs by default.
+"""What the reporting views, the queries of docs/reporting.md and the statements of `pgqueue jobs`, `show`,
+`purge` and `doctor` cost on a big history: a million jobs by default.
 
     .venv/bin/python benchmarks/reporting_cost.py [--pg URL] [--jobs 1000000] [--days 7] [--keep]
 
@@ -91,7 +91,7 @@ def _only(*statuses: str) -> dict[str, bool]:
 
 
 def statements(ended_at: Any, failed_id: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """pgqueue's own statements of `pgqueue jobs`, `show` and `purge`, with typical arguments:
+    """pgqueue's own statements of `pgqueue jobs`, `show`, `purge` and `doctor`, with typical arguments:
     (label, statement name, parameters)."""
     listing = {"queues": None, "function": None, "since": None, "since_seconds": None, "until": None,
                "until_seconds": None, "after": None, "after_ended_at": None, "limit": 51, "scan": 10_000,
@@ -122,6 +122,13 @@ def statements(ended_at: Any, failed_id: str) -> list[tuple[str, str, dict[str, 
          {**_only("finished"), "older_than": 6 * 86400, "queue": None}),
         ("purge: one batch of 1,000 (rolled back)", "purge_batch",
          {**_only("finished"), "cutoff": ended_at, "queue": None, "limit": 1000}),
+        ("doctor: sessions", "health_sessions", {"max_age": 300}),
+        ("doctor: visibility", "health_visibility", {}),
+        ("doctor: prepared transactions", "health_prepared", {"max_age": 300}),
+        ("doctor: replication slots", "health_slots", {"max_xid_age": 1_000_000}),
+        ("doctor: pgqueue.jobs and its claim index", "health_table", {}),
+        ("doctor: lost workers", "health_lost_workers", {}),
+        ("doctor: stuck jobs", "health_stuck_jobs", {"margin": 60}),
     ]
 
 

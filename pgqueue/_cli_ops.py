@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from . import _options, operations
+from . import _options, health, operations
 from ._cli_common import _friendly, _names, _queue_names, dsn_option
 from ._store.ops import ENDED_STATUSES, STATUSES
 
@@ -214,4 +214,49 @@ class _Bar:
         self.bar.update(deleted - self.bar.pos)
 
 
-COMMANDS = [jobs, show, purge]
+_DEFAULTS = health.Thresholds()
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, checked_at, thresholds, findings.")
+@click.option("--max-transaction-age", default=_DEFAULTS.max_transaction_age, type=_Age(), metavar="DURATION",
+              show_default=True, help="A transaction (or prepared one) holding back the xmin horizon longer: a "
+                                      "problem. Seconds, or e.g. 30s, 5m.")
+@click.option("--max-slot-xmin-age", default=_DEFAULTS.max_slot_xmin_age, type=click.IntRange(0), metavar="XIDS",
+              show_default=True, help="A replication slot's xmin older by more transactions: a problem.")
+@click.option("--max-dead-rows", default=_DEFAULTS.max_dead_rows, type=click.IntRange(0), metavar="N",
+              show_default=True, help="More dead rows in pgqueue.jobs than this and than --max-dead-ratio of the "
+                                      "live ones: a problem.")
+@click.option("--max-dead-ratio", default=_DEFAULTS.max_dead_ratio, type=click.FloatRange(0), metavar="RATIO",
+              show_default=True, help="See --max-dead-rows.")
+@click.option("--max-claim-index-bloat", default=_DEFAULTS.max_claim_index_bloat, type=click.FloatRange(0),
+              metavar="FACTOR", show_default=True,
+              help="The claim index bigger than this many times what its entries need, and than "
+                   "--min-claim-index-mb: a problem.")
+@click.option("--min-claim-index-mb", default=_DEFAULTS.min_claim_index_mb, type=click.FloatRange(0), metavar="MB",
+              show_default=True, help="See --max-claim-index-bloat.")
+@click.option("--stuck-margin", default=_DEFAULTS.stuck_margin, type=_Age(), metavar="DURATION", show_default=True,
+              help="A running job this long past its timeout: a problem.")
+@dsn_option
+@_friendly
+def doctor(as_json: bool, max_transaction_age: float, max_slot_xmin_age: int, max_dead_rows: int,
+           max_dead_ratio: float, max_claim_index_bloat: float, min_claim_index_mb: float, stuck_margin: float,
+           dsn: str | None) -> None:
+    """Check what in PostgreSQL hurts the queue; exit 1 if anything is wrong (see docs/operations.md)."""
+    limits = health.Thresholds(max_transaction_age, max_slot_xmin_age, max_dead_rows, max_dead_ratio,
+                               max_claim_index_bloat, min_claim_index_mb, stuck_margin)
+    report = health.health(dsn, limits)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        width = max(len(c) for c in health.CHECKS)
+        for f in report.findings:
+            click.echo(f"{f.severity.upper() if f.severity == 'problem' else f.severity:<7}  "
+                       f"{f.check.replace('_', ' '):<{width}}  {f.summary}")
+        notices = sum(f.severity == "notice" for f in report.findings)
+        click.echo(f"{len(report.problems)} problem(s), {notices} notice(s)")
+    if not report.ok:
+        sys.exit(1)
+
+
+COMMANDS = [jobs, show, purge, doctor]
