@@ -182,10 +182,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the database (its URL is printed).")
     args = parser.parse_args()
 
-    name = f"pgqueue_reporting_cost_{uuid.uuid4().hex[:8]}"
+    database = f"pgqueue_reporting_cost_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = psycopg.conninfo.make_conninfo(args.pg, dbname=name)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    url = psycopg.conninfo.make_conninfo(args.pg, dbname=database)
     try:
         pgqueue.migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
@@ -201,8 +201,9 @@ def main() -> None:
                 ms, top, whole = measure(conn, query, params, args.rounds)
                 print(f"| {label} | {ms:.1f} | {top} | {'yes' if whole else 'no'} |", flush=True)
             conn.execute(q("own_settings"))  # as pgqueue's own connections: generic plans
-            middle = conn.execute("SELECT ended_at, id FROM pgqueue.jobs WHERE status = 'failed' "
-                                  "ORDER BY ended_at DESC LIMIT 1 OFFSET 500").fetchone()
+            middle = conn.execute(  # a page of failures in the middle: the 500th newest, or the median
+                "SELECT ended_at, id FROM pgqueue.jobs WHERE status = 'failed' ORDER BY ended_at DESC LIMIT 1 "
+                "OFFSET least(500, (SELECT count(*) FROM pgqueue.jobs WHERE status = 'failed') / 2)").fetchone()
             assert middle is not None
             print("\n| Statement | Median ms | Plan | Reads all of pgqueue.jobs |\n| --- | ---: | --- | --- |")
             for label, name, params in statements(*middle):
@@ -214,7 +215,7 @@ def main() -> None:
         else:
             pgqueue._db.close_shared_connections()
             with psycopg.connect(args.pg, autocommit=True) as admin:
-                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
 
 
 if __name__ == "__main__":
