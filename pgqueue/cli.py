@@ -2,45 +2,23 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-import psycopg
 
 from . import _cli_args, _config, monitor
-from ._notify import check_queue_name
+from ._cli_common import _friendly, _names, _queue_names, _Seconds, dsn_option
+from ._cli_ops import COMMANDS as _OPS_COMMANDS
 from .exceptions import PgQueueError
 from .job import Retry
 from .queue import Queue
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-dsn_option = click.option("--dsn", "-u", "dsn", default=None, metavar="URL",
-                          help="PostgreSQL URL (default: $PGQUEUE_DATABASE_URL, $DATABASE_URL, else embedded).")
-
-
-class _Seconds(click.FloatRange):
-    """A duration in seconds: a finite number in range. FloatRange alone lets ``nan`` (no comparison holds)
-    and ``inf`` through, which end in time.sleep's ValueError or OverflowError, or a database error."""
-
-    name = "seconds"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value} is not a finite number of seconds.", param, ctx)
-        return number
-
 
 _NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+")
 
@@ -60,34 +38,6 @@ class _Duration(click.ParamType):
                       "more than 0 seconds and at most 68 years", param, ctx)
 
 
-def _names(what: str, blank: str = " ") -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """A callback refusing empty names (or made only of ``blank``): an unset shell variable
-    (``pgqueue worker "$QUEUE"``) must not become a queue no job is ever on, or a module prefix no
-    function is under."""
-    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        values = value if isinstance(value, tuple) else (value,)
-        if any(v is not None and not v.strip(blank) for v in values):
-            raise click.BadParameter(f"{what} must not be empty.", ctx, param)
-        return value
-    return check
-
-
-def _queue_names(what: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """_names, and each name one a queue may have (not too long, no NUL)."""
-    not_empty = _names(what)
-
-    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        not_empty(ctx, param, value)
-        for name in value if isinstance(value, tuple) else (value,):
-            try:
-                if name is not None:
-                    check_queue_name(name)
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), ctx, param) from None
-        return value
-    return check
-
-
 def _log_to_stderr(level: int) -> None:
     """pgqueue's own log lines, RQ-style (``14:23:01 Job OK (id)``); other libraries stay quiet."""
     handler = logging.StreamHandler()
@@ -98,26 +48,14 @@ def _log_to_stderr(level: int) -> None:
     logger.propagate = False
 
 
-def _friendly(func: F) -> F:
-    """One clear line and exit code 1 for pgqueue's errors: no traceback for a user's mistake."""
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except PgQueueError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(1)
-        except psycopg.Error as exc:  # e.g. permission denied: the server's own words, on one line
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            click.echo(f"Error: database error: {first}", err=True)
-            sys.exit(1)
-    return wrapper  # type: ignore[return-value]
-
-
 @click.group()
 @click.version_option(package_name="pgqueue")
 def main() -> None:
     """pgqueue: job queues in PostgreSQL."""
+
+
+for _command in _OPS_COMMANDS:  # jobs, show, purge, doctor: a module of their own (docs/operations.md)
+    main.add_command(_command)
 
 
 @main.command()
@@ -608,7 +546,6 @@ def embedded_psql(psql_args: tuple[str, ...]) -> None:
         raise PgQueueError(f"no psql found; connect any PostgreSQL client to {url}")
     sys.stdout.flush()
     os.execv(psql, [psql, url, *psql_args])
-
 
 if __name__ == "__main__":  # pragma: no cover
     main()

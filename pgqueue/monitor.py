@@ -1,4 +1,5 @@
-"""What ``pgqueue info``, ``pgqueue failed`` and ``pgqueue requeue`` show and do, as Python functions."""
+"""What ``pgqueue info``, ``pgqueue failed`` and ``pgqueue requeue`` show and do, as Python functions; and
+``health()``, what ``pgqueue doctor`` checks (pgqueue/health.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import psycopg
 from . import _notify, _store
 from ._db import shared_connection, translate_errors
 from .exceptions import UniqueKeyHeld
+from .health import Finding, Health, Thresholds, health  # noqa: F401 - `pgqueue doctor`, for dashboards and probes
 
 
 @dataclass(frozen=True)

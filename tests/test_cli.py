@@ -187,7 +187,7 @@ def test_database_url_from_the_environment_is_used() -> None:
 
 
 def test_migrate_and_schema_commands(dsn: str) -> None:
-    assert run_cli("migrate", "--dsn", dsn).stdout.strip() == "pgqueue schema at revision 0005"
+    assert run_cli("migrate", "--dsn", dsn).stdout.strip() == "pgqueue schema at revision 0006"
     printed = run_cli("schema", "--sql").stdout
     assert "CREATE TABLE pgqueue.jobs" in printed and "jobs_claim_idx" in printed
 

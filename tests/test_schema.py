@@ -28,6 +28,9 @@ UNION ALL
 SELECT 'function', p.oid::regprocedure || ' ' || md5(p.prosrc) || ' ' || p.provolatile::text
 FROM pg_proc p WHERE p.pronamespace = 'pgqueue'::regnamespace
 UNION ALL
+SELECT 'view', c.relname || ' ' || md5(pg_get_viewdef(c.oid)) FROM pg_class c
+WHERE c.relnamespace = 'pgqueue'::regnamespace AND c.relkind = 'v'
+UNION ALL
 SELECT 'enum', enumlabel || ' ' || enumsortorder FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
 WHERE t.typnamespace = 'pgqueue'::regnamespace
 UNION ALL
@@ -46,10 +49,10 @@ def catalog(url: str) -> list[tuple[Any, ...]]:
 
 def test_migrate_is_idempotent_and_records_its_own_version(new_database: Callable[[], str]) -> None:
     url = new_database()
-    assert pgqueue.migrate(url) == "0005"
-    assert pgqueue.migrate(url) == "0005"
+    assert pgqueue.migrate(url) == "0006"
+    assert pgqueue.migrate(url) == "0006"
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0005",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0006",)]
         assert conn.execute("SELECT to_regclass('public.alembic_version')").fetchone() == (None,)
 
 
@@ -60,7 +63,7 @@ def test_schema_sql_builds_the_same_database_as_the_migrations(dsn: str, new_dat
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(printed.stdout)
     assert catalog(url) == catalog(dsn)
-    assert pgqueue.migrate(url) == "0005"  # a later `pgqueue migrate` carries on from the printed DDL
+    assert pgqueue.migrate(url) == "0006"  # a later `pgqueue migrate` carries on from the printed DDL
 
 
 def test_sqlalchemy_tables_match_the_database(db: psycopg.Connection[Any]) -> None:
@@ -108,7 +111,7 @@ def test_an_applications_own_alembic_history_is_untouched(new_database: Callable
 
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT version_num FROM public.alembic_version").fetchall() == [("a1",)]
-        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0005",)]
+        assert conn.execute("SELECT version_num FROM pgqueue.alembic_version").fetchall() == [("0006",)]
     command.downgrade(cfg, "base")  # the app's history still works on its own
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regclass('public.orders')").fetchone() == (None,)
@@ -171,7 +174,7 @@ def test_migrate_on_a_database_a_newer_pgqueue_migrated_names_its_revision(new_d
         conn.execute("UPDATE pgqueue.alembic_version SET version_num = '0099'")
     line = _one_error_line(run_cli("migrate", "--dsn", url))
     assert "is at revision 0099" in line and "a newer pgqueue migrated this database" in line, line
-    assert line.endswith("upgrade pgqueue") and "its newest is 0005" in line, line
+    assert line.endswith("upgrade pgqueue") and "its newest is 0006" in line, line
     with pytest.raises(SchemaTooNew, match="revision 0099") as raised:
         pgqueue.migrate(url)
     assert isinstance(raised.value, MigrationError) and raised.value.revision == "0099"
@@ -324,10 +327,15 @@ ADDED = {
              "jobs.progress", "jobs.with_dependency_result", "schedules.expression", "schedules.func_name",
              "schedules.last_job_id", "schedules.last_outcome", "schedules.last_tick", "schedules.name",
              "schedules.next_tick", "schedules.queue", "schedules.timezone", "schedules.updated_at"],
+    "0006": ["queue_overview.canceled_last_hour", "queue_overview.deferred", "queue_overview.failed_last_hour",
+             "queue_overview.finished_last_hour", "queue_overview.oldest_queued_age",
+             "queue_overview.oldest_queued_at", "queue_overview.paused", "queue_overview.queue",
+             "queue_overview.queued", "queue_overview.running", "queue_overview.scheduled", "throughput.failed",
+             "throughput.finished", "throughput.minute", "throughput.queue"],
 }
 
 
-@pytest.mark.parametrize(("before", "after"), [("0003", "0004"), ("0004", "0005")])
+@pytest.mark.parametrize(("before", "after"), [("0003", "0004"), ("0004", "0005"), ("0005", "0006")])
 def test_a_revision_only_adds_so_the_previous_version_runs_on_it(before: str, after: str,
                                                                  new_database: Callable[[], str]) -> None:
     """docs/quickstart.md: migrate first, then deploy. From 0004 on, a revision adds columns (nullable, or
@@ -371,6 +379,6 @@ def test_a_worker_on_an_older_schema_stops_with_one_line_saying_to_migrate(new_d
     result = run_cli("worker", "--burst", "--dsn", url)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "revision 0003, this pgqueue needs 0005" in errors[0], result.stderr
+    assert len(errors) == 1 and "revision 0003, this pgqueue needs 0006" in errors[0], result.stderr
     assert "run `pgqueue migrate`" in errors[0]
     Queue("old", dsn=url).enqueue("pgq_testjobs.noop")  # the plain path names nothing 0004 adds

@@ -27,7 +27,7 @@ def _parse(text: str) -> dict[str, str]:
 SCHEMA: str = _read("schema.sql")
 """The DDL of the newest schema revision, as ``pgqueue schema --sql`` prints it."""
 
-REVISION = "0005"
+REVISION = "0006"
 """The schema revision these statements need (the alembic head: tests/test_schema.py checks)."""
 
 QUERIES: dict[str, str] = _parse(_read("queries.sql"))
@@ -37,10 +37,13 @@ QUERIES.update(_INSPECT)
 _SCHEDULES = _parse(_read("schedules.sql"))  # periodic jobs: the worker's scheduler, `pgqueue schedules`
 assert not set(_SCHEDULES) & set(QUERIES), "a statement name of schedules.sql is used in another .sql file"
 QUERIES.update(_SCHEDULES)
+_OPS = _parse(_read("ops.sql"))  # `pgqueue jobs`, `show`, `purge` and `doctor`
+assert not set(_OPS) & set(QUERIES), "a statement name of ops.sql is used in another .sql file"
+QUERIES.update(_OPS)
 
 
 def q(name: str) -> str:
-    """The named query ``name`` from queries.sql, inspect.sql or schedules.sql."""
+    """The named query ``name`` from queries.sql, inspect.sql, schedules.sql or ops.sql."""
     return QUERIES[name]
 
 
