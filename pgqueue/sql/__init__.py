@@ -37,10 +37,13 @@ QUERIES.update(_INSPECT)
 _SCHEDULES = _parse(_read("schedules.sql"))  # periodic jobs: the worker's scheduler, `pgqueue schedules`
 assert not set(_SCHEDULES) & set(QUERIES), "a statement name of schedules.sql is used in another .sql file"
 QUERIES.update(_SCHEDULES)
+_DASHBOARD = _parse(_read("dashboard.sql"))  # the web dashboard's reads (pgqueue/dashboard/)
+assert not set(_DASHBOARD) & set(QUERIES), "a statement name of dashboard.sql is used in another .sql file"
+QUERIES.update(_DASHBOARD)
 
 
 def q(name: str) -> str:
-    """The named query ``name`` from queries.sql, inspect.sql or schedules.sql."""
+    """The named query ``name`` from queries.sql, inspect.sql, schedules.sql or dashboard.sql."""
     return QUERIES[name]
 
 
