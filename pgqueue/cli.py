@@ -18,6 +18,7 @@ import click
 import psycopg
 
 from . import _cli_args, _config, monitor
+from ._cli_dashboard import dashboard
 from ._notify import check_queue_name
 from .exceptions import PgQueueError
 from .job import Retry
@@ -527,6 +528,11 @@ def schema(as_sql: bool) -> None:
     from ._migrate import schema_sql
 
     click.echo(schema_sql())
+
+
+assert dashboard.callback is not None
+dashboard.callback = _friendly(dashboard.callback)
+main.add_command(dashboard)  # in a module of its own: it imports the optional extra only when it runs
 
 
 @main.command()
