@@ -431,6 +431,16 @@ def test_every_response_forbids_framing_and_foreign_scripts(server: DashboardSer
     assert "http" not in re.sub(r'href="/[^"]*"', "", css) and "//" not in re.findall(r'src="([^"]+)"', html)[0]
 
 
+def test_the_docs_screenshots_are_made_by_a_script(server: DashboardServer, page: Any, tmp_path: Path) -> None:
+    from dashboard_shots import PAGES, fill_demo, take_screenshots
+
+    failed_id = fill_demo()
+    written = take_screenshots(page, server.url, tmp_path, failed_id)
+    assert [p.name for p in written] == [f"dashboard-{name}.png" for name in PAGES]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
 # -- the app alone (TestClient) -----------------------------------------------------------------------------
 @pytest.fixture
 def client(dsn: str) -> Iterator[TestClient]:
