@@ -15,6 +15,7 @@ import click
 
 from . import _cli_args, _config, monitor
 from ._cli_common import _friendly, _names, _queue_names, _Seconds, dsn_option
+from ._cli_dashboard import dashboard
 from ._cli_ops import COMMANDS as _OPS_COMMANDS
 from .exceptions import PgQueueError
 from .job import Retry
@@ -468,6 +469,11 @@ def schema(as_sql: bool) -> None:
     from ._migrate import schema_sql
 
     click.echo(schema_sql())
+
+
+assert dashboard.callback is not None
+dashboard.callback = _friendly(dashboard.callback)
+main.add_command(dashboard)  # in a module of its own: it imports the optional extra only when it runs
 
 
 @main.command()

@@ -40,10 +40,13 @@ QUERIES.update(_SCHEDULES)
 _OPS = _parse(_read("ops.sql"))  # `pgqueue jobs`, `show`, `purge` and `doctor`
 assert not set(_OPS) & set(QUERIES), "a statement name of ops.sql is used in another .sql file"
 QUERIES.update(_OPS)
+_DASHBOARD = _parse(_read("dashboard.sql"))  # the web dashboard's reads (pgqueue/dashboard/)
+assert not set(_DASHBOARD) & set(QUERIES), "a statement name of dashboard.sql is used in another .sql file"
+QUERIES.update(_DASHBOARD)
 
 
 def q(name: str) -> str:
-    """The named query ``name`` from queries.sql, inspect.sql, schedules.sql or ops.sql."""
+    """The named query ``name`` from queries.sql, inspect.sql, schedules.sql, ops.sql or dashboard.sql."""
     return QUERIES[name]
 
 
