@@ -100,6 +100,7 @@ class EnqueueData:
     scheduled_in: float | None = None  # seconds after the database's now(), not this machine's clock
     callbacks_json: str | None = None  # jobs.callbacks (pgqueue._callbacks)
     retry_on: Sequence[str] | None = None  # jobs.retry_on: the exceptions retried, dotted paths (None: all)
+    traceparent: str | None = None  # jobs.traceparent: set by pgqueue.tracing (the job is then not simple)
     extras = False  # callbacks or retry_on: columns only insert_jobs writes
     simple = True  # no kwargs, every option at its default
 
@@ -319,6 +320,7 @@ class Queue:
             "unique_keys": [d.unique_key for d in batch], "scheduled_ats": [d.scheduled_at for d in batch],
             "delays": [d.scheduled_in for d in batch], "callbacks": [d.callbacks_json for d in batch],
             "retry_on": [None if d.retry_on is None else _serialize.dumps(list(d.retry_on)) for d in batch],
+            "traceparents": [d.traceparent for d in batch],
         }
 
     def _single_params(self, d: EnqueueData, id: str) -> dict[str, Any]:
@@ -328,6 +330,7 @@ class Queue:
             "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": number_array(d.intervals),
             "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
             "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
+            "traceparent": d.traceparent,
         }
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:

@@ -31,6 +31,7 @@ class ClaimRow(NamedTuple):
     position: int
     callbacks: str | None
     retry_on: list[str] | None
+    traceparent: str | None  # the W3C traceparent of the span that enqueued the job (pgqueue.tracing)
 
 
 class FinishRow(NamedTuple):

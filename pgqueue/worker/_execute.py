@@ -60,6 +60,7 @@ class Task(NamedTuple):
     worker_id: int
     callbacks: str | None = None  # jobs.callbacks (JSON text), None for most jobs
     retry_on: Sequence[str] | None = None  # jobs.retry_on: dotted paths of the exceptions retried (None: all)
+    traceparent: str | None = None  # jobs.traceparent: the span that enqueued the job (pgqueue.tracing)
 
 
 class Outcome(NamedTuple):
