@@ -162,6 +162,9 @@ def main() -> None:
               help="Call handler(job, exc_type, exc_value, traceback) in the job's process when a job raises "
                    "(repeatable, in order; one returning False stops the chain), as RQ's.")
 @click.option("--disable-default-exception-handler", "-d", "no_default_handler", is_flag=True, hidden=True)
+@click.option("--hooks", "hooks", multiple=True, metavar="DOTTED.PATH",
+              help="Worker hooks: a pgqueue.Hooks class or object, called around each job and at start and stop "
+                   "(repeatable). See docs/observability.md.")
 @click.option("--dequeue-strategy", "-ds", default="default", show_default=True,
               type=click.Choice(["default", "round_robin", "random"]),
               help="default: queue order is priority; round_robin: each claim starts after the queue served "
@@ -175,7 +178,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
            listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
            simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
-           no_default_handler: bool, dequeue_strategy: str, quiet: bool, verbose: bool, dsn: str | None) -> None:
+           no_default_handler: bool, hooks: tuple[str, ...], dequeue_strategy: str, quiet: bool, verbose: bool,
+           dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     from .worker import SimpleWorker, Worker
 
@@ -197,7 +201,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
                 give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
                 exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy,
-                with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None)
+                with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None,
+                hooks=list(hooks))
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)

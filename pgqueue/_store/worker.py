@@ -62,6 +62,7 @@ class WorkerIdRow(NamedTuple):
 class RescuedRow(NamedTuple):
     """A job of a lost worker, now ``queued`` again or ``failed``."""
     id: str
+    queue: str
     status: str
     woken: int
 

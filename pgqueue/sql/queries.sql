@@ -398,7 +398,7 @@ WITH lost AS (
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.queue, j.status
 )
-SELECT u.id, u.status::text AS status,
+SELECT u.id, u.queue, u.status::text AS status,
        (SELECT count(pg_notify('pgqueue_jobs', q))
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p) AS woken
 FROM upd u

@@ -20,10 +20,13 @@ import struct
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._db import ready
 from ._execute import Alarm, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task, execute, run, timeout_message
+
+if TYPE_CHECKING:
+    from ._hooks import JobHooks
 
 __all__ = ["ChildSlot", "InProcessSlot", "Message", "Slot", "timeout_message"]
 
@@ -204,7 +207,8 @@ def _message_frame(msg: Any) -> bytes:
 
 
 def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
-                worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler]) -> None:
+                worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler],
+                hooks: JobHooks | None = None) -> None:
     # Ctrl-C reaches the whole process group; the supervisor decides what happens to running jobs.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -232,18 +236,19 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, b
                 break
             task = Task._make(fields)
             if task.callbacks is None:  # most jobs: no generator, no callback to wait for
-                _write_all(out_fd, _frame(tuple(run(task, dsn, worker_name, allow, handlers))))
+                _write_all(out_fd, _frame(tuple(run(task, dsn, worker_name, allow, handlers, hooks))))
                 continue
-            for msg in execute(task, dsn, worker_name, allow, clock, handlers=handlers):
+            for msg in execute(task, dsn, worker_name, allow, clock, handlers=handlers, hooks=hooks):
                 _write_all(out_fd, _message_frame(msg))
 
 
 class ChildSlot(Slot):
     def __init__(self, index: int, dsn: str | None, worker_name: str, allow: Sequence[str],
-                 handlers: Sequence[ExceptionHandler] = ()) -> None:
+                 handlers: Sequence[ExceptionHandler] = (), hooks: JobHooks | None = None) -> None:
         super().__init__()
         self._ctx = multiprocessing.get_context("fork")
-        self._args = (dsn, worker_name, tuple(allow), tuple(handlers))  # forked: the handlers are not pickled
+        # Forked: the handlers and hooks are not pickled.
+        self._args = (dsn, worker_name, tuple(allow), tuple(handlers), hooks)
         self._name = f"pgqueue-child-{index}"
         self.stop_flag = self._ctx.RawValue("b", 0)  # shared memory: read before each task, no lock
         self.kill_reason: str | None = None
@@ -440,10 +445,11 @@ class InProcessSlot(Slot):
     announces = True
 
     def __init__(self, dsn: str | None, worker_name: str, allow: Sequence[str], stopping: Any, announce: Any,
-                 give_back_after: float, handlers: Sequence[ExceptionHandler] = ()) -> None:
+                 give_back_after: float, handlers: Sequence[ExceptionHandler] = (),
+                 hooks: JobHooks | None = None) -> None:
         super().__init__()
         self._dsn, self._worker_name, self._allow = dsn, worker_name, tuple(allow)
-        self._handlers = tuple(handlers)
+        self._handlers, self._hooks = tuple(handlers), hooks
         self._stopping = stopping  # callable: has a stop been requested?
         self._announce = announce  # callable: logs a task as it starts
         self._give_back_after = give_back_after  # once the batch has run this long, the rest goes back
@@ -462,7 +468,7 @@ class InProcessSlot(Slot):
             self._announce(task)
             # Each message is kept as it comes: the outcome is there before the callback runs.
             for msg in execute(task, self._dsn, self._worker_name, self._allow, self._clock,
-                               handlers=self._handlers):
+                               handlers=self._handlers, hooks=self._hooks):
                 self._done.append(msg)
         return True
 

@@ -29,6 +29,7 @@ from ..exceptions import ConfigurationError, DatabaseUnavailable
 from ._claiming import Claiming
 from ._execute import AbortJob, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
+from ._hooks import JobHooks, WorkerHooks, attach_hooks, hooks_started, hooks_stopped, load_hooks
 from ._inspect import WorkerInspection
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
@@ -63,6 +64,9 @@ class Worker(Claiming, WorkerInspection):
 
     ``with_scheduler``: also enqueue periodic jobs (docs/scheduling.md): those of ``schedules`` (module
     names, modules or Schedule objects; loaded here), else every ``@periodic`` declared in the process.
+
+    ``hooks``: :class:`pgqueue.Hooks` objects (or classes, or their dotted paths) called around each job and
+    at the worker's start and stop (docs/observability.md).
     """
 
     _in_process = False
@@ -74,7 +78,7 @@ class Worker(Claiming, WorkerInspection):
                  listen: bool | None = None, listen_dsn: str | None = None,
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
-                 with_scheduler: bool = False, schedules: Any = None) -> None:
+                 with_scheduler: bool = False, schedules: Any = None, hooks: Sequence[Any] = ()) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -119,6 +123,8 @@ class Worker(Claiming, WorkerInspection):
         # RQ's exception handlers, called in the job's process when it raises: callables or dotted paths.
         self.exception_handlers = _exception_handlers(exception_handlers)
         self.dequeue_strategy = DequeueStrategy.of(dequeue_strategy)  # RQ's: default, round_robin or random
+        self.hooks: list[Any] = load_hooks(hooks)  # pgqueue.hooks; children get them when forked
+        self._hooks: WorkerHooks | None = None  # their supervisor side, while work() runs
         self._order = ClaimOrder(self.name, self.queues, self.dequeue_strategy)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
@@ -187,6 +193,7 @@ class Worker(Claiming, WorkerInspection):
         slots = self._slots = self._make_slots()
         self._outcomes = Outcomes(self.name)
         self._maintenance = Maintenance(self.name, self.lease)
+        self._hooks = attach_hooks(self, self._outcomes, self._maintenance.rescuer)  # None: none runs here
         if self.schedules:  # only with_scheduler: a worker without it does nothing new
             self._maintenance.services.append(Scheduler(self.name, self.schedules, self.dsn))
         if self._in_process and not in_main:
@@ -195,6 +202,7 @@ class Worker(Claiming, WorkerInspection):
         ran = 0
         try:
             self._connect()
+            hooks_started(self._hooks)
             log.info("Worker %s started with PID %d, version %s", self.name, os.getpid(), _version())
             log.info("*** Listening on %s...", ", ".join(self.queues))
             if self.with_scheduler:
@@ -205,6 +213,7 @@ class Worker(Claiming, WorkerInspection):
             log.warning("Worker %s: stopped at once; requeueing the job it was running", self.name)
         finally:
             self._shutdown(slots)
+            hooks_stopped(self._hooks)
             if in_main:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -214,10 +223,11 @@ class Worker(Claiming, WorkerInspection):
         return ran > 0
 
     def _make_slots(self) -> list[Slot]:
+        hooks = JobHooks.of(self.hooks)  # None: no hook of ours is called in the job's process
         if self._in_process:
             return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0, self._announce,
-                                  self.give_back_after, self.exception_handlers)]
-        return [ChildSlot(i, self.dsn, self.name, self.allow_modules, self.exception_handlers)
+                                  self.give_back_after, self.exception_handlers, hooks)]
+        return [ChildSlot(i, self.dsn, self.name, self.allow_modules, self.exception_handlers, hooks)
                 for i in range(self.concurrency)]
 
     def _connect(self) -> None:
@@ -422,6 +432,8 @@ class Worker(Claiming, WorkerInspection):
         for msg in messages:
             if isinstance(msg, Outcome):
                 ran += 1
+                if self._hooks is not None:
+                    self._hooks.received(slot.tasks[0] if slot.tasks else None, msg)
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
                 self._outcomes.add(msg)
@@ -460,8 +472,11 @@ class Worker(Claiming, WorkerInspection):
             return 0
         if lost:
             head, rest = lost[0], lost[1:]
-            self._outcomes.add(Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind,
-                                       reason, time.monotonic() - slot.current_start))
+            outcome = Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind, reason,
+                              time.monotonic() - slot.current_start)
+            self._outcomes.add(outcome)
+            if self._hooks is not None:
+                self._hooks.received(head, outcome)
             self._outcomes.release([(t.id, t.claim) for t in rest])
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
