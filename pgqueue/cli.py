@@ -165,6 +165,8 @@ def main() -> None:
 @click.option("--hooks", "hooks", multiple=True, metavar="DOTTED.PATH",
               help="Worker hooks: a pgqueue.Hooks class or object, called around each job and at start and stop "
                    "(repeatable). See docs/observability.md.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve this worker's Prometheus metrics on http://0.0.0.0:PORT/metrics (pgqueue[metrics]).")
 @click.option("--dequeue-strategy", "-ds", default="default", show_default=True,
               type=click.Choice(["default", "round_robin", "random"]),
               help="default: queue order is priority; round_robin: each claim starts after the queue served "
@@ -178,8 +180,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
            listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
            simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
-           no_default_handler: bool, hooks: tuple[str, ...], dequeue_strategy: str, quiet: bool, verbose: bool,
-           dsn: str | None) -> None:
+           no_default_handler: bool, hooks: tuple[str, ...], metrics_port: int | None, dequeue_strategy: str,
+           quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     from .worker import SimpleWorker, Worker
 
@@ -202,7 +204,7 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
                 give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
                 exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy,
                 with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None,
-                hooks=list(hooks))
+                hooks=list(hooks), metrics_port=metrics_port)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
@@ -523,6 +525,23 @@ def migrate(dsn: str | None) -> None:
     from ._migrate import migrate as do_migrate
 
     click.echo(f"pgqueue schema at revision {do_migrate(dsn)}")
+
+
+@main.command()
+@click.option("--port", "-p", type=click.IntRange(0, 65535), default=9188, show_default=True,
+              help="Port to serve /metrics on (0: any free one).")
+@click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--queue", "-q", "queues", multiple=True, callback=_queue_names("the queue name"),
+              help="Always report this queue, zeros included (repeatable; queues seen with jobs are reported).")
+@dsn_option
+@_friendly
+def metrics(port: int, addr: str, queues: tuple[str, ...], dsn: str | None) -> None:
+    """Serve the database's Prometheus gauges: live jobs by queue and status, the oldest runnable job's age,
+    live workers. One per database is enough; each worker serves its own counters (--metrics-port)."""
+    from . import metrics as metrics_module
+
+    _log_to_stderr(logging.INFO)
+    metrics_module.serve(port, addr, dsn, queues)
 
 
 @main.command()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import metrics as _store_metrics
 from . import schedules as _store_schedules
 from .inspect import *  # noqa: F403
 from .inspect import (  # noqa: F401 - ROWS's row types
@@ -87,3 +88,4 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
        for op, row in (("ids", IdRow), ("count", CountRow))},
 }
 ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions live there
+ROWS.update(_store_metrics.ROWS)  # pgqueue.metrics' database collector

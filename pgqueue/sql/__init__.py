@@ -37,6 +37,9 @@ QUERIES.update(_INSPECT)
 _SCHEDULES = _parse(_read("schedules.sql"))  # periodic jobs: the worker's scheduler, `pgqueue schedules`
 assert not set(_SCHEDULES) & set(QUERIES), "a statement name of schedules.sql is used in another .sql file"
 QUERIES.update(_SCHEDULES)
+_METRICS = _parse(_read("metrics.sql"))  # pgqueue.metrics' database collector (`pgqueue metrics`)
+assert not set(_METRICS) & set(QUERIES), "a statement name of metrics.sql is used in another .sql file"
+QUERIES.update(_METRICS)
 
 
 def q(name: str) -> str:

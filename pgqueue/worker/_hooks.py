@@ -35,10 +35,11 @@ def _is_hooks(hook: Any) -> bool:
     return any(callable(getattr(hook, name, None)) for name in (*JOB_METHODS, *WORKER_METHODS))
 
 
-def load_hooks(hooks: Sequence[Any] | Any) -> list[Any]:
+def load_hooks(hooks: Sequence[Any] | Any, metrics_port: int | None = None) -> list[Any]:
     """The worker's hooks: objects, classes (made without arguments), functions returning an object (called
-    without arguments), or dotted paths to any of these (imported here). ValueError for a path that does not
-    import; TypeError for what has none of the hooks' methods."""
+    without arguments), or dotted paths to any of these (imported here). With ``metrics_port``,
+    pgqueue.metrics' WorkerMetrics serving on it comes last. ValueError for a path that does not import;
+    TypeError for what has none of the hooks' methods."""
     found = []
     for hook in [hooks] if isinstance(hooks, str) or not isinstance(hooks, Sequence) else hooks:
         if isinstance(hook, str):
@@ -52,6 +53,10 @@ def load_hooks(hooks: Sequence[Any] | Any) -> list[Any]:
             raise TypeError(f"{hook!r} is not worker hooks: it has none of the methods of pgqueue.Hooks "
                             f"({', '.join((*JOB_METHODS, *WORKER_METHODS))})")
         found.append(hook)
+    if metrics_port is not None:
+        from ..metrics import WorkerMetrics  # says what to install without prometheus-client
+
+        found.append(WorkerMetrics(port=metrics_port))
     return found
 
 

@@ -66,7 +66,8 @@ class Worker(Claiming, WorkerInspection):
     names, modules or Schedule objects; loaded here), else every ``@periodic`` declared in the process.
 
     ``hooks``: :class:`pgqueue.Hooks` objects (or classes, or their dotted paths) called around each job and
-    at the worker's start and stop (docs/observability.md).
+    at the worker's start and stop (docs/observability.md). ``metrics_port``: serve Prometheus metrics of
+    this worker's runs on this port (``pgqueue[metrics]``; 0: any free port), through pgqueue.metrics' hooks.
     """
 
     _in_process = False
@@ -78,7 +79,8 @@ class Worker(Claiming, WorkerInspection):
                  listen: bool | None = None, listen_dsn: str | None = None,
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
-                 with_scheduler: bool = False, schedules: Any = None, hooks: Sequence[Any] = ()) -> None:
+                 with_scheduler: bool = False, schedules: Any = None, hooks: Sequence[Any] = (),
+                 metrics_port: int | None = None) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -123,7 +125,7 @@ class Worker(Claiming, WorkerInspection):
         # RQ's exception handlers, called in the job's process when it raises: callables or dotted paths.
         self.exception_handlers = _exception_handlers(exception_handlers)
         self.dequeue_strategy = DequeueStrategy.of(dequeue_strategy)  # RQ's: default, round_robin or random
-        self.hooks: list[Any] = load_hooks(hooks)  # pgqueue.hooks; children get them when forked
+        self.hooks: list[Any] = load_hooks(hooks, metrics_port)  # pgqueue.hooks; children get them when forked
         self._hooks: WorkerHooks | None = None  # their supervisor side, while work() runs
         self._order = ClaimOrder(self.name, self.queues, self.dequeue_strategy)
         self._stop_deadline: float | None = None
