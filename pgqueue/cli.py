@@ -164,7 +164,7 @@ def main() -> None:
 @click.option("--disable-default-exception-handler", "-d", "no_default_handler", is_flag=True, hidden=True)
 @click.option("--hooks", "hooks", multiple=True, metavar="DOTTED.PATH",
               help="Worker hooks: a pgqueue.Hooks class or object, called around each job and at start and stop "
-                   "(repeatable). See docs/observability.md.")
+                   "(repeatable; e.g. pgqueue.tracing.Tracing). See docs/observability.md.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
               help="Serve this worker's Prometheus metrics on http://0.0.0.0:PORT/metrics (pgqueue[metrics]).")
 @click.option("--dequeue-strategy", "-ds", default="default", show_default=True,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from . import _callbacks, _copy, _options, _serialize, _store, suspension
+from . import tracing as _tracing
 from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
@@ -282,6 +283,8 @@ class Queue:
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs; all or none are written. Plain jobs go in by one streamed COPY:
         ``items`` may be a generator, consumed while the server writes the jobs that came before it."""
+        if _tracing.tracer is not None and not _tracing.inside():  # pgqueue.tracing.instrument(): in a span
+            return _tracing.enqueue_many(self, items, connection)
         it = iter(items)
         if connection is not None:  # the caller's transaction: refuse bad items before writing in it
             taken = _take(it, None)
@@ -334,6 +337,8 @@ class Queue:
         }
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        if _tracing.tracer is not None and not _tracing.inside():  # pgqueue.tracing.instrument(): in a span
+            return _tracing.insert(self, batch, connection)
         if len(batch) > 1:  # before anything is written (a COPY before this is in a transaction of ours)
             _refuse_cycles(batch)
         caller = connection is not None

@@ -91,3 +91,27 @@ def request_id() -> str:
     """The job function: what REQUEST_ID holds while it runs."""
     return REQUEST_ID.get()
 
+
+# -- tracing in a worker process: spans written to a file, one JSON object per line ------------------------
+def file_tracing() -> Hooks:
+    """pgqueue.tracing.Tracing with an SDK provider of its own that writes spans to the file $PGQ_SPANS (the
+    job's process appends to it: it is forked with the open file). In batches, sent only when a minute has
+    passed or the process exits: what Tracing flushes when the job's process exits."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    from pgqueue.tracing import Tracing
+
+    provider = TracerProvider()
+    out = open(os.environ["PGQ_SPANS"], "a")  # noqa: SIM115 - open for the life of the process
+    provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(
+        out=out, formatter=lambda span: span.to_json(indent=None) + "\n"), schedule_delay_millis=60_000))
+    return Tracing(tracer_provider=provider)
+
+
+def current_span() -> dict[str, str]:
+    """The job function: the span current while it runs, as hex ids (what a span it made would be a child of)."""
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
