@@ -40,6 +40,8 @@ def load_hooks(hooks: Sequence[Any] | Any, metrics_port: int | None = None) -> l
     without arguments), or dotted paths to any of these (imported here). With ``metrics_port``,
     pgqueue.metrics' WorkerMetrics serving on it comes last. ValueError for a path that does not import;
     TypeError for what has none of the hooks' methods."""
+    if hooks is None:
+        hooks = ()
     found = []
     for hook in [hooks] if isinstance(hooks, str) or not isinstance(hooks, Sequence) else hooks:
         if isinstance(hook, str):
@@ -77,14 +79,14 @@ def _name(method: Callable[..., Any]) -> str:
         method, "__qualname__", repr(method))
 
 
-def _call(method: Callable[..., Any], what: str, *args: Any) -> None:
-    """Call one hook; log what it raises, with its traceback, and go on."""
+def _call(method: Callable[..., Any], kind: str, name: str, *args: Any) -> None:
+    """Call one hook; log what it raises (``Job ID: hook NAME raised ...``, with its traceback), and go on."""
     try:
         method(*args)
     except AbortJob:  # a second stop signal, or the lease's fence, in this very thread: not the hook's
         raise
     except BaseException as error:  # noqa: BLE001 - a hook must not lose the job's outcome
-        log.error("%s: hook %s raised %s: %s (ignored)", what, _name(method), type(error).__name__, error,
+        log.error("%s %s: hook %s raised %s: %s (ignored)", kind, name, _name(method), type(error).__name__, error,
                   exc_info=True)
 
 
@@ -116,7 +118,7 @@ class JobHooks:
     def begin(self, task: Task, dsn: str | None, worker_name: str) -> Job:
         job = job_of_task(task, dsn, worker_name)
         for method in self.before:
-            _call(method, f"Job {task.id}", job)
+            _call(method, "Job", task.id, job)
         return job
 
     def end(self, job: Job, outcome: Outcome, error: BaseException | None, value: Any) -> None:
@@ -124,12 +126,12 @@ class JobHooks:
         one, a PgQueueError saying what stopped it: the lease's fence)."""
         if outcome.ok:
             for method in self.after:
-                _call(method, f"Job {job.id}", job, value)
+                _call(method, "Job", job.id, job, value)
             return
         if error is None:
             error = PgQueueError(f"{outcome.error_type}: {outcome.error_message}")
         for method in self.failure:
-            _call(method, f"Job {job.id}", job, type(error), error, error.__traceback__)
+            _call(method, "Job", job.id, job, type(error), error, error.__traceback__)
 
 
 class WorkerHooks:
@@ -156,7 +158,7 @@ class WorkerHooks:
 
     def stopped(self) -> None:
         for method in self.stop:
-            _call(method, f"Worker {self.worker.name}", self.worker)
+            _call(method, "Worker", self.worker.name, self.worker)
 
     def received(self, task: Task | None, outcome: Outcome) -> None:
         """The supervisor has ``outcome``, the end of ``task``'s run (None if it cannot tell which task)."""
@@ -183,13 +185,13 @@ class WorkerHooks:
 
     def _tell(self, outcome: JobOutcome) -> None:
         for method in self.outcome:
-            _call(method, f"Job {outcome.job_id}", self.worker, outcome)
+            _call(method, "Job", outcome.job_id, self.worker, outcome)
 
     def rescued(self, rows: Sequence[RescuedRow]) -> None:
         if self.rescue and rows:
             jobs = [RescuedJob(r.id, r.queue, r.status) for r in rows]
             for method in self.rescue:
-                _call(method, f"Worker {self.worker.name}", self.worker, jobs)
+                _call(method, "Worker", self.worker.name, self.worker, jobs)
 
 
 def attach_hooks(worker: Worker, outcomes: Outcomes, rescuer: Rescuer) -> WorkerHooks | None:
