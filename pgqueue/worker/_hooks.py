@@ -160,12 +160,14 @@ class WorkerHooks:
         for method in self.stop:
             _call(method, "Worker", self.worker.name, self.worker)
 
-    def received(self, task: Task | None, outcome: Outcome) -> None:
-        """The supervisor has ``outcome``, the end of ``task``'s run (None if it cannot tell which task)."""
+    def received(self, tasks: Sequence[Task], outcome: Outcome) -> None:
+        """The supervisor has ``outcome``, the end of the run of one of ``tasks`` (the slot's: its head, unless
+        the slot runs tasks side by side)."""
         if not self.outcome:
             return
-        if task is not None and (task.id, task.claim) != (outcome.id, outcome.claim):
-            task = None
+        key = (outcome.id, outcome.claim)
+        task = tasks[0] if tasks and (tasks[0].id, tasks[0].claim) == key else next(
+            (t for t in tasks if (t.id, t.claim) == key), None)
         if not outcome.ok:  # told once recorded, with what the database made of it
             self._failed[(outcome.id, outcome.claim)] = task
             return

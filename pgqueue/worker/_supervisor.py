@@ -435,7 +435,7 @@ class Worker(Claiming, WorkerInspection):
             if isinstance(msg, Outcome):
                 ran += 1
                 if self._hooks is not None:
-                    self._hooks.received(slot.tasks[0] if slot.tasks else None, msg)
+                    self._hooks.received(slot.tasks, msg)
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
                 self._outcomes.add(msg)
@@ -478,7 +478,7 @@ class Worker(Claiming, WorkerInspection):
                               time.monotonic() - slot.current_start)
             self._outcomes.add(outcome)
             if self._hooks is not None:
-                self._hooks.received(head, outcome)
+                self._hooks.received((head,), outcome)
             self._outcomes.release([(t.id, t.claim) for t in rest])
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
