@@ -18,6 +18,7 @@ import click
 import psycopg
 
 from . import _cli_args, _config, monitor
+from ._cli_metrics import metrics
 from ._notify import check_queue_name
 from .exceptions import PgQueueError
 from .job import Retry
@@ -527,21 +528,9 @@ def migrate(dsn: str | None) -> None:
     click.echo(f"pgqueue schema at revision {do_migrate(dsn)}")
 
 
-@main.command()
-@click.option("--port", "-p", type=click.IntRange(0, 65535), default=9188, show_default=True,
-              help="Port to serve /metrics on (0: any free one).")
-@click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
-@click.option("--queue", "-q", "queues", multiple=True, callback=_queue_names("the queue name"),
-              help="Always report this queue, zeros included (repeatable; queues seen with jobs are reported).")
-@dsn_option
-@_friendly
-def metrics(port: int, addr: str, queues: tuple[str, ...], dsn: str | None) -> None:
-    """Serve the database's Prometheus gauges: live jobs by queue and status, the oldest runnable job's age,
-    live workers. One per database is enough; each worker serves its own counters (--metrics-port)."""
-    from . import metrics as metrics_module
-
-    _log_to_stderr(logging.INFO)
-    metrics_module.serve(port, addr, dsn, queues)
+assert metrics.callback is not None
+metrics.callback = _friendly(metrics.callback)
+main.add_command(metrics)  # in a module of its own, as the extra it needs is imported only when it runs
 
 
 @main.command()
