@@ -10,11 +10,15 @@ the first claim to the last outcome recorded. Both variants use one scratch data
 schema, which must be the other's too). Reports each variant's median jobs/s, the median per-round ratio,
 and the worker's client CPU per job (supervisor and child process, user + system, from getrusage): on a
 shared machine whose speed drifts, wall-clock rates swing by 2x from round to round, CPU time much less.
+
+``--new-worker JSON`` gives the new variant's Worker more keyword arguments, e.g. ``'{"metrics_port": 0}'``
+to measure what serving metrics costs (with ``--old`` a copy of this very checkout's package).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -27,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "drivers"))
 
 
-def child(root: str, dsn: str, jobs: int) -> None:
+def child(root: str, dsn: str, jobs: int, worker_args: str = "{}") -> None:
     sys.path.insert(0, root)
     import psycopg
 
@@ -40,7 +44,7 @@ def child(root: str, dsn: str, jobs: int) -> None:
         conn.execute("TRUNCATE pgqueue.jobs, pgqueue.workers")
     queue = pgqueue.Queue("bench", dsn=dsn)
     queue.enqueue_many(pgqueue.Queue.prepare_data(benchjobs.f, args=(i,)) for i in range(jobs))
-    worker = pgqueue.Worker(["bench"], dsn=dsn, concurrency=1)
+    worker = pgqueue.Worker(["bench"], dsn=dsn, concurrency=1, **json.loads(worker_args))
     cpu = _cpu()
     started = time.perf_counter()
     worker.work(burst=True)  # its child process has exited and been waited for when this returns
@@ -63,10 +67,11 @@ def main() -> None:
     p.add_argument("--old", help="a folder holding another version's pgqueue package (required)")
     p.add_argument("--jobs", type=int, default=20000)
     p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--child", nargs=3, metavar=("ROOT", "DSN", "JOBS"), help=argparse.SUPPRESS)
+    p.add_argument("--new-worker", default="{}", metavar="JSON", help="more Worker arguments for the new variant")
+    p.add_argument("--child", nargs=4, metavar=("ROOT", "DSN", "JOBS", "WORKER"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], int(args.child[2]))
+        child(args.child[0], args.child[1], int(args.child[2]), args.child[3])
         return
     if not args.old:
         p.error("--old is required")
@@ -84,8 +89,9 @@ def main() -> None:
         for r in range(args.rounds):
             order = list(variants) if r % 2 == 0 else list(reversed(variants))
             for name in order:
-                out = subprocess.run([sys.executable, __file__, "--child", variants[name], dsn, str(args.jobs)],
-                                     env=env, check=True, capture_output=True, text=True).stdout
+                worker_args = args.new_worker if name == "new" else "{}"
+                out = subprocess.run([sys.executable, __file__, "--child", variants[name], dsn, str(args.jobs),
+                                      worker_args], env=env, check=True, capture_output=True, text=True).stdout
                 rate, cpu = map(float, out.strip().splitlines()[-1].split())
                 rates[name].append(rate)
                 cpus[name].append(cpu)

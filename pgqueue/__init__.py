@@ -26,6 +26,7 @@ from .exceptions import (
     SchemaTooNew,
     UniqueKeyHeld,
 )
+from .hooks import Hooks
 from .job import Job, JobStatus, Retry, atomic, get_current_job
 from .queue import Queue
 from .registry import (
@@ -53,6 +54,7 @@ __all__ = [
     "DeferredJobRegistry",
     "FailedJobRegistry",
     "FinishedJobRegistry",
+    "Hooks",
     "InvalidJobOperation",
     "Job",
     "JobFailed",

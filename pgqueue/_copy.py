@@ -27,7 +27,7 @@ def plain_line(d: EnqueueData, id: str, queue: str, timeout: float) -> str:
     args = json_field(d.args_json)
     if d.simple:
         return (f"{id}\t{queue}\t{text_field(d.func_name)}\t{args}\t{{}}\tqueued\t0\t\\N\t{{}}\t1\t{{}}\t"
-                f"{timeout!r}\t\\N\t\\N\t\\N\tnow\n")
+                f"{timeout!r}\t\\N\t\\N\t\\N\tnow\t\\N\n")
     kwargs, meta = json_field(d.kwargs_json), json_field(d.meta_json)
     intervals = "{" + ",".join(map(repr, d.intervals)) + "}" if d.intervals else "{}"
     description, result_ttl, failure_ttl, ttl = d.description, d.result_ttl, d.failure_ttl, d.ttl
@@ -36,7 +36,8 @@ def plain_line(d: EnqueueData, id: str, queue: str, timeout: float) -> str:
             f"{NULL if description is None else text_field(description)}\t{meta}\t"
             f"{d.max_attempts}\t{intervals}\t{timeout!r}\t{NULL if result_ttl is None else result_ttl}\t"
             f"{NULL if failure_ttl is None else failure_ttl}\t{NULL if ttl is None else ttl}\t"
-            f"{d.scheduled_at.isoformat() if d.scheduled_at else 'now'}\n")
+            f"{d.scheduled_at.isoformat() if d.scheduled_at else 'now'}\t"
+            f"{NULL if d.traceparent is None else text_field(d.traceparent)}\n")
 
 
 def simple_line(d: EnqueueData, id: str, queue: str, timeout: float) -> str:

@@ -93,7 +93,7 @@ class SyncQueue(Queue):
                     _store.heartbeat(conn, worker_id, 10.0)
                 self._run(conn, Task(row.id, row.queue, row.func_name, row.args_json, row.kwargs_json, row.timeout,
                                      row.attempt, row.meta_json, row.claim, True, worker_id, row.callbacks,
-                                     row.retry_on), worker, None if alone else conn)
+                                     row.retry_on, row.traceparent), worker, None if alone else conn)
         except BaseException:
             with contextlib.suppress(psycopg.Error):
                 _store.deregister_worker(conn, worker_id)

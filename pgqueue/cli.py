@@ -16,6 +16,7 @@ import click
 from . import _cli_args, _config, monitor
 from ._cli_common import _friendly, _names, _queue_names, _Seconds, dsn_option
 from ._cli_dashboard import dashboard
+from ._cli_metrics import metrics
 from ._cli_ops import COMMANDS as _OPS_COMMANDS
 from .exceptions import PgQueueError
 from .job import Retry
@@ -103,6 +104,11 @@ for _command in _OPS_COMMANDS:  # jobs, show, purge, doctor: a module of their o
               help="Call handler(job, exc_type, exc_value, traceback) in the job's process when a job raises "
                    "(repeatable, in order; one returning False stops the chain), as RQ's.")
 @click.option("--disable-default-exception-handler", "-d", "no_default_handler", is_flag=True, hidden=True)
+@click.option("--hooks", "hooks", multiple=True, metavar="DOTTED.PATH",
+              help="Worker hooks: a pgqueue.Hooks class or object, called around each job and at start and stop "
+                   "(repeatable; e.g. pgqueue.tracing.Tracing). See docs/observability.md.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+              help="Serve this worker's Prometheus metrics on http://0.0.0.0:PORT/metrics (pgqueue[metrics]).")
 @click.option("--dequeue-strategy", "-ds", default="default", show_default=True,
               type=click.Choice(["default", "round_robin", "random"]),
               help="default: queue order is priority; round_robin: each claim starts after the queue served "
@@ -117,7 +123,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, async_concurr
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
            listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
            simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
-           no_default_handler: bool, dequeue_strategy: str, quiet: bool, verbose: bool, dsn: str | None) -> None:
+           no_default_handler: bool, hooks: tuple[str, ...], metrics_port: int | None, dequeue_strategy: str,
+           quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
     from .worker import SimpleWorker, Worker
 
@@ -140,7 +147,7 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, async_concurr
                 give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
                 exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy,
                 with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None,
-                async_concurrency=async_concurrency)
+                async_concurrency=async_concurrency, hooks=list(hooks), metrics_port=metrics_port)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
@@ -460,6 +467,11 @@ def migrate(dsn: str | None) -> None:
     from ._migrate import migrate as do_migrate
 
     click.echo(f"pgqueue schema at revision {do_migrate(dsn)}")
+
+
+assert metrics.callback is not None
+metrics.callback = _friendly(metrics.callback)
+main.add_command(metrics)  # in a module of its own, as the extra it needs is imported only when it runs
 
 
 @main.command()

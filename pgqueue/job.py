@@ -194,6 +194,8 @@ class Job:
     # Inside a running job (get_current_job): (attempt, started_at, worker_name) of this run, which the
     # row may not show yet (a run claimed in a batch is recorded as started after a while, or at its end).
     _run: tuple[int, datetime, str] | None = None
+    # In a worker's job hooks (pgqueue.hooks): the W3C traceparent the job was enqueued under (pgqueue.tracing).
+    _traceparent: str | None = None
 
     connection: Any = None
     """Inside an :func:`atomic` job: the psycopg connection whose transaction also marks the job

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from . import _callbacks, _copy, _options, _serialize, _store, suspension
+from . import tracing as _tracing
 from ._db import caller_connection, own_connection, shared_connection, translate_errors
 from ._ids import new_id, new_ids
 from ._notify import check_queue_name
@@ -116,6 +117,7 @@ class EnqueueData:
     scheduled_in: float | None = None  # seconds after the database's now(), not this machine's clock
     callbacks_json: str | None = None  # jobs.callbacks (pgqueue._callbacks)
     retry_on: Sequence[str] | None = None  # jobs.retry_on: the exceptions retried, dotted paths (None: all)
+    traceparent: str | None = None  # jobs.traceparent: set by pgqueue.tracing (the job is then not simple)
     extras = False  # callbacks or retry_on: columns only insert_jobs writes
     simple = True  # no kwargs, every option at its default
 
@@ -304,6 +306,8 @@ class Queue(QueueMethods):
     def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
         """Enqueue many prepared jobs; all or none are written. Plain jobs go in by one streamed COPY:
         ``items`` may be a generator, consumed while the server writes the jobs that came before it."""
+        if _tracing.tracer is not None and not _tracing.inside():  # pgqueue.tracing.instrument(): in a span
+            return _tracing.enqueue_many(self, items, connection)
         it = iter(items)
         if connection is not None:  # the caller's transaction: refuse bad items before writing in it
             taken = _take(it, None)
@@ -342,6 +346,7 @@ class Queue(QueueMethods):
             "unique_keys": [d.unique_key for d in batch], "scheduled_ats": [d.scheduled_at for d in batch],
             "delays": [d.scheduled_in for d in batch], "callbacks": [d.callbacks_json for d in batch],
             "retry_on": [None if d.retry_on is None else _serialize.dumps(list(d.retry_on)) for d in batch],
+            "traceparents": [d.traceparent for d in batch],
         }
 
     def _single_params(self, d: EnqueueData, id: str) -> dict[str, Any]:
@@ -351,9 +356,12 @@ class Queue(QueueMethods):
             "meta": d.meta_json, "max_attempts": d.max_attempts, "retry_intervals": number_array(d.intervals),
             "timeout": d.timeout or self.default_timeout, "result_ttl": d.result_ttl,
             "failure_ttl": d.failure_ttl, "ttl": d.ttl, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in,
+            "traceparent": d.traceparent,
         }
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+        if _tracing.tracer is not None and not _tracing.inside():  # pgqueue.tracing.instrument(): in a span
+            return _tracing.insert(self, batch, connection)
         if len(batch) > 1:  # before anything is written (a COPY before this is in a transaction of ours)
             _refuse_cycles(batch)
         caller = connection is not None

@@ -59,9 +59,15 @@ CREATE INDEX jobs_batch_idx ON pgqueue.jobs (batch_id) WHERE batch_id IS NOT NUL
 
 -- Job control: progress reported by a running job.
 ALTER TABLE pgqueue.jobs ADD COLUMN progress jsonb;
+
+-- Observability: the W3C traceparent of the span that enqueued the job (pgqueue.tracing), restored as the
+-- parent of the job's span in the worker. NULL unless tracing was on and recording at enqueue. A column
+-- of its own, not a key of meta: meta stays the user's, and the claim returns it to the worker as it is.
+ALTER TABLE pgqueue.jobs ADD COLUMN traceparent text;
 """
 
 DOWNGRADE = r"""
+ALTER TABLE pgqueue.jobs DROP COLUMN traceparent;
 ALTER TABLE pgqueue.jobs DROP COLUMN progress;
 DROP INDEX pgqueue.jobs_batch_idx;
 ALTER TABLE pgqueue.jobs DROP COLUMN batch_id, DROP COLUMN allow_dependency_failures,

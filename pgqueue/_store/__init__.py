@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import dashboard as _store_dashboard
+from . import metrics as _store_metrics
 from . import ops as _store_ops
 from . import schedules as _store_schedules
 from .inspect import *  # noqa: F403
@@ -91,3 +92,4 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
 ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions live there
 ROWS.update(_store_ops.ROWS)  # `pgqueue jobs`, `show`, `purge`, `doctor`: their functions live in _store.ops
 ROWS.update(_store_dashboard.ROWS)  # the web dashboard's: in _store.dashboard, not re-exported here
+ROWS.update(_store_metrics.ROWS)  # pgqueue.metrics' database collector

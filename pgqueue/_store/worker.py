@@ -31,6 +31,7 @@ class ClaimRow(NamedTuple):
     position: int
     callbacks: str | None
     retry_on: list[str] | None
+    traceparent: str | None  # the W3C traceparent of the span that enqueued the job (pgqueue.tracing)
 
 
 class FinishRow(NamedTuple):
@@ -61,6 +62,7 @@ class WorkerIdRow(NamedTuple):
 class RescuedRow(NamedTuple):
     """A job of a lost worker, now ``queued`` again or ``failed``."""
     id: str
+    queue: str
     status: str
     woken: int
 

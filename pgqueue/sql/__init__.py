@@ -43,6 +43,9 @@ QUERIES.update(_OPS)
 _DASHBOARD = _parse(_read("dashboard.sql"))  # the web dashboard's reads (pgqueue/dashboard/)
 assert not set(_DASHBOARD) & set(QUERIES), "a statement name of dashboard.sql is used in another .sql file"
 QUERIES.update(_DASHBOARD)
+_METRICS = _parse(_read("metrics.sql"))  # pgqueue.metrics' database collector (`pgqueue metrics`)
+assert not set(_METRICS) & set(QUERIES), "a statement name of metrics.sql is used in another .sql file"
+QUERIES.update(_METRICS)
 
 
 def q(name: str) -> str:

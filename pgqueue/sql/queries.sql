@@ -13,10 +13,10 @@ WITH input AS (
         %(metas)s::jsonb[], %(max_attempts)s::int[], %(retry_intervals)s::jsonb[],
         %(timeouts)s::float8[], %(result_ttls)s::int[], %(failure_ttls)s::int[], %(ttls)s::int[],
         %(depends_on)s::jsonb[], %(unique_keys)s::text[], %(scheduled_ats)s::timestamptz[],
-        %(delays)s::float8[], %(callbacks)s::jsonb[], %(retry_on)s::jsonb[]
+        %(delays)s::float8[], %(callbacks)s::jsonb[], %(retry_on)s::jsonb[], %(traceparents)s::text[]
     ) WITH ORDINALITY AS t(id, queue, func_name, args, kwargs, priority, at_front, description, meta,
                            max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
-                           depends_on, unique_key, scheduled_at, delay, callbacks, retry_on, ord)
+                           depends_on, unique_key, scheduled_at, delay, callbacks, retry_on, traceparent, ord)
 ), rows AS (
     SELECT i.*, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)) AS deps,
            coalesce(i.scheduled_at, now() + make_interval(secs => i.delay), now()) AS run_at
@@ -24,7 +24,7 @@ WITH input AS (
 ), ins AS (
     INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, position, description,
                               meta, max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl,
-                              ttl, depends_on, unique_key, scheduled_at, callbacks, retry_on)
+                              ttl, depends_on, unique_key, scheduled_at, callbacks, retry_on, traceparent)
     SELECT r.id, r.queue, r.func_name, r.args, r.kwargs,
            CASE WHEN EXISTS (SELECT 1 FROM pgqueue.jobs d WHERE d.id = ANY (r.deps) AND d.status <> 'finished')
                      OR r.deps && ARRAY(SELECT id FROM rows) THEN 'deferred'
@@ -41,7 +41,8 @@ WITH input AS (
            ARRAY(SELECT jsonb_array_elements_text(r.retry_intervals)::float8),
            r.timeout_seconds, r.result_ttl, r.failure_ttl, r.ttl, r.deps, r.unique_key,
            r.run_at, r.callbacks,
-           CASE WHEN r.retry_on IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(r.retry_on)) END
+           CASE WHEN r.retry_on IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(r.retry_on)) END,
+           r.traceparent
     FROM rows r ORDER BY r.ord
     ON CONFLICT DO NOTHING
     RETURNING id, queue, status, priority, position, enqueued_at, scheduled_at
@@ -67,11 +68,11 @@ RETURNING enqueued_at, pg_notify('pgqueue_jobs', queue) AS woken
 -- A job_id that exists already writes no row, so returns none and notifies no one.
 INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, description, meta,
                           max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
-                          scheduled_at)
+                          scheduled_at, traceparent)
 SELECT %(id)s, %(queue)s, %(func_name)s, %(args)s::jsonb, %(kwargs)s::jsonb,
        CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status,
        %(priority)s, %(description)s, %(meta)s::jsonb, %(max_attempts)s, %(retry_intervals)s::float8[],
-       %(timeout)s, %(result_ttl)s::int, %(failure_ttl)s::int, %(ttl)s::int, run_at
+       %(timeout)s, %(result_ttl)s::int, %(failure_ttl)s::int, %(ttl)s::int, run_at, %(traceparent)s::text
 FROM (SELECT coalesce(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8),
                       now()) AS run_at) t
 ON CONFLICT DO NOTHING
@@ -87,7 +88,7 @@ COPY pgqueue.jobs (id, queue, func_name, args, timeout_seconds) FROM STDIN
 -- name: copy_jobs
 -- enqueue_many's fast path (plain jobs only): COPY, then wake_queues in the same transaction.
 COPY pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, description, meta, max_attempts,
-                   retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl, scheduled_at)
+                   retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl, scheduled_at, traceparent)
 FROM STDIN
 
 -- name: wake_queues
@@ -185,8 +186,9 @@ ORDER BY ended_at, position
 -- name: claim
 -- Takes up to `limit` runnable jobs of one queue, in priority then FIFO order, skipping rows another
 -- worker holds. The claim is numbered (claim_count); attempts only counts once a run starts. The first
--- `start_now` jobs go to idle job processes and start at once, so their run counts here. callbacks and
--- retry_on are NULL for most jobs: two more columns here, no statement more per job.
+-- `start_now` jobs go to idle job processes and start at once, so their run counts here. callbacks,
+-- retry_on and traceparent (pgqueue.tracing) are NULL for most jobs: more columns here, no statement more
+-- per job.
 WITH c AS (
     SELECT id, priority, position FROM pgqueue.jobs
     WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s
@@ -206,7 +208,7 @@ FROM n WHERE j.id = n.id
 RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text AS kwargs_json,
           j.timeout_seconds AS timeout, j.attempts + (NOT n.starts)::int AS attempt, j.meta::text AS meta_json,
           j.claim_count AS claim, n.starts AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
-          j.retry_on
+          j.retry_on, j.traceparent
 
 -- Plans that do not depend on statistics. A queue's statistics are always stale (taken on a full queue,
 -- they say running jobs are rare), and the worker keeps one generic plan per statement. So the
@@ -318,7 +320,7 @@ WHERE j.id = ANY (%(ids)s::text[]) AND j.status = 'queued'
 RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text AS kwargs_json,
           j.timeout_seconds AS timeout, j.attempts AS attempt, j.meta::text AS meta_json,
           j.claim_count AS claim, true AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
-          j.retry_on
+          j.retry_on, j.traceparent
 
 -- name: release_claims
 -- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and
@@ -396,7 +398,7 @@ WITH lost AS (
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.queue, j.status
 )
-SELECT u.id, u.status::text AS status,
+SELECT u.id, u.queue, u.status::text AS status,
        (SELECT count(pg_notify('pgqueue_jobs', q))
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p) AS woken
 FROM upd u

@@ -201,6 +201,10 @@ CREATE TABLE pgqueue.batches (
     CHECK (pending >= 0 AND total >= 0)
 );
 
+-- Observability: the W3C traceparent of the span that enqueued the job (pgqueue.tracing), restored as the
+-- parent of the job's span in the worker; NULL unless tracing was on and recording at enqueue.
+ALTER TABLE pgqueue.jobs ADD COLUMN traceparent text;
+
 -- The jobs table churns: vacuum it more eagerly than the default so dead tuples do not pile up.
 ALTER TABLE pgqueue.jobs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02,
                               fillfactor = 90);

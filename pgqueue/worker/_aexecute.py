@@ -47,14 +47,16 @@ from ._execute import (
     import_func,
     timeout_message,
 )
+from ._hooks import JobHooks
 from ._slots import _FRAME, _message_frame, _write_all, child_setup
 
 
 def async_child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
                      worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler],
-                     hand_over: bool = False) -> None:
+                     hand_over: bool = False, hooks: JobHooks | None = None) -> None:
     """The process of an AsyncSlot (same arguments as a ChildSlot's; ``handover``, ``cut`` and ``begun``
-    are not used: every task it is sent starts at once)."""
+    are not used: every task it is sent starts at once; the job hooks are not called around async jobs yet:
+    docs/observability.md)."""
     child_setup()
     asyncio.run(_Runner(task_fd, out_fd, dsn, worker_name, allow, handlers).serve())
 

@@ -113,7 +113,8 @@ class Claiming:
             if rows:
                 self._order.last_served = queue  # round_robin starts the next claim after it
             tasks.extend([Task(r.id, r.queue, r.func_name, r.args_json, r.kwargs_json, r.timeout, r.attempt,
-                               r.meta_json, r.claim, r.marked, self.worker_id, r.callbacks, r.retry_on)  # type: ignore[arg-type]
+                               r.meta_json, r.claim, r.marked, self.worker_id, r.callbacks, r.retry_on,  # type: ignore[arg-type]
+                               r.traceparent)
                           for r in rows])
             if len(tasks) >= limit:
                 break

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 
@@ -30,6 +30,9 @@ from .._db import connect
 from ..exceptions import JobTimeoutError, PgQueueError
 from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, text_array
+
+if TYPE_CHECKING:
+    from ._hooks import JobHooks
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -106,6 +109,7 @@ class Task(NamedTuple):
     worker_id: int
     callbacks: str | None = None  # jobs.callbacks (JSON text), None for most jobs
     retry_on: Sequence[str] | None = None  # jobs.retry_on: dotted paths of the exceptions retried (None: all)
+    traceparent: str | None = None  # jobs.traceparent: the span that enqueued the job (pgqueue.tracing)
 
 
 class Outcome(NamedTuple):
@@ -513,14 +517,20 @@ def _call_back(task: Task, outcome: Outcome, error: BaseException | None, value:
 
 
 def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (),
-        handlers: Sequence[ExceptionHandler] = ()) -> Outcome | tuple[str, tuple[str, int]]:
+        handlers: Sequence[ExceptionHandler] = (), hooks: JobHooks | None = None
+        ) -> Outcome | tuple[str, tuple[str, int]]:
     """Run a task that has no callbacks (``task.callbacks`` is None) in a child process, where the supervisor
     enforces its timeout: :func:`execute` without the generator, for the jobs most workers run."""
     started = time.perf_counter()
     pending = _PendingJob(lambda: _job_of(task, dsn, worker_name, started))
     token = _current_job.set(pending)
     try:
-        return _attempt(task, dsn, allow, pending, started, None, True, handlers)[0]
+        if hooks is None:
+            return _attempt(task, dsn, allow, pending, started, None, True, handlers)[0]
+        job = hooks.begin(task, dsn, worker_name)  # the worker's job hooks (pgqueue.hooks), around the function
+        outcome, error, value = _attempt(task, dsn, allow, pending, started, None, True, handlers)
+        hooks.end(job, outcome, error, value)
+        return outcome
     except HandOver:
         return handed_over(task)
     finally:
@@ -529,7 +539,8 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
 
 def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (), clock: Clock | None = None,
             connection: psycopg.Connection[Any] | None = None, retry: bool = True,
-            handlers: Sequence[ExceptionHandler] = ()) -> Iterator[Message | tuple[str, tuple[str, int]]]:
+            handlers: Sequence[ExceptionHandler] = (), hooks: JobHooks | None = None
+            ) -> Iterator[Message | tuple[str, tuple[str, int]]]:
     """Run one task and yield its Outcome; when the job has a callback for that outcome, yield a CallbackStart
     first and, once the callback has run in this process, a CallbackEnd. Never raises for the job's or the
     callback's own errors.
@@ -543,6 +554,7 @@ def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] 
     token = _current_job.set(pending)
     try:
         value = None
+        job = None if hooks is None else hooks.begin(task, dsn, worker_name)  # the job hooks (pgqueue.hooks)
         try:
             with clock.limit(task.timeout) if clock.always or task.callbacks is not None else _UNLIMITED:
                 outcome, error, value = _attempt(task, dsn, allow, pending, started, connection, retry, handlers)
@@ -551,6 +563,8 @@ def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] 
         except HandOver:
             yield handed_over(task)
             return
+        if hooks is not None and job is not None:
+            hooks.end(job, outcome, error, value)
         call = _callback_of(task, outcome, clock)
         if call is None or isinstance(call, CallbackEnd):
             yield outcome

@@ -21,6 +21,7 @@ the worker. Only a broken connection goes up to the worker's loop, which reconne
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -65,9 +66,12 @@ class Rescuer(Service):
         super().__init__()
         self.worker_name = worker_name
         self.shortest_lease: float | None = None  # of the running workers, as the last run saw it
+        # Told of the jobs each run rescued, once its transaction committed (the worker's hooks).
+        self.observer: Callable[[Sequence[_store.RescuedRow]], None] | None = None
+        self._rescued: Sequence[_store.RescuedRow] = ()
 
     def run(self, conn: Conn) -> tuple[bool, int]:
-        rows = _store.rescue_lost_jobs(conn, BATCH)
+        rows = self._rescued = _store.rescue_lost_jobs(conn, BATCH)
         if rows:
             _store.notify_done(conn, [r.id for r in rows if r.status == "failed"])
             failed = sum(r.status == "failed" for r in rows)
@@ -75,6 +79,12 @@ class Rescuer(Service):
                         self.worker_name, len(rows), len(rows) - failed, failed)
         self.shortest_lease = _store.shortest_lease(conn)
         return len(rows) >= BATCH, rows[0].woken if rows else 0
+
+    def committed(self, interval: float) -> float:
+        rescued, self._rescued = self._rescued, ()
+        if rescued and self.observer is not None:
+            self.observer(rescued)
+        return interval
 
 
 class Pruner(Service):

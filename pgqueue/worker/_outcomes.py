@@ -124,6 +124,8 @@ class Outcomes:
         # Since the worker registered; replaced whole (never changed in place), so that the heartbeat
         # thread always reads the three numbers of one moment.
         self.totals = _store.WorkerTotals()
+        # Told of each batch of failed attempts fail_jobs recorded (the worker's hooks: pgqueue.hooks).
+        self.observer: Callable[[list[Outcome], dict[str, _store.FailRow]], None] | None = None
 
     @property
     def pending(self) -> bool:
@@ -207,6 +209,8 @@ class Outcomes:
         recorded = {r.id: r for r in rows}
         self._count(0, len(recorded), sum(o.duration for o in failed if o.id in recorded))
         log_failures(failed, recorded)
+        if self.observer is not None:
+            self.observer(failed, recorded)
         return rows[0].woken if rows else 0
 
 

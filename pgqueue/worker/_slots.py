@@ -20,7 +20,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._db import ready
 from ._execute import (
@@ -35,6 +35,9 @@ from ._execute import (
     run,
     timeout_message,
 )
+
+if TYPE_CHECKING:
+    from ._hooks import JobHooks
 
 __all__ = ["ChildSlot", "InProcessSlot", "Message", "Slot", "timeout_message"]
 
@@ -241,7 +244,7 @@ def child_setup() -> None:
 
 def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
                 worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler],
-                hand_over: bool = False) -> None:
+                hand_over: bool = False, hooks: JobHooks | None = None) -> None:
     child_setup()
     hand_over_async(hand_over)  # async jobs go to the worker's event-loop process (an AsyncSlot)
     clock = Alarm(always=False)  # only jobs with callbacks stop themselves; the supervisor kills the others
@@ -263,9 +266,9 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, b
                 break
             task = Task._make(fields)
             if task.callbacks is None:  # most jobs: no generator, no callback to wait for
-                _write_all(out_fd, _frame(tuple(run(task, dsn, worker_name, allow, handlers))))
+                _write_all(out_fd, _frame(tuple(run(task, dsn, worker_name, allow, handlers, hooks))))
                 continue
-            for msg in execute(task, dsn, worker_name, allow, clock, handlers=handlers):
+            for msg in execute(task, dsn, worker_name, allow, clock, handlers=handlers, hooks=hooks):
                 _write_all(out_fd, _message_frame(msg))
 
 
@@ -273,11 +276,12 @@ class ChildSlot(Slot):
     _main = staticmethod(_child_main)  # what the process runs
 
     def __init__(self, index: int, dsn: str | None, worker_name: str, allow: Sequence[str],
-                 handlers: Sequence[ExceptionHandler] = (), hand_over: bool = False) -> None:
+                 handlers: Sequence[ExceptionHandler] = (), hand_over: bool = False,
+                 hooks: JobHooks | None = None) -> None:
         super().__init__()
         self._ctx = multiprocessing.get_context("fork")
-        # Forked: the handlers are not pickled. hand_over: async jobs go to the worker's AsyncSlot.
-        self._args = (dsn, worker_name, tuple(allow), tuple(handlers), hand_over)
+        # Forked: the handlers and hooks are not pickled. hand_over: async jobs go to the worker's AsyncSlot.
+        self._args = (dsn, worker_name, tuple(allow), tuple(handlers), hand_over, hooks)
         self._name = f"pgqueue-child-{index}"
         self.stop_flag = self._ctx.RawValue("b", 0)  # shared memory: read before each task, no lock
         self.kill_reason: str | None = None
@@ -474,10 +478,11 @@ class InProcessSlot(Slot):
     announces = True
 
     def __init__(self, dsn: str | None, worker_name: str, allow: Sequence[str], stopping: Any, announce: Any,
-                 give_back_after: float, handlers: Sequence[ExceptionHandler] = ()) -> None:
+                 give_back_after: float, handlers: Sequence[ExceptionHandler] = (),
+                 hooks: JobHooks | None = None) -> None:
         super().__init__()
         self._dsn, self._worker_name, self._allow = dsn, worker_name, tuple(allow)
-        self._handlers = tuple(handlers)
+        self._handlers, self._hooks = tuple(handlers), hooks
         self._stopping = stopping  # callable: has a stop been requested?
         self._announce = announce  # callable: logs a task as it starts
         self._give_back_after = give_back_after  # once the batch has run this long, the rest goes back
@@ -496,7 +501,7 @@ class InProcessSlot(Slot):
             self._announce(task)
             # Each message is kept as it comes: the outcome is there before the callback runs.
             for msg in execute(task, self._dsn, self._worker_name, self._allow, self._clock,
-                               handlers=self._handlers):
+                               handlers=self._handlers, hooks=self._hooks):
                 self._done.append(msg)
         return True
 

@@ -32,6 +32,7 @@ from ._aslot import AsyncSlot
 from ._claiming import Claiming
 from ._execute import AbortJob, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
+from ._hooks import JobHooks, WorkerHooks, attach_hooks, hooks_started, hooks_stopped, load_hooks
 from ._inspect import WorkerInspection
 from ._lease import Lease, default_margin
 from ._maintenance import Maintenance
@@ -74,6 +75,9 @@ class Worker(Claiming, WorkerInspection):
     ``dsn`` or RQ's ``connection``: a URL or a :class:`pgqueue.Connection`; with neither, the database of the
     first queue given as a ``Queue``, as RQ's worker takes its queues' connection. RQ's other options are
     accepted at their defaults only (pgqueue._rq says why).
+    ``hooks``: :class:`pgqueue.Hooks` objects (or classes, or their dotted paths) called around each job and
+    at the worker's start and stop (docs/observability.md). ``metrics_port``: serve Prometheus metrics of
+    this worker's runs on this port (``pgqueue[metrics]``; 0: any free port), through pgqueue.metrics' hooks.
     """
 
     _in_process = False
@@ -86,7 +90,8 @@ class Worker(Claiming, WorkerInspection):
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
                  with_scheduler: bool = False, schedules: Any = None, async_concurrency: int = 100,
-                 connection: Any = None, **rq_options: Any) -> None:
+                 hooks: Sequence[Any] = (), metrics_port: int | None = None, connection: Any = None,
+                 **rq_options: Any) -> None:
         refuse(type(self).__name__, rq_options, WORKER_OPTIONS)
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
@@ -139,6 +144,8 @@ class Worker(Claiming, WorkerInspection):
         # RQ's exception handlers, called in the job's process when it raises: callables or dotted paths.
         self.exception_handlers = _exception_handlers(exception_handlers)
         self.dequeue_strategy = DequeueStrategy.of(dequeue_strategy)  # RQ's: default, round_robin or random
+        self.hooks: list[Any] = load_hooks(hooks, metrics_port)  # pgqueue.hooks; children get them when forked
+        self._hooks: WorkerHooks | None = None  # their supervisor side, while work() runs
         self._order = ClaimOrder(self.name, self.queues, self.dequeue_strategy)
         self._stop_deadline: float | None = None
         self.worker_id: int | None = None
@@ -210,6 +217,7 @@ class Worker(Claiming, WorkerInspection):
         slots = self._slots = self._make_slots()
         self._outcomes = Outcomes(self.name)
         self._maintenance = Maintenance(self.name, self.lease)
+        self._hooks = attach_hooks(self, self._outcomes, self._maintenance.rescuer)  # None: none runs here
         if self.schedules:  # only with_scheduler: a worker without it does nothing new
             self._maintenance.services.append(Scheduler(self.name, self.schedules, self.dsn))
         if self._in_process and not in_main:
@@ -218,6 +226,7 @@ class Worker(Claiming, WorkerInspection):
         ran = 0
         try:
             self._connect()
+            hooks_started(self._hooks)
             log.info("Worker %s started with PID %d, version %s", self.name, os.getpid(), _version())
             log.info("*** Listening on %s...", ", ".join(self.queues))
             if self.with_scheduler:
@@ -228,6 +237,7 @@ class Worker(Claiming, WorkerInspection):
             log.warning("Worker %s: stopped at once; requeueing the job it was running", self.name)
         finally:
             self._shutdown(slots)
+            hooks_stopped(self._hooks)
             if in_main:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -237,12 +247,13 @@ class Worker(Claiming, WorkerInspection):
         return ran > 0
 
     def _make_slots(self) -> list[Slot]:
+        hooks = JobHooks.of(self.hooks)  # None: no hook of ours is called in the job's process
         if self._in_process:
             return [InProcessSlot(self.dsn, self.name, self.allow_modules, lambda: self._signals > 0, self._announce,
-                                  self.give_back_after, self.exception_handlers)]
+                                  self.give_back_after, self.exception_handlers, hooks)]
         self._async_slot = None
         return [ChildSlot(i, self.dsn, self.name, self.allow_modules, self.exception_handlers,
-                          hand_over=self.async_concurrency > 0) for i in range(self.concurrency)]
+                          hand_over=self.async_concurrency > 0, hooks=hooks) for i in range(self.concurrency)]
 
     def _connect(self) -> None:
         self._conn = connect(self.dsn, role=f"{self.name}:claim")
@@ -446,6 +457,8 @@ class Worker(Claiming, WorkerInspection):
         for msg in messages:
             if isinstance(msg, Outcome):
                 ran += 1
+                if self._hooks is not None:
+                    self._hooks.received(slot.tasks, msg)
                 if not slot.concurrent:  # the batch size is the sync jobs'
                     self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
@@ -519,8 +532,11 @@ class Worker(Claiming, WorkerInspection):
             return 0
         if lost:
             head, rest = lost[0], lost[1:]
-            self._outcomes.add(Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind,
-                                       reason, time.monotonic() - slot.current_start))
+            outcome = Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind, reason,
+                              time.monotonic() - slot.current_start)
+            self._outcomes.add(outcome)
+            if self._hooks is not None:
+                self._hooks.received((head,), outcome)
             self._outcomes.release([(t.id, t.claim) for t in rest])
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
