@@ -89,29 +89,6 @@ def worker(tmp_path: Path, shop: None) -> Iterator[Callable[..., ManagedWorker]]
         w.stop()
 
 
-@pytest.fixture
-def wakeups(dsn: str) -> Iterator[Callable[[], list[str]]]:
-    """The queues named by the wake-ups (NOTIFY pgqueue_jobs) sent from now until a marker job's: a job
-    enqueued and committed on queue "marker" through Django's connection. Notifications arrive in commit
-    order, so anything sent before the marker's has arrived with it: no waiting for silence."""
-    listener = psycopg.connect(dsn, autocommit=True)
-    listener.execute("LISTEN pgqueue_jobs")
-
-    def until_marker() -> list[str]:
-        from pgqueue.contrib.django import Queue
-
-        Queue("marker").enqueue(tj.noop)  # outside atomic: Django's autocommit commits it at once
-        seen: list[str] = []
-        for note in listener.notifies(timeout=20):
-            seen.append(note.payload)
-            if note.payload == "marker":
-                return seen[:-1]
-        raise AssertionError(f"no wake-up for the marker job within 20 s (saw {seen})")
-
-    yield until_marker
-    listener.close()
-
-
 def orders(db: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in db.execute("SELECT item, status FROM shop_order ORDER BY id").fetchall()]
 
