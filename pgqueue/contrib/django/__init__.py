@@ -41,12 +41,15 @@ _DEFAULTS: dict[str, Any] = {"DATABASE": "default", "DSN": None, "MIGRATE": True
 # The keywords libpq takes in a connection string: what Django's connection parameters may hold besides
 # psycopg's own objects (its cursor_factory, adapters context, prepare_threshold, ...).
 _LIBPQ_KEYWORDS = frozenset(d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults())
-_dsn_cache: dict[tuple[tuple[str, str], ...], str] = {}
+_dsn_cache: dict[tuple[Any, ...], str] = {}
+_checked: list[Any] = [None]  # the PGQUEUE setting last found valid
 
 
 def setting(name: str) -> Any:
     """One of the ``PGQUEUE`` settings (DATABASE, DSN, MIGRATE), else its default."""
-    configured = getattr(django_settings, "PGQUEUE", None) or {}
+    configured = getattr(django_settings, "PGQUEUE", None) or _DEFAULTS
+    if configured is _checked[0]:  # read on every enqueue: checked once per value of the setting
+        return configured.get(name, _DEFAULTS[name])
     if not isinstance(configured, dict):
         raise ConfigurationError(f"settings.PGQUEUE must be a dict, such as {{'DATABASE': 'default'}}, "
                                  f"not {type(configured).__name__}")
@@ -54,6 +57,7 @@ def setting(name: str) -> Any:
     if unknown:
         raise ConfigurationError(f"settings.PGQUEUE has unknown key(s) {', '.join(sorted(unknown))}: it takes "
                                  f"{', '.join(_DEFAULTS)}")
+    _checked[0] = configured
     return configured.get(name, _DEFAULTS[name])
 
 
@@ -106,12 +110,15 @@ def dsn(using: str | None = None) -> str:
     explicit = setting("DSN")
     if explicit and using is None:
         return str(explicit)
-    wrapper = connections[database_alias(using)]
-    params = wrapper.get_connection_params()
-    key = tuple(sorted((k, str(v)) for k, v in params.items() if k in _LIBPQ_KEYWORDS and v not in (None, "")))
-    found = _dsn_cache.get(key)
+    alias = database_alias(using)
+    given = connections[alias].settings_dict
+    # What the URL is made of, as the settings say now: Django's test runner changes NAME in place.
+    now = (alias, *(given.get(k) for k in ("NAME", "USER", "PASSWORD", "HOST", "PORT")), repr(given.get("OPTIONS")))
+    found = _dsn_cache.get(now)
     if found is None:
-        found = _dsn_cache[key] = psycopg.conninfo.make_conninfo(**dict(key))
+        params = connections[alias].get_connection_params()
+        found = _dsn_cache[now] = psycopg.conninfo.make_conninfo(**{
+            k: str(v) for k, v in params.items() if k in _LIBPQ_KEYWORDS and v not in (None, "")})
     return found
 
 
@@ -140,7 +147,7 @@ class Queue(_Queue):
         self._dsn = value
 
     def __repr__(self) -> str:
-        return f"Queue({self.name!r}, using={database_alias(self.using)!r})"
+        return f"Queue({self.name!r})" if self.using is None else f"Queue({self.name!r}, using={self.using!r})"
 
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
         return super()._insert(batch, _caller(self.using, connection))
