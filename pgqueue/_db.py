@@ -461,14 +461,17 @@ _poll = getattr(select, "poll", None)
 
 def caller_connection(connection: Any) -> psycopg.Connection[Any]:
     """The psycopg 3 connection under what a caller passed as ``connection=``: a psycopg Connection,
-    a SQLAlchemy Connection, or a SQLAlchemy Session (its connection for the current transaction)."""
+    a SQLAlchemy Connection, or a SQLAlchemy Session (its connection for the current transaction), or a
+    scoped_session (its current Session)."""
     if isinstance(connection, psycopg.Connection):
         return connection
     try:
         from sqlalchemy.engine import Connection as SAConnection
-        from sqlalchemy.orm import Session
+        from sqlalchemy.orm import Session, scoped_session
     except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
-        SAConnection = Session = None  # type: ignore[assignment,misc]
+        SAConnection = Session = scoped_session = None  # type: ignore[assignment,misc]
+    if scoped_session is not None and isinstance(connection, scoped_session):
+        connection = connection()  # the scope's Session: Flask-SQLAlchemy's db.session is one
     if Session is not None and isinstance(connection, Session):
         connection = connection.connection()
     if SAConnection is not None and isinstance(connection, SAConnection):
@@ -481,8 +484,9 @@ def caller_connection(connection: Any) -> psycopg.Connection[Any]:
         if isinstance(raw, psycopg.Connection):
             return raw
         raise ConfigurationError(
-            f"connection= needs SQLAlchemy on the psycopg 3 driver (postgresql+psycopg://), "
-            f"not {type(raw).__module__}"
+            f"connection= needs SQLAlchemy on the psycopg 3 driver, not {type(raw).__module__.split('.')[0]}: "
+            "start the engine's URL with postgresql+psycopg:// (SQLAlchemy before 2.1 reads a plain postgresql:// "
+            "as psycopg2; with Flask-SQLAlchemy, the URL is SQLALCHEMY_DATABASE_URI)"
         )
     if isinstance(connection, psycopg.AsyncConnection) or type(connection).__module__.startswith(
             "sqlalchemy.ext.asyncio"):
