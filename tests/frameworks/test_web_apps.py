@@ -18,10 +18,17 @@ pytest.importorskip("fastapi")
 
 
 def sa_url(dsn: str, driver: str = "psycopg") -> str:
-    """The test database as a SQLAlchemy URL."""
+    """The test database as a SQLAlchemy URL (a Unix socket directory, as the embedded server's, goes in the
+    query string)."""
+    from sqlalchemy.engine import URL
+
     params = psycopg.conninfo.conninfo_to_dict(dsn)
-    auth = params.get("user", "") + (f":{params['password']}" if params.get("password") else "")
-    return f"postgresql+{driver}://{auth}@{params.get('host', '')}:{params.get('port', 5432)}/{params['dbname']}"
+    host = params.get("host")
+    socket = bool(host) and str(host).startswith("/")
+    url = URL.create(f"postgresql+{driver}", username=params.get("user"), password=params.get("password"),
+                     host=None if socket else host, port=int(params["port"]) if params.get("port") else None,
+                     database=params["dbname"], query={"host": str(host)} if socket else {})
+    return url.render_as_string(hide_password=False)
 
 
 def runs(db: psycopg.Connection[Any]) -> list[str]:
