@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 import psycopg
 
-from . import _cli_args, _config, monitor
+from . import _cli_args, _cli_jobs, _config, monitor
 from ._notify import check_queue_name
 from .exceptions import PgQueueError
 from .job import Retry
@@ -151,6 +151,9 @@ def main() -> None:
 @click.option("--grace", type=_Seconds(min=0), default=None, metavar="SECONDS",
               help="On SIGTERM, stop jobs still running after this many seconds and requeue them "
                    "(default: wait for them to finish).")
+@click.option("--cancel-grace", default=3.0, show_default=True, type=_Seconds(min=0), metavar="SECONDS",
+              help="A running job that is canceled (pgqueue cancel) is told to stop (JobCanceled is raised in it); "
+                   "its process is killed if it still runs this many seconds later.")
 @click.option("--give-back-after", default=0.1, show_default=True, type=_Seconds(min=0), metavar="SECONDS",
               help="Claimed jobs waiting behind a job that has run this long go back to their queue.")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no child processes), like RQ's SimpleWorker.")
@@ -173,7 +176,8 @@ def main() -> None:
 def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | None, with_scheduler: bool,
            schedule_modules: tuple[str, ...],
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
-           listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
+           listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, cancel_grace: float,
+           give_back_after: float,
            simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
            no_default_handler: bool, dequeue_strategy: str, quiet: bool, verbose: bool, dsn: str | None) -> None:
     """Run jobs from QUEUES (default: default), in the priority order given."""
@@ -197,7 +201,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, name: str | N
                 lease_margin=lease_margin, poll_interval=poll_interval, allow_modules=allow_modules, grace=grace,
                 give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
                 exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy,
-                with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None)
+                with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None,
+                cancel_grace=cancel_grace)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
@@ -541,6 +546,9 @@ def demo(dsn: str | None) -> None:
     if _config.embedded_in_use():
         click.echo("\nThe embedded PostgreSQL server keeps running: `pgqueue embedded psql` queries it, "
                    "`pgqueue embedded stop` stops it.")
+
+
+_cli_jobs.add_commands(main, _friendly, dsn_option)  # cancel
 
 
 @main.group()

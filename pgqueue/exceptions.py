@@ -62,6 +62,14 @@ class JobTimeoutError(PgQueueError):
     ``value`` then (RQ's JobTimeoutException), and the ``type`` of that attempt in ``job.errors``."""
 
 
+class JobCanceled(PgQueueError):
+    """Raised inside a running job that was canceled (``job.cancel()``, ``pgqueue cancel``), where the job's
+    code is, in the main thread of its process: the job should stop. Its ``finally`` blocks and ``except
+    JobCanceled`` clauses run; a job still running ``cancel_grace`` seconds later (a worker's option, 3 s by
+    default) is killed. The job is ``canceled`` whatever it does then: its outcome is not recorded
+    (docs/job-control.md)."""
+
+
 class UniqueKeyHeld(PgQueueError):
     """A failed job cannot go back to its queue: another job holds its ``unique_key`` (one live job per key).
     ``holder`` is that job's id, or None when it was enqueued while the requeue ran. ``status`` is the one

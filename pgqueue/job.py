@@ -359,8 +359,8 @@ class Job:
 
     @property
     def is_stopped(self) -> bool:
-        """Always ``False``: RQ's ``stopped`` is a job a stop command interrupted, and pgqueue has no stop
-        command (``job.cancel()`` does not interrupt a running job; the job is ``canceled``)."""
+        """Always ``False``: RQ's ``stopped`` is a status of its own, for a job a stop command interrupted;
+        pgqueue has none: a running job that ``job.cancel()`` stops is ``canceled``."""
         self.get_status()  # as RQ, the property asks the database: a job that is gone raises
         return False
 
@@ -451,13 +451,15 @@ class Job:
                 raise NoSuchJobError(f"no job with id {self.id!r}")
 
     def cancel(self) -> bool:
-        """Cancel the job if it has not ended. Returns whether it was canceled. A running job's process is
-        not interrupted, but its outcome is no longer recorded."""
+        """Cancel the job if it has not ended; returns whether it was canceled. A running job's worker is told
+        at once and stops it: :class:`~pgqueue.JobCanceled` is raised in the job, whose process is killed if
+        it has not stopped within the worker's ``cancel_grace``; its ``on_stopped`` callback runs. Either
+        way its outcome is not recorded (docs/job-control.md)."""
         conn = shared_connection(self._dsn)
         with translate_errors(self._dsn):
             done = _store.cancel_job(conn, self.id)
         self.refresh()
-        return done
+        return done is not None
 
     def requeue(self) -> bool:
         """Put a failed job back on its queue, allowing one more attempt. Returns whether it was failed;

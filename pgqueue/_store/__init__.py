@@ -50,6 +50,7 @@ from .jobs import (  # noqa: F401 - ROWS's row types
 )
 from .worker import *  # noqa: F403
 from .worker import (  # noqa: F401 - ROWS's row types
+    CanceledRow,
     ClaimRow,
     FailRow,
     FinishRow,
@@ -87,3 +88,6 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
        for op, row in (("ids", IdRow), ("count", CountRow))},
 }
 ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions live there
+ROWS.update({  # job control (docs/job-control.md): canceling running jobs
+    "canceled_jobs": CanceledRow,
+})

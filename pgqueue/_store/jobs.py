@@ -113,8 +113,11 @@ class StatusRow(NamedTuple):
 
 
 class CancelRow(NamedTuple):
+    """A job cancel_job canceled: whether it was running, and then whether its worker was told to stop it."""
     id: str
     notified: Any
+    running: bool
+    stopping: Any
 
 
 class CountRow(NamedTuple):
@@ -135,9 +138,10 @@ def save_meta(conn: Conn, id: str, meta_json: str) -> bool:
     return bool(_fast(conn, "save_meta", {"id": id, "meta": meta_json}, IdRow))
 
 
-def cancel_job(conn: Conn, id: str) -> bool:
-    """Whether the job had not ended and is now canceled."""
-    return bool(_fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id)}, CancelRow))
+def cancel_job(conn: Conn, id: str) -> CancelRow | None:
+    """The job, if it had not ended and is now canceled; None if it had ended, or there is none."""
+    return _one(_fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id), "stop": _notify.cancel_fits(id)},
+                      CancelRow))
 
 
 def delete_job(conn: Conn, id: str) -> None:

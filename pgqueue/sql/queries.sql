@@ -135,14 +135,20 @@ WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = '
 UPDATE pgqueue.jobs SET meta = %(meta)s::jsonb WHERE id = %(id)s RETURNING id
 
 -- name: cancel_job
--- Cancels a job that has not ended. A running job keeps running, but its result can no longer be
--- recorded (the completion is fenced on status = 'running').
+-- Cancels a job that has not ended. A running job's result can no longer be recorded (the completion is
+-- fenced on status = 'running'), and its worker is told to stop it: 'cancel:WORKER_ID:CLAIM:ID' on
+-- pgqueue_control (pgqueue._notify), if `stop` (it fits); the worker also finds it at its fallback poll.
 WITH c AS (
-    UPDATE pgqueue.jobs SET status = 'canceled', ended_at = now()
-    WHERE id = %(id)s AND status IN ('scheduled', 'queued', 'deferred', 'running')
-    RETURNING id
+    UPDATE pgqueue.jobs j SET status = 'canceled', ended_at = now()
+    FROM (SELECT id, status::text = 'running' AS running FROM pgqueue.jobs WHERE id = %(id)s FOR UPDATE) o
+    WHERE j.id = o.id AND j.status IN ('scheduled', 'queued', 'deferred', 'running')
+    RETURNING j.id, o.running, j.worker_id, j.claim_count
 )
-SELECT c.id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_done', c.id) END AS notified FROM c
+SELECT c.id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_done', c.id) END AS notified, c.running,
+       CASE WHEN c.running AND %(stop)s::bool
+            THEN pg_notify('pgqueue_control', 'cancel:' || c.worker_id || ':' || c.claim_count || ':' || c.id)
+       END AS stopping
+FROM c
 
 -- name: requeue_jobs
 -- Failed jobs back to their queue, with one more attempt allowed (exc_info keeps the failure's text). unique_key allows one live job per key:
@@ -319,6 +325,15 @@ RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text 
           j.timeout_seconds AS timeout, j.attempts AS attempt, j.meta::text AS meta_json,
           j.claim_count AS claim, true AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
           j.retry_on
+
+-- name: canceled_jobs
+-- Which of the jobs a worker holds (ids and claims) were canceled since it took them: asked at its fallback
+-- poll (a worker without LISTEN learns of cancels so; with it, this covers a notification lost with its
+-- connection), and by a SimpleWorker's watch while a job runs. Bounded by what the worker holds.
+SELECT j.id, j.claim_count AS claim
+FROM unnest(%(ids)s::text[], %(claims)s::int[]) AS r(id, claim)
+JOIN pgqueue.jobs j ON j.id = r.id AND j.claim_count = r.claim
+WHERE j.status = 'canceled' AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
 
 -- name: release_claims
 -- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and

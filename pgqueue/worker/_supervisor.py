@@ -27,6 +27,7 @@ from .._db import connect, readable, ready, translate_errors
 from .._notify import check_queue_name
 from ..exceptions import ConfigurationError, DatabaseUnavailable
 from ._claiming import Claiming
+from ._control import CANCEL_GRACE, Cancels, install_watch
 from ._execute import AbortJob, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
 from ._inspect import WorkerInspection
@@ -35,7 +36,7 @@ from ._maintenance import Maintenance
 from ._outcomes import Outcomes
 from ._queues import ClaimOrder, DequeueStrategy
 from ._scheduler import Scheduler, worker_schedules
-from ._slots import ChildSlot, InProcessSlot, Message, Slot
+from ._slots import CANCEL_SIGNAL, ChildSlot, InProcessSlot, Message, Slot
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -63,6 +64,9 @@ class Worker(Claiming, WorkerInspection):
 
     ``with_scheduler``: also enqueue periodic jobs (docs/scheduling.md): those of ``schedules`` (module
     names, modules or Schedule objects; loaded here), else every ``@periodic`` declared in the process.
+
+    ``cancel_grace``: seconds a running job that was canceled may take to stop once told (JobCanceled is
+    raised in it) before its process is killed (default 3; docs/job-control.md).
     """
 
     _in_process = False
@@ -74,7 +78,7 @@ class Worker(Claiming, WorkerInspection):
                  listen: bool | None = None, listen_dsn: str | None = None,
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
-                 with_scheduler: bool = False, schedules: Any = None) -> None:
+                 with_scheduler: bool = False, schedules: Any = None, cancel_grace: float = CANCEL_GRACE) -> None:
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
         names = [getattr(q_, "name", q_) for q_ in (queues or ["default"])]
@@ -91,7 +95,7 @@ class Worker(Claiming, WorkerInspection):
             poll_interval = 5.0 if self.listen else 1.0
         for option, value, least in (("lease", lease, 0.0), ("poll_interval", poll_interval, 0.0),
                                      ("give_back_after", give_back_after, None), ("grace", grace, None),
-                                     ("lease_margin", lease_margin, 0.0)):
+                                     ("lease_margin", lease_margin, 0.0), ("cancel_grace", cancel_grace, None)):
             if value is None and option in ("grace", "lease_margin"):
                 continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value == least:
@@ -112,6 +116,8 @@ class Worker(Claiming, WorkerInspection):
         self.allow_modules = tuple(allow_modules)
         self.max_batch = max(1, max_batch)
         self.grace = grace
+        self.cancel_grace = float(cancel_grace)
+        self._cancels = Cancels(self.name, self.cancel_grace)
         # Claims are batched, so jobs wait in a slot behind the one running. Once it has run this long, the
         # jobs not started go back to their queue, no attempt used: what comes first by the queue order
         # and arrived meanwhile is claimed before them, and other workers may take them.
@@ -187,11 +193,14 @@ class Worker(Claiming, WorkerInspection):
         slots = self._slots = self._make_slots()
         self._outcomes = Outcomes(self.name)
         self._maintenance = Maintenance(self.name, self.lease)
+        self._cancels = Cancels(self.name, self.cancel_grace)
+        in_process = isinstance(slots[0], InProcessSlot) and in_main
+        watch = install_watch(self, slots[0], self._cancels) if in_process else None  # type: ignore[arg-type]
         if self.schedules:  # only with_scheduler: a worker without it does nothing new
             self._maintenance.services.append(Scheduler(self.name, self.schedules, self.dsn))
         if self._in_process and not in_main:
-            log.warning("Worker %s: a SimpleWorker outside the main thread cannot stop a job: neither its timeout "
-                        "nor a lost lease interrupts it (run it in the main thread, or use Worker)", self.name)
+            log.warning("Worker %s: a SimpleWorker outside the main thread cannot stop a job: neither its timeout, "
+                        "a lost lease nor a cancel interrupts it (run it in the main thread, or use Worker)", self.name)
         ran = 0
         try:
             self._connect()
@@ -205,6 +214,9 @@ class Worker(Claiming, WorkerInspection):
             log.warning("Worker %s: stopped at once; requeueing the job it was running", self.name)
         finally:
             self._shutdown(slots)
+            if watch is not None:
+                watch[0].stop()
+                signal.signal(CANCEL_SIGNAL, watch[1])
             if in_main:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -308,6 +320,8 @@ class Worker(Claiming, WorkerInspection):
         """One turn of the loop; True once the worker is done."""
         self._timers()
         self._ran += self._collect(slots)
+        if self._cancels.asked or self._cancels.stopping:
+            self._cancels.apply(slots, self._outcomes)
         self._stopping(slots)
         if self._flush(slots):
             self._want_claim = True
@@ -331,6 +345,7 @@ class Worker(Claiming, WorkerInspection):
         if now >= self._next_poll:
             self._next_poll, self._want_claim = now + self.poll_interval, True
             self._order.stale = True  # the fallback poll reads the pauses again too
+            self._cancels.check(self._conn, self.worker_id, self._slots)  # and the cancels of the jobs held
         if self._order.stale:  # a queue may have become claimable again; a pause's end: read them then
             more, ends_in = self._order.read_pauses(self._conn)
             self._want_claim = self._want_claim or more
@@ -353,6 +368,8 @@ class Worker(Claiming, WorkerInspection):
         deadlines += [d for d in (s.deadline() for s in slots) if d is not None]
         deadlines += [s.current_start + _MARK_AFTER for s in slots if s.head_running and not s.head_marked]
         deadlines += [s.current_start + self.give_back_after for s in slots if s.waiting]
+        if self._cancels.stopping:
+            deadlines += self._cancels.deadlines()
         if self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
         if self._want_claim and not self._signals and self._hungry(slots) and self._lease and self._lease.held:
@@ -393,8 +410,9 @@ class Worker(Claiming, WorkerInspection):
         pgconn.consume_input()  # raises OperationalError if the connection broke
         wanted = False
         while (note := pgconn.notifies()) is not None:
-            if note.relname == b"pgqueue_control":  # a pause began or ended: read them before the next claim
-                self._order.heard(note.extra.decode())
+            if note.relname == b"pgqueue_control":  # a cancel; or a pause began or ended: read them before claiming
+                if not self._cancels.heard(note.extra.decode(), self.worker_id):
+                    self._order.heard(note.extra.decode())
             elif note.extra.decode() in self.queues:
                 wanted = True
         if pgconn.status != psycopg.pq.ConnStatus.OK:
@@ -419,12 +437,14 @@ class Worker(Claiming, WorkerInspection):
         ran = 0
         now = time.monotonic()
         info = log.isEnabledFor(logging.INFO)
+        cancels = self._cancels
         for msg in messages:
             if isinstance(msg, Outcome):
                 ran += 1
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
-                self._outcomes.add(msg)
+                if not ((cancels.asked or cancels.stopping) and cancels.ended((msg.id, msg.claim))):
+                    self._outcomes.add(msg)  # (a canceled job's is not recorded: the row says canceled)
                 if msg.ok and info:
                     log.info("Job OK (%s)", msg.id)
                 if slot.tasks and slot.callback is None and not slot.announces and not self._signals:  # next started
@@ -460,8 +480,9 @@ class Worker(Claiming, WorkerInspection):
             return 0
         if lost:
             head, rest = lost[0], lost[1:]
-            self._outcomes.add(Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind,
-                                       reason, time.monotonic() - slot.current_start))
+            if not self._cancels.lost(slot, head):  # a canceled job's outcome is not recorded
+                self._outcomes.add(Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}",
+                                           kind, reason, time.monotonic() - slot.current_start))
             self._outcomes.release([(t.id, t.claim) for t in rest])
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
