@@ -9,6 +9,7 @@ Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README 
 from ._callbacks import Callback
 from ._config import configure
 from ._migrate import migrate, schema_sql
+from ._progress import Progress
 from .decorators import job
 from .exceptions import (
     ConfigurationError,
@@ -23,6 +24,7 @@ from .exceptions import (
     SchemaMissing,
     SchemaOutdated,
     SchemaTooNew,
+    Snooze,
     UniqueKeyHeld,
 )
 from .job import Job, JobStatus, Retry, atomic, get_current_job
@@ -59,6 +61,7 @@ __all__ = [
     "MigrationError",
     "NoSuchJobError",
     "PgQueueError",
+    "Progress",
     "Queue",
     "Result",
     "Retry",
@@ -68,6 +71,7 @@ __all__ = [
     "SchemaOutdated",
     "SchemaTooNew",
     "SimpleWorker",
+    "Snooze",
     "StartedJobRegistry",
     "UniqueKeyHeld",
     "Worker",

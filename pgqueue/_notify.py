@@ -1,7 +1,7 @@
 """The one owner of NOTIFY payload size.
 
 PostgreSQL refuses a payload of 8,000 bytes or more ("payload string too long"), and the error aborts the
-statement that sent it. pgqueue sends three kinds of notification:
+statement that sent it. pgqueue sends four kinds of notification:
 
 - ``pgqueue_jobs``: one queue name (new runnable work). :func:`check_queue_name` bounds queue names where
   they enter (``Queue``, ``Worker``), so such a payload always fits.
@@ -15,6 +15,8 @@ statement that sent it. pgqueue sends three kinds of notification:
   job that was canceled, for its worker: ``cancel:WORKER_ID:CLAIM:JOB_ID``, which the cancel_job statement
   writes (the worker and claim are the row's) when :func:`cancel_fits` says it fits, and :func:`cancel_of`
   reads. A worker that is not told (an id too long) finds the cancel at its next fallback poll.
+- ``pgqueue_progress``: the id of a job whose progress changed, for ``job.progress_updates()``, sent only
+  when :func:`fits` says it fits (else the waiter sees the change at its next re-check).
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ jobs = Table(
     Column("allow_dependency_failures", Boolean, nullable=False),
     Column("with_dependency_result", Boolean, nullable=False),
     Column("progress", JSONB),
+    Column("snoozes", Integer),
 )
 
 workers = Table(

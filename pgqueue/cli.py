@@ -548,7 +548,7 @@ def demo(dsn: str | None) -> None:
                    "`pgqueue embedded stop` stops it.")
 
 
-_cli_jobs.add_commands(main, _friendly, dsn_option)  # cancel
+_cli_jobs.add_commands(main, _friendly, dsn_option)  # cancel, show
 
 
 @main.group()

@@ -1,9 +1,11 @@
-"""Job control (docs/job-control.md): canceling a running job stops it. Real workers, real processes, a real
-database."""
+"""Job control (docs/job-control.md): canceling a running job stops it, snoozing, progress. Real workers, real
+processes, a real database."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -194,3 +196,139 @@ def test_pgqueue_cancel_says_what_became_of_each_job(db: psycopg.Connection[Any]
     assert _cli("cancel", fresh.id).returncode == 0
     usage = _cli("cancel")
     assert usage.returncode == 2 and "JOB_ID" in usage.stderr
+
+
+# -- snooze -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("worker", [Worker, SimpleWorker])
+def test_a_snoozed_job_runs_again_without_using_an_attempt(worker: type[Worker], db: psycopg.Connection[Any]) -> None:
+    job = Queue("snooze").enqueue(ctl.snoozes, 2, retry=1, on_failure=cb.on_failure, on_success=cb.on_success)
+    worker(["snooze"]).work(burst=True)  # scheduled_at = now() + 0: runnable again at once, in the same burst
+    assert job.wait(timeout=5) == {"attempts": 1, "snoozes": 2}
+    assert tags(db, job)[:3] == ["run attempts=1 snoozes=0", "run attempts=1 snoozes=1", "run attempts=1 snoozes=2"]
+    assert row(db, job, "status, attempts, errors, exc_info, snoozes") == ("finished", 1, [], None, 2)
+    assert job.snoozes == 2
+    assert [json.loads(t)["callback"] for t in tags(db, job)[3:]] == ["success"]  # no callback for a snooze
+
+
+def test_snooze_moves_scheduled_at_by_the_databases_clock(db: psycopg.Connection[Any]) -> None:
+    job = Queue("snooze").enqueue(ctl.snoozes, 1, 3600)
+    SimpleWorker(["snooze"]).work(burst=True)
+    status, attempts, errors, snoozes, due_in = row(
+        db, job, "status, attempts, errors, snoozes, extract(epoch FROM scheduled_at - now())")
+    assert (status, attempts, errors, snoozes) == ("scheduled", 0, [], 1)
+    assert 3500 < due_in <= 3600
+    assert Job.fetch(job.id).started_at is None
+    db.execute("UPDATE pgqueue.jobs SET scheduled_at = now() WHERE id = %s", (job.id,))  # its time has come
+    SimpleWorker(["snooze"]).work(burst=True)
+    assert job.wait(timeout=5) == {"attempts": 1, "snoozes": 1}
+
+
+def test_a_snooze_in_a_child_process_is_recorded_by_a_cli_worker(db: psycopg.Connection[Any],
+                                                               spawn_worker: Any) -> None:
+    job = Queue("snooze").enqueue(ctl.snoozes, 1, 0.2)
+    worker = spawn_worker("snooze")
+    assert job.wait(timeout=20) == {"attempts": 1, "snoozes": 1}
+    assert f"Job snoozed for 0.2 s, snooze 1 ({job.id})" in worker.output
+
+
+def test_snooze_in_synchronous_mode_leaves_the_job_scheduled_for_a_worker(db: psycopg.Connection[Any]) -> None:
+    job = Queue("snooze", is_async=False).enqueue(ctl.snoozes, 1, 0)
+    assert (job.status, job.attempts, job.snoozes) == (JobStatus.SCHEDULED, 0, 1)
+    Worker(["snooze"]).work(burst=True)
+    assert job.wait(timeout=5) == {"attempts": 1, "snoozes": 1}
+
+
+def test_a_bad_snooze_fails_the_job_saying_why(db: psycopg.Connection[Any]) -> None:
+    job = Queue("snooze").enqueue("pgq_control.snooze_with", -5)
+    SimpleWorker(["snooze"]).work(burst=True)
+    assert job.get_status() == JobStatus.FAILED
+    assert job.exc_info.splitlines()[-1] == ("ValueError: Snooze(-5) is in the past: pass 0 seconds or more (0: as "
+                                             "soon as a worker is free)")
+
+
+# -- progress ---------------------------------------------------------------------------------------
+
+def test_progress_is_set_read_and_kept_after_the_job_ends(db: psycopg.Connection[Any]) -> None:
+    job = Queue("progress").enqueue(ctl.progress, 3, 0, 3)
+    assert job.progress is None
+    SimpleWorker(["progress"]).work(burst=True)
+    progress = job.progress
+    assert progress is not None and (progress.done, progress.total, progress.message) == (3, 3, "step 3")
+    assert progress.fraction == 1 and str(progress) == "3 of 3 (100%): step 3"
+    stored = db.execute("SELECT progress FROM pgqueue.jobs WHERE id = %s", (job.id,)).fetchone()
+    assert stored is not None and {k: v for k, v in stored[0].items() if k != "at"} == {
+        "done": 3, "total": 3, "message": "step 3"}
+
+
+def test_progress_updates_are_woken_while_the_job_runs_and_end_with_it(db: psycopg.Connection[Any],
+                                                                       spawn_worker: Any) -> None:
+    job = Queue("progress").enqueue("pgq_control.progress_until_go")
+    listener = psycopg.connect(db.info.dsn, autocommit=True)
+    listener.execute("LISTEN pgqueue_progress")
+    spawn_worker("progress")
+    updates = job.progress_updates(timeout=20)
+    first = next(updates)  # the job waits for 'go' meanwhile: this came from a running job
+    assert (first.done, first.total, first.message) == (1, 2, "half") and job.get_status() == JobStatus.RUNNING
+    assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == [job.id]
+    go(db)
+    assert [(p.done, p.message) for p in updates] == [(2, "done")]  # then the job ended: so did the updates
+    assert job.get_status() == JobStatus.FINISHED
+    listener.close()
+
+
+def test_progress_updates_poll_without_listen(db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch,
+                                              spawn_worker: Any) -> None:
+    job = Queue("progress").enqueue("pgq_control.progress_until_go")
+    spawn_worker("progress")
+    monkeypatch.setenv("PGQUEUE_TRANSACTION_POOLING", "1")  # this process: no LISTEN, as behind a pooler
+    updates = job.progress_updates(timeout=20)
+    assert next(updates).message == "half"
+    go(db)
+    assert [p.message for p in updates] == ["done"]
+
+
+def test_frequent_reports_are_throttled_and_the_last_one_is_written(db: psycopg.Connection[Any]) -> None:
+    """10,000 reports in a tight loop: at most one write every 0.2 s, counted by a trigger, and the last."""
+    db.execute("CREATE FUNCTION pgq_test.count_progress() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "INSERT INTO pgq_test.runs (job_id, tag) VALUES (NEW.id, 'progress written'); RETURN NEW; END $$")
+    db.execute("CREATE TRIGGER count_progress AFTER UPDATE OF progress ON pgqueue.jobs FOR EACH ROW "
+               "EXECUTE FUNCTION pgq_test.count_progress()")
+    try:
+        job = Queue("progress").enqueue("pgq_control.report_often", 10_000)
+        SimpleWorker(["progress"]).work(burst=True)
+        took = job.wait(timeout=5)  # the seconds the job's loop took, by its own clock
+        writes = tags(db, job).count("progress written")
+        assert 1 <= writes <= 2 + took / 0.2, (writes, took)
+        assert job.progress is not None and job.progress.done == 10_000
+    finally:
+        db.execute("DROP TRIGGER count_progress ON pgqueue.jobs")
+        db.execute("DROP FUNCTION pgq_test.count_progress()")
+
+
+def test_set_progress_refuses_bad_values_and_writes_nothing(db: psycopg.Connection[Any]) -> None:
+    job = Queue("progress").enqueue("pgq_testjobs.add", 1, 2)
+    db.execute("UPDATE pgqueue.jobs SET status = 'running', worker_id = 1, claim_count = 1 WHERE id = %s", (job.id,))
+    for args, error, message in [(("3",), ValueError, "set_progress(done=...) takes a finite number, not '3'"),
+                                 ((True,), ValueError, "not True"), ((float("nan"),), ValueError, "not nan"),
+                                 ((1, -1), ValueError, "a total is 0 or more"),
+                                 ((1, 2, 3), TypeError, "message=...) takes a str or None, not int")]:
+        with pytest.raises(error, match=re.escape(message)):
+            job.set_progress(*args)
+    assert job.progress is None
+    job.set_progress(1, None, "no total")
+    assert str(job.progress) == "1: no total"
+
+
+def test_pgqueue_show_prints_a_jobs_progress_and_snoozes(db: psycopg.Connection[Any]) -> None:
+    job = Queue("progress").enqueue(ctl.progress, 2, 0, 4)
+    SimpleWorker(["progress"]).work(burst=True)
+    shown = _cli("show", job.id)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[:6] == [f"id:        {job.id}", "status:    finished", "queue:     progress",
+                         "call:      pgq_control.progress(2, 0, 4)", "attempts:  1 (at most 1)", "snoozes:   0"]
+    assert lines[6].startswith("progress:  2 of 4 (50%): step 2, at ")
+    missing = _cli("show", job.id, "nope")
+    assert missing.returncode == 1 and missing.stdout.startswith(f"id:        {job.id}")
+    assert missing.stderr == "Error: no job with id 'nope'\n"

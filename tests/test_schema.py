@@ -321,7 +321,8 @@ ADDED = {
     "0005": ["batches.callback_ids", "batches.callbacks", "batches.canceled", "batches.completed_at",
              "batches.created_at", "batches.description", "batches.failed", "batches.finished", "batches.id",
              "batches.pending", "batches.total", "jobs.allow_dependency_failures", "jobs.batch_id",
-             "jobs.progress", "jobs.with_dependency_result", "schedules.expression", "schedules.func_name",
+             "jobs.progress", "jobs.snoozes",
+             "jobs.with_dependency_result", "schedules.expression", "schedules.func_name",
              "schedules.last_job_id", "schedules.last_outcome", "schedules.last_tick", "schedules.name",
              "schedules.next_tick", "schedules.queue", "schedules.timezone", "schedules.updated_at"],
 }

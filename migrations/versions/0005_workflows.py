@@ -57,12 +57,13 @@ ALTER TABLE pgqueue.jobs
     ADD COLUMN with_dependency_result boolean NOT NULL DEFAULT false;
 CREATE INDEX jobs_batch_idx ON pgqueue.jobs (batch_id) WHERE batch_id IS NOT NULL;
 
--- Job control: progress reported by a running job.
-ALTER TABLE pgqueue.jobs ADD COLUMN progress jsonb;
+-- Job control: progress reported by a running job; how often it snoozed (raise pgqueue.Snooze(seconds):
+-- NULL for none, so that an enqueue writes nothing more).
+ALTER TABLE pgqueue.jobs ADD COLUMN progress jsonb, ADD COLUMN snoozes integer;
 """
 
 DOWNGRADE = r"""
-ALTER TABLE pgqueue.jobs DROP COLUMN progress;
+ALTER TABLE pgqueue.jobs DROP COLUMN progress, DROP COLUMN snoozes;
 DROP INDEX pgqueue.jobs_batch_idx;
 ALTER TABLE pgqueue.jobs DROP COLUMN batch_id, DROP COLUMN allow_dependency_failures,
     DROP COLUMN with_dependency_result;

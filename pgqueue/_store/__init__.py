@@ -42,6 +42,8 @@ from .jobs import (  # noqa: F401 - ROWS's row types
     JobRow,
     LiveWorkerRow,
     NowRow,
+    ProgressRow,
+    ProgressSetRow,
     QueueSummaryRow,
     RequeueRow,
     SimpleInsertedRow,
@@ -62,6 +64,7 @@ from .worker import (  # noqa: F401 - ROWS's row types
     RescuedRow,
     RevisionRow,
     SecondsRow,
+    SnoozeRow,
     WorkerIdRow,
 )
 
@@ -88,6 +91,7 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
        for op, row in (("ids", IdRow), ("count", CountRow))},
 }
 ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions live there
-ROWS.update({  # job control (docs/job-control.md): canceling running jobs
-    "canceled_jobs": CanceledRow,
+ROWS.update({  # job control (docs/job-control.md): canceling running jobs, snoozes, progress
+    "canceled_jobs": CanceledRow, "snooze_jobs": SnoozeRow, "job_progress": ProgressRow,
+    "set_progress": ProgressSetRow, "listen_progress": None,
 })

@@ -120,6 +120,18 @@ class CancelRow(NamedTuple):
     stopping: Any
 
 
+class ProgressRow(NamedTuple):
+    """A job's progress (JSON text, None before any report), how often it snoozed, and its status."""
+    status: str
+    progress: str | None
+    snoozes: int
+
+
+class ProgressSetRow(NamedTuple):
+    id: str
+    notified: Any
+
+
 class CountRow(NamedTuple):
     jobs: int
 
@@ -142,6 +154,16 @@ def cancel_job(conn: Conn, id: str) -> CancelRow | None:
     """The job, if it had not ended and is now canceled; None if it had ended, or there is none."""
     return _one(_fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id), "stop": _notify.cancel_fits(id)},
                       CancelRow))
+
+
+def job_progress(conn: Conn, id: str) -> ProgressRow | None:
+    return _one(_fast(conn, "job_progress", {"id": id}, ProgressRow))
+
+
+def set_progress(conn: Conn, id: str, progress_json: str) -> bool:
+    """Write a running job's progress (``progress_json``: done, total, message); whether it was running."""
+    return bool(_fast(conn, "set_progress", {"id": id, "progress": progress_json, "notify": _notify.fits(id)},
+                      ProgressSetRow))
 
 
 def delete_job(conn: Conn, id: str) -> None:

@@ -56,6 +56,13 @@ class CanceledRow(NamedTuple):
     claim: int
 
 
+class SnoozeRow(NamedTuple):
+    """A job snooze_jobs scheduled again, and how often it snoozed so far."""
+    id: str
+    snoozes: int
+    woken: int
+
+
 class SecondsRow(NamedTuple):
     seconds: float | None
 
@@ -126,6 +133,11 @@ def finish_jobs_result(conn: Conn) -> FinishRow | None:
 
 def fail_jobs(conn: Conn, params: dict[str, Any]) -> list[FailRow]:
     return _outcome(conn, "fail_jobs", params, FailRow)
+
+
+def snooze_jobs(conn: Conn, params: dict[str, Any]) -> list[SnoozeRow]:
+    """Schedule again the jobs that raised Snooze (arrays as text: ids, claims, seconds; and worker_id)."""
+    return _outcome(conn, "snooze_jobs", params, SnoozeRow)
 
 
 def record_callback_failures(conn: Conn, ids: Sequence[str], errors: Sequence[str]) -> None:
@@ -245,14 +257,15 @@ def maintenance_limits(conn: Conn, lock_timeout: float, statement_timeout: float
 
 # -- sessions --------------------------------------------------------------------------------------
 def listen(conn: Conn, channel: str) -> None:
-    """LISTEN on ``jobs`` (new runnable work: queue names), ``done`` (ended jobs: ids) or ``control``
-    (pauses that began or ended: their scopes; running jobs canceled). Refused on a connection in
-    transaction-pooling mode: the pooler hands the listening session to other clients and drops the
-    notifications that reach it meanwhile."""
+    """LISTEN on ``jobs`` (new runnable work: queue names), ``done`` (ended jobs: ids), ``control``
+    (pauses that began or ended: their scopes; running jobs canceled) or ``progress`` (ids of jobs whose
+    progress changed). Refused on a connection in transaction-pooling mode: the pooler hands the listening
+    session to other clients and drops the notifications that reach it meanwhile."""
     if _db.pooled(conn):
         raise ConfigurationError("LISTEN needs a direct connection, not one through a transaction pooler "
                                  "(set PGQUEUE_LISTEN_DATABASE_URL, or poll)")
-    _do(conn, {"jobs": "listen_jobs", "done": "listen_done", "control": "listen_control"}[channel])
+    _do(conn, {"jobs": "listen_jobs", "done": "listen_done", "control": "listen_control",
+               "progress": "listen_progress"}[channel])
 
 
 def worker_plan_settings(conn: Conn) -> None:

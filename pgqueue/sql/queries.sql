@@ -116,6 +116,20 @@ FROM pgqueue.jobs WHERE id = %(id)s
 -- name: job_status
 SELECT status::text AS status FROM pgqueue.jobs WHERE id = %(id)s
 
+-- name: job_progress
+-- job.progress, job.snoozes and job.progress_updates() (pgqueue._progress): the job's status too, which
+-- tells progress_updates() when to stop.
+SELECT status::text AS status, progress::text AS progress, coalesce(snoozes, 0) AS snoozes
+FROM pgqueue.jobs WHERE id = %(id)s
+
+-- name: set_progress
+-- A running job's report (pgqueue._progress throttles them): {"done", "total", "message"} and "at", the
+-- database's clock. Wakes progress_updates() on pgqueue_progress (payload: the id) if `notify` (it fits).
+-- Nothing once the job has ended (or was canceled).
+UPDATE pgqueue.jobs SET progress = %(progress)s::jsonb || jsonb_build_object('at', statement_timestamp())
+WHERE id = %(id)s AND status = 'running'
+RETURNING id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_progress', id) END AS notified
+
 -- name: queue_count
 -- This and the next two reach a queue's queued jobs through jobs_claim_idx, keyed on hashtext(queue).
 SELECT count(*) AS jobs FROM pgqueue.jobs
@@ -304,6 +318,26 @@ SELECT u.id, u.status::text AS status, u.attempts, u.max_attempts,
        AS notified,
        (SELECT count(pg_notify('pgqueue_jobs', q))
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p) AS woken
+FROM upd u
+
+-- name: snooze_jobs
+-- Jobs that raised pgqueue.Snooze(seconds): scheduled again, `seconds` from now by the database's clock. The
+-- run does not count (taken back if it was counted, as release_claims does), no error is recorded, and
+-- snoozes counts it. Fenced on the claim. One row per job snoozed (none for an outcome fenced off).
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(seconds)s::float8[]) AS r(id, claim, seconds)
+), upd AS (
+    UPDATE pgqueue.jobs j
+    SET status = 'scheduled', scheduled_at = now() + make_interval(secs => r.seconds),
+        attempts = j.attempts - (j.started_at IS NOT NULL)::int, started_at = NULL,
+        snoozes = coalesce(j.snoozes, 0) + 1
+    FROM r
+    WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
+      AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
+    RETURNING j.id, j.queue, j.snoozes
+)
+SELECT u.id, u.snoozes,
+       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM upd) p) AS woken
 FROM upd u
 
 -- name: record_callback_failures
@@ -541,6 +575,9 @@ LISTEN pgqueue_done
 
 -- name: listen_control
 LISTEN pgqueue_control
+
+-- name: listen_progress
+LISTEN pgqueue_progress
 
 -- name: own_settings
 -- pgqueue's statements are prepared (psycopg does it after a few runs), but PostgreSQL keeps re-planning

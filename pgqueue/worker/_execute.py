@@ -20,10 +20,10 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from .. import _db, _notify, _serialize, _store
+from .. import _db, _notify, _progress, _serialize, _store
 from .._callbacks import stored_callback
 from .._db import connect
-from ..exceptions import JobCanceled, JobTimeoutError, PgQueueError
+from ..exceptions import JobCanceled, JobTimeoutError, PgQueueError, Snooze
 from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, text_array
 
@@ -77,6 +77,7 @@ class Outcome(NamedTuple):
     duration: float = 0.0  # seconds the run took, so started_at = ended_at - duration
     recorded: bool = False  # an atomic job's completion was already committed with its own writes
     retryable: bool = True  # False: a failure that fails the job at once (not in its Retry(on=...))
+    snooze: float | None = None  # the job raised Snooze(seconds): it runs again that long after (not ok)
 
 
 class CallbackStart(NamedTuple):
@@ -279,6 +280,7 @@ def _call_atomic(task: Task, conn: psycopg.Connection[Any], pending: _PendingJob
         pending.set_connection(conn)
         try:
             value = func(*args, **kwargs)
+            _progress.flush(pending._job)  # before the job is finished, in its own statement
             result_json = _serialize.dumps(value)
             row = _store.finish_jobs(conn, {
                 "ids": text_array([task.id]), "claims": number_array([task.claim]),
@@ -380,7 +382,8 @@ def _attempt(task: Task, dsn: str | None, allow: Sequence[str], pending: _Pendin
              connection: psycopg.Connection[Any] | None, retry: bool,
              handlers: Sequence[ExceptionHandler] = ()) -> tuple[Outcome, BaseException | None, Any]:
     """Run the job function: its Outcome, and the exception it raised (None if it returned) or its value.
-    AbortJob (and TimeUp) goes through: see execute()."""
+    AbortJob (and TimeUp) goes through: see execute(). A job that raises Snooze has neither succeeded nor
+    failed: its Outcome says when it runs again."""
     atomic = False
     running = _running
     try:
@@ -399,10 +402,15 @@ def _attempt(task: Task, dsn: str | None, allow: Sequence[str], pending: _Pendin
                 value = func(*args, **kwargs)
         finally:
             running.task = None
+            if pending._job is not None:  # it asked for its Job: write the report it kept back, if any
+                _progress.flush(pending._job)
         if not atomic:
             result_json = _serialize.dumps(value)
     except AbortJob:
         raise
+    except Snooze as exc:
+        return Outcome(task.id, task.attempt, task.claim, False, None, None, "Snooze", str(exc),
+                       time.perf_counter() - started, False, False, exc.seconds), exc, None
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
         again = retry and (task.retry_on is None or isinstance(exc, _exception_classes(task.retry_on, allow)))
         # PostgreSQL text cannot hold NUL: a message with one is recorded with it spelled out.
@@ -431,13 +439,13 @@ def _stopped(task: Task, clock: Clock, exc: TimeUp, started: float,
 # -- its callback ----------------------------------------------------------------------------------
 def _callback_of(task: Task, outcome: Outcome, clock: Clock) -> tuple[str, str, float] | CallbackEnd | None:
     """The callback to run after ``outcome``: (option, dotted path, timeout); None if there is none (nor
-    after a run the lease's fence stopped); a CallbackEnd saying why, for a callbacks column that cannot be
-    read. A canceled job's callback is on_stopped, whatever its function did then."""
+    after a run the lease's fence stopped, nor after a snooze); a CallbackEnd saying why, for a callbacks column
+    that cannot be read. A canceled job's callback is on_stopped, whatever its function did then."""
     if task.callbacks is None:
         return None
     if _running.canceled is task or (clock.reason is not None and clock.reason[0] == CANCELED):
         key = "stopped"
-    elif clock.reason is not None:
+    elif clock.reason is not None or outcome.snooze is not None:
         return None
     else:
         key = "success" if outcome.ok else "failure"
