@@ -476,6 +476,9 @@ def _call_text(func: str, args: list[Any], kwargs: dict[str, Any]) -> str:
 @click.option("--at-front", is_flag=True, help="Put the job ahead of every job waiting in its queue.")
 @click.option("--priority", default=None, type=int, help="Lower runs first within the queue (default 0).")
 @click.option("--unique-key", default=None, help="At most one live job per key.")
+@click.option("--unique-key-conflict", default=None, type=click.Choice(["keep", "replace"]),
+              help="When a live job holds the key: keep it as it is (the default), or replace its call and run "
+                   "time if it has not started (debounce).")
 @click.option("--retry-max", default=0, type=click.IntRange(min=0), help="Retries after a failure.")
 @click.option("--retry-interval", multiple=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="Seconds before each retry (repeatable; the last repeats).")
@@ -489,7 +492,8 @@ def _call_text(func: str, args: list[Any], kwargs: dict[str, Any]) -> str:
 def enqueue(function: str, arguments: tuple[str, ...], queue: str, args_json: str | None, kwargs_json: str | None,
             job_id: str | None, timeout: str | None, result_ttl: str | None, failure_ttl: str | None,
             ttl: str | None, description: str | None, depends_on: tuple[str, ...], at_front: bool,
-            priority: int | None, unique_key: str | None, retry_max: int, retry_interval: tuple[float, ...],
+            priority: int | None, unique_key: str | None, unique_key_conflict: str | None, retry_max: int,
+            retry_interval: tuple[float, ...],
             schedule_at: str | None, schedule_in: str | None, quiet: bool, dsn: str | None) -> None:
     """Enqueue FUNCTION (a dotted path) with ARGUMENTS, as `rq enqueue`; prints the job id.
 
@@ -502,7 +506,8 @@ def enqueue(function: str, arguments: tuple[str, ...], queue: str, args_json: st
         options = _cli_args.durations(timeout, result_ttl, failure_ttl, ttl)
         options.update(_cli_args.parse_schedule(schedule_at, schedule_in))
         given = {"job_id": job_id, "description": description, "depends_on": list(depends_on) or None,
-                 "priority": priority, "unique_key": unique_key, "at_front": at_front or None,
+                 "priority": priority, "unique_key": unique_key, "unique_key_conflict": unique_key_conflict,
+                 "at_front": at_front or None,
                  "retry": Retry(retry_max, list(retry_interval) or 0) if retry_max else None}
         options.update({name: value for name, value in given.items() if value is not None})
         job = Queue(queue, dsn).enqueue_call(function, args=args, kwargs=kwargs, **options)

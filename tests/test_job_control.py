@@ -1,5 +1,5 @@
-"""Job control (docs/job-control.md): canceling a running job stops it, snoozing, progress. Real workers, real
-processes, a real database."""
+"""Job control (docs/job-control.md): canceling a running job stops it, snoozing, progress, and unique keys
+whose holder is replaced. Real workers, real processes, a real database."""
 
 from __future__ import annotations
 
@@ -332,3 +332,73 @@ def test_pgqueue_show_prints_a_jobs_progress_and_snoozes(db: psycopg.Connection[
     missing = _cli("show", job.id, "nope")
     assert missing.returncode == 1 and missing.stdout.startswith(f"id:        {job.id}")
     assert missing.stderr == "Error: no job with id 'nope'\n"
+
+
+# -- unique keys: replace (debounce) ----------------------------------------------------------------
+
+def _live(db: psycopg.Connection[Any], key: str) -> list[tuple[Any, ...]]:
+    return db.execute("SELECT id, args, status FROM pgqueue.jobs WHERE unique_key = %s "
+                      "AND status IN ('scheduled', 'queued', 'deferred', 'running')", (key,)).fetchall()
+
+
+def test_replace_pushes_a_scheduled_holders_arguments_and_run_time_back(db: psycopg.Connection[Any]) -> None:
+    q = Queue("debounce")
+    first = q.enqueue_in(5, "pgq_testjobs.identity", "v1", unique_key="user:7", unique_key_conflict="replace")
+    due = row(db, first, "scheduled_at")[0]
+    second = q.enqueue_in(60, "pgq_testjobs.echo", "v2", x=1, unique_key="user:7", unique_key_conflict="replace")
+    assert second.id == first.id and (second.func_name, second.args, second.kwargs) == ("pgq_testjobs.echo", ["v2"],
+                                                                                       {"x": 1})
+    assert second.status == JobStatus.SCHEDULED and second.scheduled_at is not None and second.scheduled_at > due
+    assert _live(db, "user:7") == [(first.id, ["v2"], "scheduled")]
+    listener = psycopg.connect(db.info.dsn, autocommit=True)
+    listener.execute("LISTEN pgqueue_jobs")
+    now = q.enqueue("pgq_testjobs.identity", "v3", unique_key="user:7", unique_key_conflict="replace")
+    assert (now.id, now.status, now.args) == (first.id, JobStatus.QUEUED, ["v3"])  # due now: queued
+    assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == ["debounce"]  # idle workers woken
+    listener.close()
+    kept = q.enqueue("pgq_testjobs.identity", "v4", unique_key="user:7")  # "keep", the default
+    assert (kept.id, kept.args) == (first.id, ["v3"])
+    SimpleWorker(["debounce"]).work(burst=True)
+    assert first.wait(timeout=5) == "v3"
+    again = q.enqueue("pgq_testjobs.identity", "v5", unique_key="user:7", unique_key_conflict="replace")
+    assert again.id != first.id and again.args == ["v5"]  # the key was free: a new job
+
+
+def test_a_running_holder_is_not_replaced_and_is_returned(db: psycopg.Connection[Any], spawn_worker: Any) -> None:
+    q = Queue("debounce")
+    running = q.enqueue("pgq_control.wait_for_go", unique_key="k", unique_key_conflict="replace")
+    spawn_worker("debounce")
+    wait_for(lambda: began(db, running), message="the job to begin")
+    same = q.enqueue("pgq_control.wait_for_go", 5, unique_key="k", unique_key_conflict="replace")
+    assert (same.id, same.status, same.args) == (running.id, JobStatus.RUNNING, [])
+    assert len(_live(db, "k")) == 1
+    go(db)
+    assert running.wait(timeout=20) == "went"
+
+
+def test_replace_in_one_batch_and_in_a_callers_transaction(db: psycopg.Connection[Any], dsn: str) -> None:
+    q = Queue("debounce")
+    jobs = q.enqueue_many([Queue.prepare_data("pgq_testjobs.identity", (n,), unique_key="b",
+                                              unique_key_conflict="replace") for n in (1, 2, 3)])
+    assert len({j.id for j in jobs}) == 1 and _live(db, "b") == [(jobs[0].id, [3], "queued")]
+    with psycopg.connect(dsn) as conn:
+        inside = q.enqueue("pgq_testjobs.identity", 4, unique_key="b", unique_key_conflict="replace", connection=conn)
+        assert (inside.id, inside.args) == (jobs[0].id, [4])
+        conn.rollback()
+    assert _live(db, "b") == [(jobs[0].id, [3], "queued")]  # a rollback leaves the holder as it was
+
+
+def test_bad_unique_key_conflicts_are_refused_before_anything_is_written(db: psycopg.Connection[Any]) -> None:
+    q = Queue("debounce")
+    with pytest.raises(ValueError, match="unique_key_conflict='overwrite': pass 'keep'"):
+        q.enqueue("pgq_testjobs.identity", 1, unique_key="k", unique_key_conflict="overwrite")
+    with pytest.raises(ValueError, match="unique_key_conflict='replace' goes with a unique_key"):
+        q.enqueue("pgq_testjobs.identity", 1, unique_key_conflict="replace")
+    done = _cli("enqueue", "pgq_testjobs.identity", "x", "--unique-key-conflict", "replace")
+    assert done.returncode == 2 and "Error: unique_key_conflict='replace' goes with a unique_key" in done.stderr
+    assert db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (0,)
+    shell = _cli("enqueue", "pgq_testjobs.identity", "y", "--unique-key", "k", "--unique-key-conflict", "replace",
+                 "--quiet")
+    again = _cli("enqueue", "pgq_testjobs.identity", "z", "--unique-key", "k", "--unique-key-conflict", "replace",
+                 "--quiet")
+    assert shell.stdout == again.stdout and _live(db, "k") == [(shell.stdout.strip(), ["z"], "queued")]

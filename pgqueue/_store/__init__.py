@@ -93,5 +93,5 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
 ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions live there
 ROWS.update({  # job control (docs/job-control.md): canceling running jobs, snoozes, progress
     "canceled_jobs": CanceledRow, "snooze_jobs": SnoozeRow, "job_progress": ProgressRow,
-    "set_progress": ProgressSetRow, "listen_progress": None,
+    "set_progress": ProgressSetRow, "listen_progress": None, "replace_unique": JobRow,
 })

@@ -78,6 +78,12 @@ def find_live_duplicate(conn: Conn, caller: bool, *, id: str, unique_key: str | 
     return _one(_rows(conn, caller, "find_live_duplicate", {"id": id, "unique_key": unique_key}, JobRow))
 
 
+def replace_unique(conn: Conn, caller: bool, params: dict[str, Any]) -> JobRow | None:
+    """unique_key_conflict="replace": give the job holding ``params["unique_key"]`` that has not started the new
+    call (see the replace_unique query for ``params``); None if there is none such (running, or ended)."""
+    return _one(_rows(conn, caller, "replace_unique", params, JobRow))
+
+
 # -- jobs ------------------------------------------------------------------------------------------
 class JobRow(NamedTuple):
     """Every column of a job that Job shows (JSON columns as text)."""

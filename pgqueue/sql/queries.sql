@@ -107,6 +107,32 @@ WHERE id = %(id)s
 ORDER BY id = %(id)s DESC
 LIMIT 1
 
+-- name: replace_unique
+-- unique_key_conflict="replace" (debounce), after an insert that found `unique_key` held: the live job holding
+-- it that has not started (scheduled, queued or deferred) takes the new call's function, arguments and run
+-- time; its id, queue, enqueued_at and other options stay. No row if the holder runs (it cannot be replaced:
+-- enqueue returns it), ended meanwhile (enqueue inserts again), or if a job with `id` exists (a job_id is
+-- never replaced). Columns as fetch_job's; `wake` (joined, so that it runs) tells the queue's workers, as the
+-- job may be due sooner.
+WITH upd AS (
+    UPDATE pgqueue.jobs j
+    SET func_name = %(func_name)s, args = %(args)s::jsonb, kwargs = %(kwargs)s::jsonb, scheduled_at = t.run_at,
+        status = CASE WHEN j.status = 'deferred' THEN 'deferred' WHEN t.run_at > now() THEN 'scheduled'
+                      ELSE 'queued' END::pgqueue.job_status
+    FROM (SELECT coalesce(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8),
+                          now()) AS run_at) t
+    WHERE j.unique_key = %(unique_key)s AND j.status IN ('scheduled', 'queued', 'deferred')
+      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs x WHERE x.id = %(id)s)
+    RETURNING j.*
+), wake AS (
+    SELECT pg_notify('pgqueue_jobs', queue) FROM upd WHERE status <> 'deferred'
+)
+SELECT id, queue, func_name, args::text AS args, kwargs::text AS kwargs, status::text AS status, priority,
+       description, meta::text AS meta, result::text AS result, exc_info, errors::text AS errors, attempts,
+       max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on, unique_key, worker_name,
+       enqueued_at, scheduled_at, started_at, ended_at
+FROM upd, (SELECT count(*) FROM wake) w
+
 -- name: fetch_job
 SELECT id, queue, func_name, args::text AS args, kwargs::text AS kwargs, status::text AS status, priority,
        description, meta::text AS meta, result::text AS result, exc_info, errors::text AS errors, attempts, max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on,
