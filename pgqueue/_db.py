@@ -222,12 +222,19 @@ def _usable(conn: psycopg.Connection[Any]) -> bool:
 
 def close_busy_connections() -> None:
     """Close this process's own connections that a statement interrupted mid-way left busy (not idle), so
-    that the next caller gets a new one: after a job that a cancel interrupted, in the job's process."""
+    that the next caller gets a new one: after a job that a cancel interrupted, in the job's process. One
+    whose lock another thread holds is that thread's, busy with its statement (a SimpleWorker's job shares
+    the process with the application's threads): left alone."""
     with _cache_lock:
         for dsn, conn in list(_cache.items()):
-            if not conn.closed and conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
-                conn.close()
-                del _cache[dsn]
+            if conn.closed or not conn.lock.acquire(blocking=False):
+                continue
+            try:
+                if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+                    conn.close()
+                    del _cache[dsn]
+            finally:
+                conn.lock.release()
 
 
 def close_shared_connections() -> None:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from conftest import wait_for
 
-from pgqueue import Job, JobStatus, Queue, SimpleWorker, Worker
+from pgqueue import Job, JobStatus, Queue, SimpleWorker, Worker, _db
 
 
 def tags(db: psycopg.Connection[Any], job: Job) -> list[str]:
@@ -152,7 +152,35 @@ def test_a_simple_worker_in_this_process_stops_a_job_canceled_from_another_threa
     canceler.join()
     assert tags(db, job) == ["began", "canceled", STOPPED]
     assert Job.fetch(job.id).status == JobStatus.CANCELED
-    assert after.wait(timeout=5) == 2  # it was claimed behind the canceled job, given back, and run
+    assert after.wait(timeout=5) == 2  # given back if it was claimed behind the canceled job, and run
+
+
+def test_a_cancel_in_process_leaves_the_connections_of_other_threads_alone(db: psycopg.Connection[Any],
+                                                                          dsn: str) -> None:
+    """After a cancel, a job's process replaces its own connections that the job left mid-statement; in a
+    SimpleWorker that process is the application's, and a connection another thread is using is not the job's."""
+    job = Queue("ctl").enqueue(ctl.stoppable)
+    shared = _db.shared_connection()  # this process's, which the job uses too (get_current_job)
+    slept: list[str] = []
+
+    def sleep_on_it() -> None:
+        slept.append(shared.execute("SELECT 'slept' FROM pg_sleep(1.5)").fetchone()[0])  # type: ignore[index]
+
+    def cancel() -> None:
+        wait_for(lambda: began(db, job), message="the job to begin")
+        sleeper = threading.Thread(target=sleep_on_it)
+        sleeper.start()
+        wait_for(lambda: db.execute("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE "
+                                    "'%pg_sleep(1.5)%' AND pid <> pg_backend_pid()").fetchone(),
+                 message="the other thread's statement")
+        Job(job.id, psycopg.conninfo.make_conninfo(dsn, application_name="canceler")).cancel()
+        sleeper.join()
+
+    canceler = threading.Thread(target=cancel)
+    canceler.start()
+    SimpleWorker(["ctl"]).work(burst=True)
+    canceler.join()
+    assert tags(db, job) == ["began", "canceled"] and slept == ["slept"]
 
 
 def test_cancel_grace_is_checked(spawn_worker: Any) -> None:
