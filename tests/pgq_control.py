@@ -45,6 +45,16 @@ def wait_for_go(timeout: float = 60.0) -> str:
     return "went"
 
 
+def swallows(seconds: float = 60.0) -> str:
+    """Records 'began', sleeps, and returns normally when told to stop (catching JobCanceled)."""
+    _record("began")
+    try:
+        time.sleep(seconds)
+    except pgqueue.JobCanceled:
+        _record("returning anyway")
+    return "returned"
+
+
 def deaf(seconds: float = 60.0) -> str:
     """Records 'began', then sleeps, catching JobCanceled (as `except Exception` would) and sleeping on: only
     a kill (a Worker's) or a stop it cannot catch (a SimpleWorker's) ends it."""

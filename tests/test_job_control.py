@@ -71,6 +71,18 @@ def test_cancel_stops_a_running_job_and_leaves_the_other_slot_alone(db: psycopg.
     assert f"Job canceled ({canceled.id}): stopped" in worker.output
 
 
+def test_a_canceled_job_that_returns_all_the_same_stays_canceled(db: psycopg.Connection[Any],
+                                                                 spawn_worker: Any) -> None:
+    job = Queue("ctl").enqueue(ctl.swallows, on_stopped=cb.on_stopped, on_success=cb.on_success)
+    worker = spawn_worker("ctl")
+    wait_for(lambda: began(db, job), message="the job to begin")
+    job.cancel()
+    wait_for(lambda: STOPPED in tags(db, job), message="on_stopped")
+    assert tags(db, job) == ["began", "returning anyway", STOPPED]  # on_stopped, not on_success
+    assert row(db, job, "status, result") == ("canceled", None)
+    assert f"Job canceled ({job.id}): stopped" in worker.output and f"Job OK ({job.id})" not in worker.output
+
+
 def test_jobs_claimed_behind_a_canceled_one_go_back_to_their_queue_unused(db: psycopg.Connection[Any],
                                                                            spawn_worker: Any) -> None:
     q = Queue("ctl")

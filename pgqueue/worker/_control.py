@@ -61,8 +61,7 @@ class Cancels:
     """The cancels a Worker heard of and is carrying out. ``asked`` is also filled by a SimpleWorker's Watch
     (another thread: set operations, atomic in CPython)."""
 
-    def __init__(self, worker_name: str, grace: float) -> None:
-        self.worker_name = worker_name
+    def __init__(self, grace: float) -> None:
         self.grace = grace
         self.asked: set[Key] = set()  # heard of; not acted on yet
         self.stopping: dict[Key, tuple[ChildSlot, float]] = {}  # told to stop: the slot, and when to kill it
@@ -129,7 +128,7 @@ class Cancels:
             if key not in self.asked:
                 return False
             self.asked.discard(key)
-        if head.callbacks is not None and '"stopped"' in head.callbacks:
+        if head.callbacks is not None:
             slot.run_stopped(head, time.monotonic())
         return True
 

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from .._callbacks import stored_callback
 from .._db import ready
 from ._execute import (
     CANCELED,
@@ -460,11 +461,12 @@ class ChildSlot(Slot):
 
     def run_stopped(self, task: Task, now: float) -> None:
         """Have the (new) process run the on_stopped callback of ``task``, a canceled job whose process was
-        killed, before anything else: the slot is in that callback's phase until it ends."""
-        self._pending += _frame(("stopped", tuple(task)))
-        if self.pump():
-            name, func, timeout = _stopped_callback(task)
-            self.callback_started(CallbackStart(task.id, task.claim, task.attempt, name, func, timeout), now)
+        killed, before anything else, if it has one: the slot is in that callback's phase until it ends."""
+        call = _stopped_callback(task)
+        if call is not None:
+            self._pending += _frame(("stopped", tuple(task)))
+            if self.pump():
+                self.callback_started(CallbackStart(task.id, task.claim, task.attempt, *call), now)
 
     def fence(self, reason: str) -> None:
         # Called from the lease's fence thread, under the supervisor's fence lock (so the process is not
@@ -485,11 +487,11 @@ class ChildSlot(Slot):
         self._close_fds()
 
 
-def _stopped_callback(task: Task) -> tuple[str, str, float]:
-    from .._callbacks import stored_callback
-
+def _stopped_callback(task: Task) -> tuple[str, str, float] | None:
+    """(option, dotted path, timeout) of the task's on_stopped; None without one. For a callbacks column that
+    cannot be read, the process that runs it says why (a CallbackEnd), soon: a phase of no time."""
     try:
-        return stored_callback(task.callbacks or "{}", "stopped") or ("on_stopped", "", 0.0)
+        return stored_callback(task.callbacks or "{}", "stopped")
     except ValueError:
         return ("on_stopped", "", 0.0)
 

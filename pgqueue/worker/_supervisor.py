@@ -117,7 +117,7 @@ class Worker(Claiming, WorkerInspection):
         self.max_batch = max(1, max_batch)
         self.grace = grace
         self.cancel_grace = float(cancel_grace)
-        self._cancels = Cancels(self.name, self.cancel_grace)
+        self._cancels = Cancels(self.cancel_grace)
         # Claims are batched, so jobs wait in a slot behind the one running. Once it has run this long, the
         # jobs not started go back to their queue, no attempt used: what comes first by the queue order
         # and arrived meanwhile is claimed before them, and other workers may take them.
@@ -193,9 +193,9 @@ class Worker(Claiming, WorkerInspection):
         slots = self._slots = self._make_slots()
         self._outcomes = Outcomes(self.name)
         self._maintenance = Maintenance(self.name, self.lease)
-        self._cancels = Cancels(self.name, self.cancel_grace)
-        in_process = isinstance(slots[0], InProcessSlot) and in_main
-        watch = install_watch(self, slots[0], self._cancels) if in_process else None  # type: ignore[arg-type]
+        self._cancels = Cancels(self.cancel_grace)
+        slot = slots[0]  # a SimpleWorker's one slot: a thread hears of cancels while its job runs
+        watch = install_watch(self, slot, self._cancels) if isinstance(slot, InProcessSlot) and in_main else None
         if self.schedules:  # only with_scheduler: a worker without it does nothing new
             self._maintenance.services.append(Scheduler(self.name, self.schedules, self.dsn))
         if self._in_process and not in_main:
@@ -443,10 +443,12 @@ class Worker(Claiming, WorkerInspection):
                 ran += 1
                 self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
                 slot.took(msg.id, now)
-                if not ((cancels.asked or cancels.stopping) and cancels.ended((msg.id, msg.claim))):
-                    self._outcomes.add(msg)  # (a canceled job's is not recorded: the row says canceled)
-                if msg.ok and info:
-                    log.info("Job OK (%s)", msg.id)
+                if (cancels.asked or cancels.stopping) and cancels.ended((msg.id, msg.claim)):
+                    pass  # canceled: its outcome is not recorded (the row says canceled)
+                else:
+                    self._outcomes.add(msg)
+                    if msg.ok and info:
+                        log.info("Job OK (%s)", msg.id)
                 if slot.tasks and slot.callback is None and not slot.announces and not self._signals:  # next started
                     self._announce(slot.tasks[0])
             elif isinstance(msg, CallbackStart):  # sent just before its job's outcome
