@@ -9,6 +9,7 @@ Jobs are rows of ``pgqueue.jobs``; ``pgqueue worker`` runs them. See the README 
 from ._callbacks import Callback
 from ._config import configure
 from ._migrate import migrate, schema_sql
+from ._progress import Progress
 from .aqueue import AsyncQueue
 from .connections import Connection
 from .decorators import job
@@ -16,6 +17,7 @@ from .exceptions import (
     ConfigurationError,
     DatabaseUnavailable,
     InvalidJobOperation,
+    JobCanceled,
     JobFailed,
     JobTimeoutError,
     MigrationError,
@@ -24,6 +26,7 @@ from .exceptions import (
     SchemaMissing,
     SchemaOutdated,
     SchemaTooNew,
+    Snooze,
     UniqueKeyHeld,
 )
 from .hooks import Hooks
@@ -57,12 +60,14 @@ __all__ = [
     "Hooks",
     "InvalidJobOperation",
     "Job",
+    "JobCanceled",
     "JobFailed",
     "JobStatus",
     "JobTimeoutError",
     "MigrationError",
     "NoSuchJobError",
     "PgQueueError",
+    "Progress",
     "Queue",
     "Result",
     "Retry",
@@ -72,6 +77,7 @@ __all__ = [
     "SchemaOutdated",
     "SchemaTooNew",
     "SimpleWorker",
+    "Snooze",
     "StartedJobRegistry",
     "UniqueKeyHeld",
     "Worker",

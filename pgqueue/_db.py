@@ -231,6 +231,23 @@ def _usable(conn: psycopg.Connection[Any]) -> bool:
         conn.lock.release()
 
 
+def close_busy_connections() -> None:
+    """Close this process's own connections that a statement interrupted mid-way left busy (not idle), so
+    that the next caller gets a new one: after a job that a cancel interrupted, in the job's process. One
+    whose lock another thread holds is that thread's, busy with its statement (a SimpleWorker's job shares
+    the process with the application's threads): left alone."""
+    with _cache_lock:
+        for dsn, conn in list(_cache.items()):
+            if conn.closed or not conn.lock.acquire(blocking=False):
+                continue
+            try:
+                if conn.pgconn.transaction_status != pq.TransactionStatus.IDLE:
+                    conn.close()
+                    del _cache[dsn]
+            finally:
+                conn.lock.release()
+
+
 def close_shared_connections() -> None:
     with _cache_lock:
         for conn in [*_cache.values(), *(c for spare in _spare.values() for c in spare)]:
@@ -276,8 +293,11 @@ def run(conn: psycopg.Connection[Any], name: str, params: Mapping[str, Any],
             result = _result(conn.pgconn, state)
             state.loader.set_pgresult(result)
             return state.loader.load_rows(0, result.ntuples, make_row)
-    except (psycopg.OperationalError, KeyboardInterrupt, SystemExit):
-        conn.close()  # broken, or interrupted mid-statement: shared_connection() makes a new one
+    except BaseException as exc:
+        # Broken, or interrupted mid-statement (Ctrl-C, a job's timeout or cancel raised in the job's thread):
+        # shared_connection() makes a new one. A statement's own error leaves the connection as it was.
+        if not isinstance(exc, psycopg.Error) or isinstance(exc, psycopg.OperationalError):
+            conn.close()
         raise
 
 

@@ -1,7 +1,7 @@
 """The one owner of NOTIFY payload size.
 
 PostgreSQL refuses a payload of 8,000 bytes or more ("payload string too long"), and the error aborts the
-statement that sent it. pgqueue sends three kinds of notification:
+statement that sent it. pgqueue sends four kinds of notification:
 
 - ``pgqueue_jobs``: one queue name (new runnable work). :func:`check_queue_name` bounds queue names where
   they enter (``Queue``, ``Worker``), so such a payload always fits.
@@ -11,7 +11,12 @@ statement that sent it. pgqueue sends three kinds of notification:
   however many ids a batch holds. An id too long to fit alone is not sent at all: ``job.wait()`` on such a
   job sees its end at its next re-check instead (every few seconds).
 - ``pgqueue_control``: the scope of a pause that began or ended (``pgqueue suspend``, ``Queue.pause``):
-  ``all``, or ``queue:`` and a queue name, made by :func:`pause_scope`, so it always fits too.
+  ``all``, or ``queue:`` and a queue name, made by :func:`pause_scope`, so it always fits too. And a running
+  job that was canceled, for its worker: ``cancel:WORKER_ID:CLAIM:JOB_ID``, which the cancel_job statement
+  writes (the worker and claim are the row's) when :func:`cancel_fits` says it fits, and :func:`cancel_of`
+  reads. A worker that is not told (an id too long) finds the cancel at its next fallback poll.
+- ``pgqueue_progress``: the id of a job whose progress changed, for ``job.progress_updates()``, sent only
+  when :func:`fits` says it fits (else the waiter sees the change at its next re-check).
 """
 
 from __future__ import annotations
@@ -42,6 +47,27 @@ def pause_scope(queue: str | None = None) -> str:
     """The scope of a pause, which is also the payload of the ``pgqueue_control`` notification telling
     workers of it: ``all`` (``queue`` None), else ``queue:NAME`` for a valid queue name."""
     return ALL if queue is None else QUEUE_SCOPE + check_queue_name(queue)
+
+
+CANCEL = "cancel:"  # the prefix of a canceled running job's notification to its worker
+_CANCEL_ROOM = len(CANCEL) + 20 + 1 + 11 + 1  # the prefix, a bigint worker id, an int claim, two colons
+
+
+def cancel_fits(job_id: str) -> bool:
+    """Whether the notification telling a worker that its job ``job_id`` was canceled fits in a payload."""
+    return len(job_id.encode()) + _CANCEL_ROOM < PAYLOAD_BYTES
+
+
+def cancel_of(payload: str) -> tuple[int, int, str] | None:
+    """(worker id, claim, job id) of a ``cancel:`` payload of pgqueue_control; None for any other payload."""
+    if not payload.startswith(CANCEL):
+        return None
+    worker, _, rest = payload[len(CANCEL):].partition(":")
+    claim, _, job_id = rest.partition(":")
+    try:
+        return int(worker), int(claim), job_id
+    except ValueError:
+        return None
 
 
 def chunk_numbers(ids: Sequence[str]) -> list[int]:

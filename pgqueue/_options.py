@@ -222,6 +222,20 @@ def dependency_cycle(graph: dict[str, Sequence[str]]) -> list[str] | None:
 MAX_KEY_BYTES = 1000  # job ids and unique keys: a B-tree entry must stay well under 2,704 bytes
 
 
+UNIQUE_KEY_CONFLICTS = ("keep", "replace")
+
+
+def unique_key_conflict(value: object, unique_key: str | None) -> bool:
+    """``unique_key_conflict``: whether it is "replace" (else "keep", the default). ValueError for another
+    value, or for "replace" without a unique_key."""
+    if value not in UNIQUE_KEY_CONFLICTS:
+        raise ValueError(f"unique_key_conflict={value!r}: pass 'keep' (the live job holding the key stays as it is, "
+                         "the default) or 'replace' (a holder that has not started takes the new call)")
+    if value == "replace" and unique_key is None:
+        raise ValueError("unique_key_conflict='replace' goes with a unique_key: pass unique_key=... too")
+    return value == "replace"
+
+
 def key(option: str, value: object) -> str:
     """A job_id or unique_key: a non-empty str of at most MAX_KEY_BYTES (UTF-8), without NUL. Both are keys
     of unique indexes, whose entries PostgreSQL limits in size."""

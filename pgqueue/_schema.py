@@ -63,6 +63,7 @@ jobs = Table(
     Column("with_dependency_result", Boolean, nullable=False),
     Column("progress", JSONB),
     Column("traceparent", Text),
+    Column("snoozes", Integer),
 )
 
 workers = Table(

@@ -27,7 +27,14 @@ from ._db import caller_connection, own_connection, translate_errors
 from .job import Job
 from .queue import EnqueueData, Queue, _take
 from .worker._execute import Alarm, CallbackEnd, Outcome, Task, execute
-from .worker._outcomes import callback_error, fail_params, finish_params, log_callback_failure
+from .worker._outcomes import (
+    callback_error,
+    fail_params,
+    finish_params,
+    log_callback_failure,
+    log_snoozes,
+    snooze_params,
+)
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -112,6 +119,9 @@ class SyncQueue(Queue):
         retry, as in RQ. ``transaction``: the caller's, where atomic jobs write and which callbacks get."""
         for msg in execute(task, self.dsn, worker, (), Alarm(always=True), transaction, retry=False):
             if isinstance(msg, Outcome):
+                if msg.snooze is not None:  # scheduled again: a worker runs it then (as enqueue_in's jobs)
+                    log_snoozes([msg], _store.snooze_jobs(conn, snooze_params([msg], task.worker_id)))
+                    continue
                 if not msg.ok:
                     _store.fail_jobs(conn, fail_params([msg], worker, task.worker_id))
                     log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from . import _cli_args, _config, monitor
+from . import _cli_args, _cli_jobs, _config, monitor
 from ._cli_common import _friendly, _names, _queue_names, _Seconds, dsn_option
 from ._cli_dashboard import dashboard
 from ._cli_metrics import metrics
@@ -93,6 +93,9 @@ for _command in _OPS_COMMANDS:  # jobs, show, purge, doctor: a module of their o
 @click.option("--grace", type=_Seconds(min=0), default=None, metavar="SECONDS",
               help="On SIGTERM, stop jobs still running after this many seconds and requeue them "
                    "(default: wait for them to finish).")
+@click.option("--cancel-grace", default=3.0, show_default=True, type=_Seconds(min=0), metavar="SECONDS",
+              help="A running job that is canceled (pgqueue cancel) is told to stop (JobCanceled is raised in it); "
+                   "its process is killed if it still runs this many seconds later.")
 @click.option("--give-back-after", default=0.1, show_default=True, type=_Seconds(min=0), metavar="SECONDS",
               help="Claimed jobs waiting behind a job that has run this long go back to their queue.")
 @click.option("--simple", is_flag=True, help="Run jobs in this process (no child processes), like RQ's SimpleWorker.")
@@ -121,7 +124,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, async_concurr
            with_scheduler: bool,
            schedule_modules: tuple[str, ...],
            lease: float, lease_margin: float | None, poll_interval: float | None, listen: bool | None,
-           listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, give_back_after: float,
+           listen_dsn: str | None, allow_modules: tuple[str, ...], grace: float | None, cancel_grace: float,
+           give_back_after: float,
            simple: bool, max_jobs: int | None, paths: tuple[str, ...], exception_handlers: tuple[str, ...],
            no_default_handler: bool, hooks: tuple[str, ...], metrics_port: int | None, dequeue_strategy: str,
            quiet: bool, verbose: bool, dsn: str | None) -> None:
@@ -147,7 +151,8 @@ def worker(queues: tuple[str, ...], burst: bool, concurrency: int, async_concurr
                 give_back_after=give_back_after, listen=listen, listen_dsn=listen_dsn,
                 exception_handlers=exception_handlers, dequeue_strategy=dequeue_strategy,
                 with_scheduler=with_scheduler, schedules=list(schedule_modules) if schedule_modules else None,
-                async_concurrency=async_concurrency, hooks=list(hooks), metrics_port=metrics_port)
+                async_concurrency=async_concurrency, hooks=list(hooks), metrics_port=metrics_port,
+                cancel_grace=cancel_grace)
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from None
     w.work(burst=burst, max_jobs=max_jobs)
@@ -420,6 +425,9 @@ def _call_text(func: str, args: list[Any], kwargs: dict[str, Any]) -> str:
 @click.option("--at-front", is_flag=True, help="Put the job ahead of every job waiting in its queue.")
 @click.option("--priority", default=None, type=int, help="Lower runs first within the queue (default 0).")
 @click.option("--unique-key", default=None, help="At most one live job per key.")
+@click.option("--unique-key-conflict", default=None, type=click.Choice(["keep", "replace"]),
+              help="When a live job holds the key: keep it as it is (the default), or replace its call and run "
+                   "time if it has not started (debounce).")
 @click.option("--retry-max", default=0, type=click.IntRange(min=0), help="Retries after a failure.")
 @click.option("--retry-interval", multiple=True, type=click.FloatRange(min=0), metavar="SECONDS",
               help="Seconds before each retry (repeatable; the last repeats).")
@@ -433,7 +441,8 @@ def _call_text(func: str, args: list[Any], kwargs: dict[str, Any]) -> str:
 def enqueue(function: str, arguments: tuple[str, ...], queue: str, args_json: str | None, kwargs_json: str | None,
             job_id: str | None, timeout: str | None, result_ttl: str | None, failure_ttl: str | None,
             ttl: str | None, description: str | None, depends_on: tuple[str, ...], at_front: bool,
-            priority: int | None, unique_key: str | None, retry_max: int, retry_interval: tuple[float, ...],
+            priority: int | None, unique_key: str | None, unique_key_conflict: str | None, retry_max: int,
+            retry_interval: tuple[float, ...],
             schedule_at: str | None, schedule_in: str | None, quiet: bool, dsn: str | None) -> None:
     """Enqueue FUNCTION (a dotted path) with ARGUMENTS, as `rq enqueue`; prints the job id.
 
@@ -446,7 +455,8 @@ def enqueue(function: str, arguments: tuple[str, ...], queue: str, args_json: st
         options = _cli_args.durations(timeout, result_ttl, failure_ttl, ttl)
         options.update(_cli_args.parse_schedule(schedule_at, schedule_in))
         given = {"job_id": job_id, "description": description, "depends_on": list(depends_on) or None,
-                 "priority": priority, "unique_key": unique_key, "at_front": at_front or None,
+                 "priority": priority, "unique_key": unique_key, "unique_key_conflict": unique_key_conflict,
+                 "at_front": at_front or None,
                  "retry": Retry(retry_max, list(retry_interval) or 0) if retry_max else None}
         options.update({name: value for name, value in given.items() if value is not None})
         job = Queue(queue, dsn).enqueue_call(function, args=args, kwargs=kwargs, **options)
@@ -500,6 +510,9 @@ def demo(dsn: str | None) -> None:
     if _config.embedded_in_use():
         click.echo("\nThe embedded PostgreSQL server keeps running: `pgqueue embedded psql` queries it, "
                    "`pgqueue embedded stop` stops it.")
+
+
+_cli_jobs.add_commands(main, _friendly, dsn_option)  # cancel
 
 
 @main.group()

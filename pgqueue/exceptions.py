@@ -62,6 +62,30 @@ class JobTimeoutError(PgQueueError):
     ``value`` then (RQ's JobTimeoutException), and the ``type`` of that attempt in ``job.errors``."""
 
 
+class JobCanceled(PgQueueError):
+    """Raised inside a running job that was canceled (``job.cancel()``, ``pgqueue cancel``), where the job's
+    code is, in the main thread of its process: the job should stop. Its ``finally`` blocks and ``except
+    JobCanceled`` clauses run; a job still running ``cancel_grace`` seconds later (a worker's option, 3 s by
+    default) is killed. The job is ``canceled`` whatever it does then: its outcome is not recorded
+    (docs/job-control.md)."""
+
+
+class Snooze(PgQueueError):
+    """Raised by a job to run again later: ``raise pgqueue.Snooze(60)``. The job goes back to ``scheduled``,
+    ``seconds`` from now by the database's clock (a duration: seconds, a timedelta or a string such as
+    ``"5m"``), without using an attempt or recording a failure; ``job.snoozes`` counts how often it did
+    (docs/job-control.md)."""
+
+    def __init__(self, seconds: object = 0) -> None:
+        from ._options import delay
+
+        self.seconds = delay("Snooze", seconds)  # TypeError or ValueError, naming the value
+        if self.seconds < 0:
+            raise ValueError(f"Snooze({seconds!r}) is in the past: pass 0 seconds or more (0: as soon as a "
+                             "worker is free)")
+        super().__init__(f"snoozed for {self.seconds:g} s")
+
+
 class UniqueKeyHeld(PgQueueError):
     """A failed job cannot go back to its queue: another job holds its ``unique_key`` (one live job per key).
     ``holder`` is that job's id, or None when it was enqueued while the requeue ran. ``status`` is the one

@@ -7,11 +7,11 @@ import enum
 import inspect
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
-from . import _callbacks, _config, _serialize, _store, monitor
+from . import _callbacks, _config, _progress, _serialize, _store, monitor
 from ._db import connect, readable, shared_connection, translate_errors
 from .connections import database
 from .exceptions import JobFailed, NoSuchJobError
@@ -380,10 +380,34 @@ class Job:
 
     @property
     def is_stopped(self) -> bool:
-        """Always ``False``: RQ's ``stopped`` is a job a stop command interrupted, and pgqueue has no stop
-        command (``job.cancel()`` does not interrupt a running job; the job is ``canceled``)."""
+        """Always ``False``: RQ's ``stopped`` is a status of its own, for a job a stop command interrupted;
+        pgqueue has none: a running job that ``job.cancel()`` stops is ``canceled``."""
         self.get_status()  # as RQ, the property asks the database: a job that is gone raises
         return False
+
+    # -- job control (docs/job-control.md) ------------------------------------------------------------
+    @property
+    def progress(self) -> _progress.Progress | None:
+        """What the job last reported with :meth:`set_progress` (read from its row; None: nothing yet)."""
+        return _progress.parse(_progress.read(self).progress)
+
+    @property
+    def snoozes(self) -> int:
+        """How often the job snoozed (``raise pgqueue.Snooze(seconds)``), read from its row."""
+        return _progress.read(self).snoozes
+
+    def set_progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """From inside the running job (``get_current_job()``): report ``done`` of ``total`` (None: unknown),
+        with a ``message``. At most one write every 0.2 s (PROGRESS_INTERVAL); the last report is written
+        when the job's function ends. Nothing is written once the job has ended or was canceled."""
+        _progress.report(self, done, total, message)
+
+    def progress_updates(self, timeout: float | None = None) -> Iterator[_progress.Progress]:
+        """Yield the job's progress, the current one first if there is one, then each new one as it is
+        written (woken by NOTIFY, as :meth:`wait`), until the job ends. Raises ``TimeoutError`` if it has not
+        ended within ``timeout`` seconds. Reports written closer together than one wake-up are seen as the
+        last of them."""
+        return _progress.updates(self, timeout)
 
     @property
     def origin(self) -> str:
@@ -472,13 +496,15 @@ class Job:
                 raise NoSuchJobError(f"no job with id {self.id!r}")
 
     def cancel(self) -> bool:
-        """Cancel the job if it has not ended. Returns whether it was canceled. A running job's process is
-        not interrupted, but its outcome is no longer recorded."""
+        """Cancel the job if it has not ended; returns whether it was canceled. A running job's worker is told
+        at once and stops it: :class:`~pgqueue.JobCanceled` is raised in the job, whose process is killed if
+        it has not stopped within the worker's ``cancel_grace``; its ``on_stopped`` callback runs. Either
+        way its outcome is not recorded (docs/job-control.md)."""
         conn = shared_connection(self._dsn)
         with translate_errors(self._dsn):
             done = _store.cancel_job(conn, self.id)
         self.refresh()
-        return done
+        return done is not None
 
     def requeue(self) -> bool:
         """Put a failed job back on its queue, allowing one more attempt. Returns whether it was failed;

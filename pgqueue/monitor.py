@@ -65,6 +65,30 @@ class Pause:
     until: datetime | None  # when it ends by itself; None: when resumed
 
 
+@dataclass(frozen=True)
+class Canceled:
+    """What ``cancel`` did to one job: ``canceled`` (and whether it was ``running``: its worker stops it), or
+    not, because it had ended (``status``) or there is none (``status`` None)."""
+    id: str
+    canceled: bool
+    running: bool
+    status: str | None
+
+
+def cancel(job_ids: Sequence[str], dsn: str | None = None) -> list[Canceled]:
+    """Cancel each job of ``job_ids`` that has not ended, as ``job.cancel()`` does; one Canceled per id."""
+    done = []
+    with translate_errors(dsn):
+        conn = shared_connection(dsn)
+        for job_id in job_ids:
+            row = _store.cancel_job(conn, job_id)
+            if row is not None:
+                done.append(Canceled(job_id, True, row.running, "canceled"))
+            else:
+                done.append(Canceled(job_id, False, False, _store.job_status(conn, job_id)))
+    return done
+
+
 def pauses(dsn: str | None = None) -> list[Pause]:
     """The pauses in force: the suspension of every worker first, then paused queues by name."""
     with translate_errors(dsn):

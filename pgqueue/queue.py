@@ -43,6 +43,7 @@ Duration = int | float | timedelta | str
 RESERVED_OPTIONS = frozenset({
     "job_id", "job_timeout", "result_ttl", "ttl", "failure_ttl", "retry", "priority", "depends_on",
     "at_front", "meta", "description", "unique_key", "connection", "on_success", "on_failure", "on_stopped",
+    "unique_key_conflict",
 })
 _PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "scheduled_in"}
 
@@ -113,6 +114,7 @@ class EnqueueData:
     ttl: int | None = None
     depends_on: Sequence[str] = ()
     unique_key: str | None = None
+    replace = False  # unique_key_conflict="replace": a holder not started yet takes this call
     scheduled_at: datetime | None = None
     scheduled_in: float | None = None  # seconds after the database's now(), not this machine's clock
     callbacks_json: str | None = None  # jobs.callbacks (pgqueue._callbacks)
@@ -138,7 +140,7 @@ class EnqueueData:
                      at_front: bool = False, meta: dict[str, Any] | None = None, description: str | None = None,
                      unique_key: str | None = None, scheduled_at: datetime | None = None,
                      scheduled_in: Duration | None = None, on_success: Any = None, on_failure: Any = None,
-                     on_stopped: Any = None) -> None:
+                     on_stopped: Any = None, unique_key_conflict: str = "keep") -> None:
         if kwargs:
             self.kwargs = dict(kwargs)
             self.kwargs_json = _serialize.dumps(self.kwargs)
@@ -162,6 +164,7 @@ class EnqueueData:
             raise ValueError(f"job {self.id!r} depends on itself, so it could never run: "
                              f"remove {self.id!r} from its depends_on")
         self.unique_key = None if unique_key is None else _options.key("unique_key", unique_key)
+        self.replace = _options.unique_key_conflict(unique_key_conflict, self.unique_key)
         if scheduled_at is not None and scheduled_at.tzinfo is None:
             raise ValueError("scheduled times must be timezone-aware (e.g. datetime(..., tzinfo=timezone.utc))")
         self.scheduled_at = scheduled_at
@@ -359,6 +362,10 @@ class Queue(QueueMethods):
             "traceparent": d.traceparent,
         }
 
+    def _replace_params(self, d: EnqueueData, id: str) -> dict[str, Any]:
+        return {"id": id, "unique_key": d.unique_key, "func_name": d.func_name, "args": d.args_json,
+                "kwargs": d.kwargs_json, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in}
+
     def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
         if _tracing.tracer is not None and not _tracing.inside():  # pgqueue.tracing.instrument(): in a span
             return _tracing.insert(self, batch, connection)
@@ -409,7 +416,8 @@ class Queue(QueueMethods):
                                       JobStatus(row.status), row.enqueued_at, row.scheduled_at, row.priority)
                 continue
             # Read on the same connection: the job may be in the caller's uncommitted transaction.
-            found = _store.find_live_duplicate(conn, caller, id=id, unique_key=data.unique_key)
+            found = _store.replace_unique(conn, caller, self._replace_params(data, id)) if data.replace else None
+            found = found or _store.find_live_duplicate(conn, caller, id=id, unique_key=data.unique_key)
             if found is None:
                 again.append(i)
             else:

@@ -233,6 +233,26 @@ def test_a_worker_drains_through_the_pooler_by_polling(pooled: str, pgbouncer: P
     assert left_behind(pooled, pgbouncer.pool_size) == {}
 
 
+@pytest.mark.parametrize("simple", [False, True], ids=["Worker", "SimpleWorker"])
+def test_a_running_job_canceled_through_the_pooler_is_stopped_at_the_poll(simple: bool, pooled: str,
+                                                                          pgbouncer: PgBouncer, spawn_worker: Any,
+                                                                          db: psycopg.Connection[Any]) -> None:
+    """No LISTEN behind the pooler: a worker finds the cancel at its poll (one statement over the jobs it
+    holds), a SimpleWorker's watch at its own; neither leaves state in the pool's sessions."""
+    def tags() -> list[str]:
+        return [t for (t,) in db.execute("SELECT tag FROM pgq_test.runs WHERE job_id = %s ORDER BY at", (job.id,))]
+
+    job = Queue("bouncer").enqueue("pgq_control.stoppable", on_stopped="pgq_callbacks.on_stopped")
+    worker = spawn_worker("bouncer", "--poll-interval", "0.2", *(["--simple"] if simple else []))
+    wait_for(lambda: "began" in tags(), message="the job to begin")
+    assert job.cancel()
+    wait_for(lambda: '{"callback": "stopped"}' in tags(), message="the job to stop and run on_stopped")
+    assert tags() == ["began", "canceled", '{"callback": "stopped"}'] and job.get_status() == JobStatus.CANCELED
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    assert left_behind(pooled, pgbouncer.pool_size) == {}
+
+
 def test_a_failing_job_is_retried_through_the_pooler(pooled: str, pgbouncer: PgBouncer, spawn_worker: Any) -> None:
     """The retry is scheduled half a second ahead: the worker, polling once a minute, wakes for it when it
     is due (as for its own released and retried jobs with LISTEN)."""

@@ -58,6 +58,23 @@ def test_enqueue_returns_the_live_job_or_a_new_one_while_a_worker_ends_them(spaw
     _churn(spawn_worker, db, lambda t, i: [q.enqueue(tj.noop, i, unique_key=KEY)])
 
 
+def test_concurrent_enqueues_that_replace_the_holder_under_the_same_churn(spawn_worker: Any,
+                                                                          db: psycopg.Connection[Any]) -> None:
+    """unique_key_conflict="replace": each call replaces the holder if it has not started, returns it if it
+    runs, or makes a new job if the holder ended: never two live jobs, never an error, and what a holder that
+    has not started holds is always one of the calls' arguments."""
+    q = Queue("churn")
+    sent: set[tuple[int, int]] = set()
+
+    def enqueue(t: int, i: int) -> list[Job]:
+        sent.add((t, i))
+        return [q.enqueue(tj.noop, [t, i], unique_key=KEY, unique_key_conflict="replace")]
+
+    _churn(spawn_worker, db, enqueue)
+    for (args,) in db.execute("SELECT args FROM pgqueue.jobs WHERE unique_key = %s", (KEY,)):
+        assert tuple(args[0]) in sent
+
+
 def test_enqueue_call_and_enqueue_many_under_the_same_churn(spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
     q = Queue("churn")
 

@@ -361,7 +361,7 @@ def test_a_simple_worker_outside_the_main_thread_warns_that_it_cannot_stop_a_job
         thread.join(30)
     warnings = [r.getMessage() for r in caplog.records if "outside the main thread" in r.getMessage()]
     assert warnings == ["Worker in-a-thread: a SimpleWorker outside the main thread cannot stop a job: neither its "
-                        "timeout nor a lost lease interrupts it (run it in the main thread, or use Worker)"]
+                        "timeout, a lost lease nor a cancel interrupts it (run it in the main thread, or use Worker)"]
     SimpleWorker(name="main").work(burst=True)  # in the main thread: no warning
     assert len([r for r in caplog.records if "outside the main thread" in r.getMessage()]) == 1
 

@@ -57,8 +57,9 @@ ALTER TABLE pgqueue.jobs
     ADD COLUMN with_dependency_result boolean NOT NULL DEFAULT false;
 CREATE INDEX jobs_batch_idx ON pgqueue.jobs (batch_id) WHERE batch_id IS NOT NULL;
 
--- Job control: progress reported by a running job.
-ALTER TABLE pgqueue.jobs ADD COLUMN progress jsonb;
+-- Job control: progress reported by a running job; how often it snoozed (raise pgqueue.Snooze(seconds):
+-- NULL for none, so that an enqueue writes nothing more).
+ALTER TABLE pgqueue.jobs ADD COLUMN progress jsonb, ADD COLUMN snoozes integer;
 
 -- Observability: the W3C traceparent of the span that enqueued the job (pgqueue.tracing), restored as the
 -- parent of the job's span in the worker. NULL unless tracing was on and recording at enqueue. A column
@@ -68,7 +69,7 @@ ALTER TABLE pgqueue.jobs ADD COLUMN traceparent text;
 
 DOWNGRADE = r"""
 ALTER TABLE pgqueue.jobs DROP COLUMN traceparent;
-ALTER TABLE pgqueue.jobs DROP COLUMN progress;
+ALTER TABLE pgqueue.jobs DROP COLUMN progress, DROP COLUMN snoozes;
 DROP INDEX pgqueue.jobs_batch_idx;
 ALTER TABLE pgqueue.jobs DROP COLUMN batch_id, DROP COLUMN allow_dependency_failures,
     DROP COLUMN with_dependency_result;

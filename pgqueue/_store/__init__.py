@@ -45,6 +45,8 @@ from .jobs import (  # noqa: F401 - ROWS's row types
     JobRow,
     LiveWorkerRow,
     NowRow,
+    ProgressRow,
+    ProgressSetRow,
     QueueSummaryRow,
     RequeueRow,
     SimpleInsertedRow,
@@ -53,6 +55,7 @@ from .jobs import (  # noqa: F401 - ROWS's row types
 )
 from .worker import *  # noqa: F403
 from .worker import (  # noqa: F401 - ROWS's row types
+    CanceledRow,
     ClaimRow,
     FailRow,
     FinishRow,
@@ -64,6 +67,7 @@ from .worker import (  # noqa: F401 - ROWS's row types
     RescuedRow,
     RevisionRow,
     SecondsRow,
+    SnoozeRow,
     WorkerIdRow,
 )
 
@@ -93,3 +97,7 @@ ROWS.update(_store_schedules.ROWS)  # periodic jobs: their statements' functions
 ROWS.update(_store_ops.ROWS)  # `pgqueue jobs`, `show`, `purge`, `doctor`: their functions live in _store.ops
 ROWS.update(_store_dashboard.ROWS)  # the web dashboard's: in _store.dashboard, not re-exported here
 ROWS.update(_store_metrics.ROWS)  # pgqueue.metrics' database collector
+ROWS.update({  # job control (docs/job-control.md): canceling running jobs, snoozes, progress
+    "canceled_jobs": CanceledRow, "snooze_jobs": SnoozeRow, "job_progress": ProgressRow,
+    "set_progress": ProgressSetRow, "listen_progress": None, "replace_unique": JobRow,
+})

@@ -78,6 +78,12 @@ def find_live_duplicate(conn: Conn, caller: bool, *, id: str, unique_key: str | 
     return _one(_rows(conn, caller, "find_live_duplicate", {"id": id, "unique_key": unique_key}, JobRow))
 
 
+def replace_unique(conn: Conn, caller: bool, params: dict[str, Any]) -> JobRow | None:
+    """unique_key_conflict="replace": give the job holding ``params["unique_key"]`` that has not started the new
+    call (see the replace_unique query for ``params``); None if there is none such (running, or ended)."""
+    return _one(_rows(conn, caller, "replace_unique", params, JobRow))
+
+
 # -- jobs ------------------------------------------------------------------------------------------
 class JobRow(NamedTuple):
     """Every column of a job that Job shows (JSON columns as text)."""
@@ -113,6 +119,21 @@ class StatusRow(NamedTuple):
 
 
 class CancelRow(NamedTuple):
+    """A job cancel_job canceled: whether it was running, and then whether its worker was told to stop it."""
+    id: str
+    notified: Any
+    running: bool
+    stopping: Any
+
+
+class ProgressRow(NamedTuple):
+    """A job's progress (JSON text, None before any report), how often it snoozed, and its status."""
+    status: str
+    progress: str | None
+    snoozes: int
+
+
+class ProgressSetRow(NamedTuple):
     id: str
     notified: Any
 
@@ -135,9 +156,20 @@ def save_meta(conn: Conn, id: str, meta_json: str) -> bool:
     return bool(_fast(conn, "save_meta", {"id": id, "meta": meta_json}, IdRow))
 
 
-def cancel_job(conn: Conn, id: str) -> bool:
-    """Whether the job had not ended and is now canceled."""
-    return bool(_fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id)}, CancelRow))
+def cancel_job(conn: Conn, id: str) -> CancelRow | None:
+    """The job, if it had not ended and is now canceled; None if it had ended, or there is none."""
+    return _one(_fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id), "stop": _notify.cancel_fits(id)},
+                      CancelRow))
+
+
+def job_progress(conn: Conn, id: str) -> ProgressRow | None:
+    return _one(_fast(conn, "job_progress", {"id": id}, ProgressRow))
+
+
+def set_progress(conn: Conn, id: str, progress_json: str) -> bool:
+    """Write a running job's progress (``progress_json``: done, total, message); whether it was running."""
+    return bool(_fast(conn, "set_progress", {"id": id, "progress": progress_json, "notify": _notify.fits(id)},
+                      ProgressSetRow))
 
 
 def delete_job(conn: Conn, id: str) -> None:

@@ -9,7 +9,7 @@ import psycopg
 
 from .. import _db, _notify
 from ..exceptions import ConfigurationError, SchemaMissing, SchemaOutdated
-from ..sql import REVISION, text_array
+from ..sql import REVISION, number_array, text_array
 from ._run import Conn, _do, _execute, _fast, _outcome
 from .jobs import WokenRow
 
@@ -48,6 +48,19 @@ class FailRow(NamedTuple):
     max_attempts: int
     retry_in: float | None
     notified: int
+    woken: int
+
+
+class CanceledRow(NamedTuple):
+    """A job a worker holds that was canceled since it took it (claim: the claim the worker holds)."""
+    id: str
+    claim: int
+
+
+class SnoozeRow(NamedTuple):
+    """A job snooze_jobs scheduled again, and how often it snoozed so far."""
+    id: str
+    snoozes: int
     woken: int
 
 
@@ -124,6 +137,11 @@ def fail_jobs(conn: Conn, params: dict[str, Any]) -> list[FailRow]:
     return _outcome(conn, "fail_jobs", params, FailRow)
 
 
+def snooze_jobs(conn: Conn, params: dict[str, Any]) -> list[SnoozeRow]:
+    """Schedule again the jobs that raised Snooze (arrays as text: ids, claims, seconds; and worker_id)."""
+    return _outcome(conn, "snooze_jobs", params, SnoozeRow)
+
+
 def record_callback_failures(conn: Conn, ids: Sequence[str], errors: Sequence[str]) -> None:
     """Add an entry (JSON text) to each job's errors: its callback failed."""
     _do(conn, "record_callback_failures", {"ids": text_array(ids), "errors": text_array(errors)})
@@ -133,6 +151,14 @@ def claim_by_id(conn: Conn, *, ids: Sequence[str], worker_id: int, worker_name: 
     """Queue(is_async=False): take and start the jobs ``ids`` that are queued (in the caller's transaction)."""
     return _execute(conn, "claim_by_id", {"ids": list(ids), "worker_id": worker_id, "worker_name": worker_name},
                     ClaimRow)
+
+
+def canceled_jobs(conn: Conn, held: Sequence[tuple[str, int]], worker_id: int | None) -> list[tuple[str, int]]:
+    """Which of the jobs ``held`` ((id, claim) pairs) that ``worker_id`` holds were canceled since."""
+    rows = _outcome(conn, "canceled_jobs", {"ids": text_array([i for i, _ in held]),
+                                            "claims": number_array([c for _, c in held]), "worker_id": worker_id},
+                    CanceledRow)
+    return [(r.id, r.claim) for r in rows]
 
 
 def release_claims(conn: Conn, params: dict[str, Any]) -> int:
@@ -233,14 +259,15 @@ def maintenance_limits(conn: Conn, lock_timeout: float, statement_timeout: float
 
 # -- sessions --------------------------------------------------------------------------------------
 def listen(conn: Conn, channel: str) -> None:
-    """LISTEN on ``jobs`` (new runnable work: queue names), ``done`` (ended jobs: ids) or ``control``
-    (pauses that began or ended: their scopes). Refused on a connection in transaction-pooling mode: the
-    pooler hands the listening session to other clients and drops the notifications that reach it
-    meanwhile."""
+    """LISTEN on ``jobs`` (new runnable work: queue names), ``done`` (ended jobs: ids), ``control``
+    (pauses that began or ended: their scopes; running jobs canceled) or ``progress`` (ids of jobs whose
+    progress changed). Refused on a connection in transaction-pooling mode: the pooler hands the listening
+    session to other clients and drops the notifications that reach it meanwhile."""
     if _db.pooled(conn):
         raise ConfigurationError("LISTEN needs a direct connection, not one through a transaction pooler "
                                  "(set PGQUEUE_LISTEN_DATABASE_URL, or poll)")
-    _do(conn, {"jobs": "listen_jobs", "done": "listen_done", "control": "listen_control"}[channel])
+    _do(conn, {"jobs": "listen_jobs", "done": "listen_done", "control": "listen_control",
+               "progress": "listen_progress"}[channel])
 
 
 def worker_plan_settings(conn: Conn) -> None:

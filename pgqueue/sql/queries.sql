@@ -108,6 +108,32 @@ WHERE id = %(id)s
 ORDER BY id = %(id)s DESC
 LIMIT 1
 
+-- name: replace_unique
+-- unique_key_conflict="replace" (debounce), after an insert that found `unique_key` held: the live job holding
+-- it that has not started (scheduled, queued or deferred) takes the new call's function, arguments and run
+-- time; its id, queue, enqueued_at and other options stay. No row if the holder runs (it cannot be replaced:
+-- enqueue returns it), ended meanwhile (enqueue inserts again), or if a job with `id` exists (a job_id is
+-- never replaced). Columns as fetch_job's; `wake` (joined, so that it runs) tells the queue's workers, as the
+-- job may be due sooner.
+WITH upd AS (
+    UPDATE pgqueue.jobs j
+    SET func_name = %(func_name)s, args = %(args)s::jsonb, kwargs = %(kwargs)s::jsonb, scheduled_at = t.run_at,
+        status = CASE WHEN j.status = 'deferred' THEN 'deferred' WHEN t.run_at > now() THEN 'scheduled'
+                      ELSE 'queued' END::pgqueue.job_status
+    FROM (SELECT coalesce(%(scheduled_at)s::timestamptz, now() + make_interval(secs => %(delay)s::float8),
+                          now()) AS run_at) t
+    WHERE j.unique_key = %(unique_key)s AND j.status IN ('scheduled', 'queued', 'deferred')
+      AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs x WHERE x.id = %(id)s)
+    RETURNING j.*
+), wake AS (
+    SELECT pg_notify('pgqueue_jobs', queue) FROM upd WHERE status <> 'deferred'
+)
+SELECT id, queue, func_name, args::text AS args, kwargs::text AS kwargs, status::text AS status, priority,
+       description, meta::text AS meta, result::text AS result, exc_info, errors::text AS errors, attempts,
+       max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on, unique_key, worker_name,
+       enqueued_at, scheduled_at, started_at, ended_at
+FROM upd, (SELECT count(*) FROM wake) w
+
 -- name: fetch_job
 SELECT id, queue, func_name, args::text AS args, kwargs::text AS kwargs, status::text AS status, priority,
        description, meta::text AS meta, result::text AS result, exc_info, errors::text AS errors, attempts, max_attempts, timeout_seconds, result_ttl, failure_ttl, ttl, depends_on,
@@ -116,6 +142,20 @@ FROM pgqueue.jobs WHERE id = %(id)s
 
 -- name: job_status
 SELECT status::text AS status FROM pgqueue.jobs WHERE id = %(id)s
+
+-- name: job_progress
+-- job.progress, job.snoozes and job.progress_updates() (pgqueue._progress): the job's status too, which
+-- tells progress_updates() when to stop.
+SELECT status::text AS status, progress::text AS progress, coalesce(snoozes, 0) AS snoozes
+FROM pgqueue.jobs WHERE id = %(id)s
+
+-- name: set_progress
+-- A running job's report (pgqueue._progress throttles them): {"done", "total", "message"} and "at", the
+-- database's clock. Wakes progress_updates() on pgqueue_progress (payload: the id) if `notify` (it fits).
+-- Nothing once the job has ended (or was canceled).
+UPDATE pgqueue.jobs SET progress = %(progress)s::jsonb || jsonb_build_object('at', statement_timestamp())
+WHERE id = %(id)s AND status = 'running'
+RETURNING id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_progress', id) END AS notified
 
 -- name: queue_count
 -- This and the next two reach a queue's queued jobs through jobs_claim_idx, keyed on hashtext(queue).
@@ -136,14 +176,20 @@ WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = '
 UPDATE pgqueue.jobs SET meta = %(meta)s::jsonb WHERE id = %(id)s RETURNING id
 
 -- name: cancel_job
--- Cancels a job that has not ended. A running job keeps running, but its result can no longer be
--- recorded (the completion is fenced on status = 'running').
+-- Cancels a job that has not ended. A running job's result can no longer be recorded (the completion is
+-- fenced on status = 'running'), and its worker is told to stop it: 'cancel:WORKER_ID:CLAIM:ID' on
+-- pgqueue_control (pgqueue._notify), if `stop` (it fits); the worker also finds it at its fallback poll.
 WITH c AS (
-    UPDATE pgqueue.jobs SET status = 'canceled', ended_at = now()
-    WHERE id = %(id)s AND status IN ('scheduled', 'queued', 'deferred', 'running')
-    RETURNING id
+    UPDATE pgqueue.jobs j SET status = 'canceled', ended_at = now()
+    FROM (SELECT id, status::text = 'running' AS running FROM pgqueue.jobs WHERE id = %(id)s FOR UPDATE) o
+    WHERE j.id = o.id AND j.status IN ('scheduled', 'queued', 'deferred', 'running')
+    RETURNING j.id, o.running, j.worker_id, j.claim_count
 )
-SELECT c.id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_done', c.id) END AS notified FROM c
+SELECT c.id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_done', c.id) END AS notified, c.running,
+       CASE WHEN c.running AND %(stop)s::bool
+            THEN pg_notify('pgqueue_control', 'cancel:' || c.worker_id || ':' || c.claim_count || ':' || c.id)
+       END AS stopping
+FROM c
 
 -- name: requeue_jobs
 -- Failed jobs back to their queue, with one more attempt allowed (exc_info keeps the failure's text). unique_key allows one live job per key:
@@ -302,6 +348,26 @@ SELECT u.id, u.status::text AS status, u.attempts, u.max_attempts,
         FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p) AS woken
 FROM upd u
 
+-- name: snooze_jobs
+-- Jobs that raised pgqueue.Snooze(seconds): scheduled again, `seconds` from now by the database's clock. The
+-- run does not count (taken back if it was counted, as release_claims does), no error is recorded, and
+-- snoozes counts it. Fenced on the claim. One row per job snoozed (none for an outcome fenced off).
+WITH r AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(seconds)s::float8[]) AS r(id, claim, seconds)
+), upd AS (
+    UPDATE pgqueue.jobs j
+    SET status = 'scheduled', scheduled_at = now() + make_interval(secs => r.seconds),
+        attempts = j.attempts - (j.started_at IS NOT NULL)::int, started_at = NULL,
+        snoozes = coalesce(j.snoozes, 0) + 1
+    FROM r
+    WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
+      AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
+    RETURNING j.id, j.queue, j.snoozes
+)
+SELECT u.id, u.snoozes,
+       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM upd) p) AS woken
+FROM upd u
+
 -- name: record_callback_failures
 -- A callback that failed (raised, timed out, or its process died) adds an entry to its job's errors (type
 -- CallbackFailed); the job's status and outcome stay as they were. Not fenced: the callback ran, whoever
@@ -321,6 +387,15 @@ RETURNING j.id, j.queue, j.func_name, j.args::text AS args_json, j.kwargs::text 
           j.timeout_seconds AS timeout, j.attempts AS attempt, j.meta::text AS meta_json,
           j.claim_count AS claim, true AS marked, j.priority, j.position, j.callbacks::text AS callbacks,
           j.retry_on, j.traceparent
+
+-- name: canceled_jobs
+-- Which of the jobs a worker holds (ids and claims) were canceled since it took them: asked at its fallback
+-- poll (a worker without LISTEN learns of cancels so; with it, this covers a notification lost with its
+-- connection), and by a SimpleWorker's watch while a job runs. Bounded by what the worker holds.
+SELECT j.id, j.claim_count AS claim
+FROM unnest(%(ids)s::text[], %(claims)s::int[]) AS r(id, claim)
+JOIN pgqueue.jobs j ON j.id = r.id AND j.claim_count = r.claim
+WHERE j.status = 'canceled' AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
 
 -- name: release_claims
 -- Claims that should not count go back to their queue: jobs claimed in a batch that never started, and
@@ -528,6 +603,9 @@ LISTEN pgqueue_done
 
 -- name: listen_control
 LISTEN pgqueue_control
+
+-- name: listen_progress
+LISTEN pgqueue_progress
 
 -- name: own_settings
 -- pgqueue's statements are prepared (psycopg does it after a few runs), but PostgreSQL keeps re-planning

@@ -82,7 +82,9 @@ CREATE TABLE pgqueue.jobs (
     -- the (one) dependency's result is passed to the job as its first argument (chains)
     with_dependency_result boolean NOT NULL DEFAULT false,
     -- what a running job reported of its progress: {"done", "total", "message", "at"}
-    progress         jsonb
+    progress         jsonb,
+    -- how often the job snoozed (raise pgqueue.Snooze(seconds)); NULL: never
+    snoozes          integer
     -- The rules every row keeps (jobs_rules_idx below): attempts >= 0, claim_count >= 0, max_attempts >= 1,
     -- timeout_seconds > 0; a finished or failed job has ended_at; a running job has worker_id and a claim.
 );

@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
 import marshal
 import math
 import os
+import signal
 import time
 import traceback
 from collections.abc import Sequence
@@ -34,6 +36,7 @@ from ..exceptions import JobTimeoutError
 from ..job import _current_job, _PendingJob
 from ._execute import (
     _NO_CLOCK,
+    CANCELED,
     CallbackEnd,
     ExceptionHandler,
     Outcome,
@@ -48,16 +51,18 @@ from ._execute import (
     timeout_message,
 )
 from ._hooks import JobHooks
-from ._slots import _FRAME, _message_frame, _write_all, child_setup
+from ._slots import _FRAME, CANCEL_SIGNAL, _message_frame, _write_all, child_setup
 
 
-def async_child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
+def async_child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, cancel: Any,
+                     dsn: str | None,
                      worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler],
                      hand_over: bool = False, hooks: JobHooks | None = None) -> None:
-    """The process of an AsyncSlot (same arguments as a ChildSlot's; ``handover``, ``cut`` and ``begun``
-    are not used: every task it is sent starts at once; the job hooks are not called around async jobs yet:
-    docs/observability.md)."""
+    """The process of an AsyncSlot (same arguments as a ChildSlot's; ``handover``, ``cut``, ``begun`` and
+    ``cancel`` are not used: every task it is sent starts at once, and a cancel comes as a frame, which cancels the
+    job's asyncio task; the job hooks are not called around async jobs yet: docs/observability.md)."""
     child_setup()
+    signal.signal(CANCEL_SIGNAL, signal.SIG_IGN)  # a cancel comes by the pipe here (AsyncSlot.stop_job)
     asyncio.run(_Runner(task_fd, out_fd, dsn, worker_name, allow, handlers).serve())
 
 
@@ -69,6 +74,8 @@ class _Runner:
         self.frames: asyncio.Queue[Any] = asyncio.Queue()
         self.buffer = b""
         self.running: set[asyncio.Task[None]] = set()
+        self.by_id: dict[str, asyncio.Task[None]] = {}  # the running jobs, by id: a cancel names one
+        self.canceled: set[str] = set()  # jobs a cancel stopped (docs/job-control.md)
         # Callbacks: one at a time, in one thread (they get the process's connection, as in a sync job's process).
         self.callbacks = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pgqueue-callback")
 
@@ -99,13 +106,28 @@ class _Runner:
         os.set_blocking(self.task_fd, False)
         asyncio.get_running_loop().add_reader(self.task_fd, self._readable)
         while (frame := await self.frames.get()) is not None:
+            if frame[0] == "cancel":  # ("cancel", job id): the job was canceled: stop its asyncio task
+                self._cancel(frame[1])
+                continue
             for fields in frame[1]:
-                job = asyncio.create_task(self.run(Task._make(fields)))
+                task = Task._make(fields)
+                job = asyncio.create_task(self.run(task))
                 self.running.add(job)
+                self.by_id[task.id] = job
                 job.add_done_callback(self.running.discard)
+                job.add_done_callback(functools.partial(self._forget, task.id))
         if self.running:
             await asyncio.wait(self.running)
         self.callbacks.shutdown(wait=False)
+
+    def _forget(self, job_id: str, job: asyncio.Task[None]) -> None:
+        self.by_id.pop(job_id, None)
+
+    def _cancel(self, job_id: str) -> None:
+        job = self.by_id.get(job_id)
+        if job is not None:
+            self.canceled.add(job_id)
+            job.cancel()
 
     def send(self, message: Any) -> None:
         _write_all(self.out_fd, _message_frame(message))
@@ -141,6 +163,10 @@ class _Runner:
             result_json = _serialize.dumps(value)
         except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
             if not timed_out and isinstance(exc, asyncio.CancelledError):
+                if task.id in self.canceled:  # canceled: not a failure, and its outcome is not recorded
+                    self.canceled.discard(task.id)
+                    return Outcome(task.id, task.attempt, task.claim, False, None, f"{CANCELED}: canceled",
+                                   CANCELED, "canceled", time.perf_counter() - started, False, False), None, None
                 raise  # the process is being shut down
             if timed_out:
                 return self._timed_out(task, started, exc)

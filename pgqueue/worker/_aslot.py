@@ -59,6 +59,15 @@ class AsyncSlot(ChildSlot):
         self._send()
         return True  # held: if the process is gone by now, replacing it accounts for them
 
+    def stop_job(self, key: tuple[str, int]) -> bool:
+        """A canceled job: its asyncio task is cancelled in the process (an async job sees CancelledError, as at
+        its timeout). The event loop is never killed for it: the other jobs there go on."""
+        entry = self.running.get(key[0])
+        if entry is None or entry[0].claim != key[1] or not self.process.is_alive():
+            return False
+        self._pending += _frame(("cancel", key[0]))
+        return self.pump()
+
     def _send(self) -> None:
         room = self.concurrency - len(self.running)
         if room <= 0 or not self.queued or self.stop_flag.value or self.kill_reason is not None:

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 
-from .. import _notify, _serialize, _store
+from .. import _db, _notify, _progress, _serialize, _store
 from .._callbacks import stored_callback
 from .._db import connect
-from ..exceptions import JobTimeoutError, PgQueueError
+from ..exceptions import JobCanceled, JobTimeoutError, PgQueueError, Snooze
 from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, text_array
 
@@ -127,6 +127,7 @@ class Outcome(NamedTuple):
     duration: float = 0.0  # seconds the run took, so started_at = ended_at - duration
     recorded: bool = False  # an atomic job's completion was already committed with its own writes
     retryable: bool = True  # False: a failure that fails the job at once (not in its Retry(on=...))
+    snooze: float | None = None  # the job raised Snooze(seconds): it runs again that long after (not ok)
 
 
 class CallbackStart(NamedTuple):
@@ -136,7 +137,7 @@ class CallbackStart(NamedTuple):
     id: str
     claim: int
     attempt: int
-    name: str  # the option: on_success, on_failure
+    name: str  # the option: on_success, on_failure, on_stopped
     func: str
     timeout: float  # seconds; infinity for none
 
@@ -192,6 +193,39 @@ def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
 
 def timeout_message(seconds: float) -> str:
     return f"the job exceeded its timeout of {seconds:g} seconds and was stopped"
+
+
+# -- stopping a job that was canceled --------------------------------------------------------------
+CANCELED = "JobCanceled"  # the error type a canceled job's run is stopped with (its outcome is not recorded)
+
+
+class _Running:
+    """The job whose function runs now in this process's main thread (None between jobs), and the last one a
+    cancel interrupted (its Task: compared by identity, so nothing is reset per job): set by _attempt and
+    cancel_running() (from a signal handler), read by _callback_of (a canceled job's callback is on_stopped)."""
+
+    task: Task | None = None
+    canceled: Task | None = None
+
+
+_running = _Running()
+
+
+def cancel_running(key: tuple[str, int] | None = None) -> None:
+    """Raise :class:`JobCanceled` in the job function running now in this thread (the main thread: called from
+    a signal handler), if one runs (and it is the job ``key``, (id, claim), when given); else nothing: the
+    job ended meanwhile, or has not begun (the worker then takes it back, or kills it at its grace's end)."""
+    task = _running.task
+    if task is None or (key is not None and (task.id, task.claim) != key):
+        return
+    _running.canceled = task
+    raise JobCanceled(f"job {task.id} was canceled")
+
+
+def running_key() -> tuple[str, int] | None:
+    """(id, claim) of the job whose function runs now in the main thread, or None."""
+    task = _running.task
+    return None if task is None else (task.id, task.claim)
 
 
 # -- stopping what outlives its time ----------------------------------------------------------------
@@ -296,6 +330,7 @@ def _call_atomic(task: Task, conn: psycopg.Connection[Any], pending: _PendingJob
         pending.set_connection(conn)
         try:
             value = func(*args, **kwargs)
+            _progress.flush(pending._job)  # before the job is finished, in its own statement
             result_json = _serialize.dumps(value)
             row = _store.finish_jobs(conn, {
                 "ids": text_array([task.id]), "claims": number_array([task.claim]),
@@ -397,8 +432,10 @@ def _attempt(task: Task, dsn: str | None, allow: Sequence[str], pending: _Pendin
              connection: psycopg.Connection[Any] | None, retry: bool,
              handlers: Sequence[ExceptionHandler] = ()) -> tuple[Outcome, BaseException | None, Any]:
     """Run the job function: its Outcome, and the exception it raised (None if it returned) or its value.
-    AbortJob (and TimeUp) goes through: see execute()."""
+    AbortJob (and TimeUp) goes through: see execute(). A job that raises Snooze has neither succeeded nor
+    failed: its Outcome says when it runs again."""
     atomic = False
+    running = _running
     try:
         func = import_func(task.func_name, allow)
         args = _serialize.loads(task.args_json)
@@ -406,27 +443,38 @@ def _attempt(task: Task, dsn: str | None, allow: Sequence[str], pending: _Pendin
         if type(args) is not list or type(kwargs) is not dict:  # a row written by SQL directly
             _refuse_arguments(args, kwargs)
         atomic = getattr(func, "__pgqueue_atomic__", False)
-        if atomic:
-            value, result_json = _call_atomic(task, connection if connection is not None else _connection(dsn),
-                                              pending, func, args, kwargs, started)
-        else:
-            value = func(*args, **kwargs)
-            try:
-                result_json = _serialize.dumps(value)
-            except TypeError:  # a coroutine among them: an async def job (checked here, not per job)
-                if not inspect.iscoroutine(value):
-                    raise
-                value = _awaited(value)
-                result_json = _serialize.dumps(value)
+        running.task = task  # from here to the function's end, a cancel raises JobCanceled in it
+        try:
+            if atomic:
+                value, result_json = _call_atomic(task, connection if connection is not None
+                                                  else _connection(dsn), pending, func, args, kwargs, started)
+            else:
+                value = func(*args, **kwargs)
+                try:
+                    result_json = _serialize.dumps(value)
+                except TypeError:  # a coroutine among them: an async def job (checked here, not per job)
+                    if not inspect.iscoroutine(value):
+                        raise
+                    value = _awaited(value)
+                    result_json = _serialize.dumps(value)
+        finally:
+            running.task = None
+            if pending._job is not None:  # it asked for its Job: write the report it kept back, if any
+                _progress.flush(pending._job)
     except AbortJob:
         raise
+    except Snooze as exc:
+        return Outcome(task.id, task.attempt, task.claim, False, None, None, "Snooze", str(exc),
+                       time.perf_counter() - started, False, False, exc.seconds), exc, None
     except BaseException as exc:  # a job that raises SystemExit or KeyboardInterrupt has failed too
         again = retry and (task.retry_on is None or isinstance(exc, _exception_classes(task.retry_on, allow)))
         # PostgreSQL text cannot hold NUL: a message with one is recorded with it spelled out.
         failed = Outcome(task.id, task.attempt, task.claim, False, None, traceback.format_exc().replace("\0", "\\0"),
                          type(exc).__name__, str(exc).replace("\0", "\\0"), time.perf_counter() - started, False,
                          again)
-        if handlers:
+        if running.canceled is task:  # not a failure, and no outcome is recorded; it may have been mid-statement
+            _forget_busy_connections()
+        elif handlers:
             _handle_exception(handlers, pending, exc)
         return failed, exc, None
     return Outcome(task.id, task.attempt, task.claim, True, result_json, None, None, None,
@@ -446,22 +494,29 @@ def _stopped(task: Task, clock: Clock, exc: TimeUp, started: float,
 # -- its callback ----------------------------------------------------------------------------------
 def _callback_of(task: Task, outcome: Outcome, clock: Clock) -> tuple[str, str, float] | CallbackEnd | None:
     """The callback to run after ``outcome``: (option, dotted path, timeout); None if there is none (nor
-    after a run the lease's fence stopped); a CallbackEnd saying why, for a callbacks column that cannot
-    be read."""
-    if task.callbacks is None or clock.reason is not None:
+    after a run the lease's fence stopped, nor after a snooze); a CallbackEnd saying why, for a callbacks column
+    that cannot be read. A canceled job's callback is on_stopped, whatever its function did then."""
+    if task.callbacks is None:
         return None
+    if _running.canceled is task or (clock.reason is not None and clock.reason[0] == CANCELED):
+        key = "stopped"
+    elif clock.reason is not None or outcome.snooze is not None:
+        return None
+    else:
+        key = "success" if outcome.ok else "failure"
     try:
-        return stored_callback(task.callbacks, "success" if outcome.ok else "failure")
+        return stored_callback(task.callbacks, key)
     except ValueError as exc:
-        return CallbackEnd(task.id, task.claim, task.attempt, "on_success" if outcome.ok else "on_failure", "",
-                           "ValueError", str(exc), None)
+        return CallbackEnd(task.id, task.claim, task.attempt, f"on_{key}", "", "ValueError", str(exc), None)
 
 
-def _ended(job: Job, outcome: Outcome) -> Job:
+def _ended(job: Job, outcome: Outcome, stopped: bool = False) -> Job:
     """The Job a callback gets: its row when the callback began, with this run's end, which the worker records
     (soon) after the callback has begun. As RQ's, the status says finished or failed, or for a failure that a
-    retry follows, ``scheduled``."""
-    if outcome.ok:
+    retry follows, ``scheduled``; ``canceled`` for on_stopped."""
+    if stopped:
+        job.status = JobStatus.CANCELED
+    elif outcome.ok:
         job.status = JobStatus.FINISHED
         job._result = _serialize.loads(outcome.result_json)
     else:
@@ -490,16 +545,19 @@ def _call_back(task: Task, outcome: Outcome, error: BaseException | None, value:
                pending: _PendingJob, dsn: str | None, allow: Sequence[str], clock: Clock,
                connection: psycopg.Connection[Any] | None) -> CallbackEnd:
     """Run the callback ``call`` with RQ's arguments: on_success(job, connection, result), on_failure(job,
-    connection, type, value, traceback). Never raises for the callback's own errors."""
+    connection, type, value, traceback), on_stopped(job, connection). Never raises for the callback's own
+    errors."""
     name, func_name, timeout = call
     failure: tuple[str | None, str | None, str | None] = (None, None, None)
     conn = None
     try:
         with clock.limit(timeout):
             func = import_func(func_name, allow)
-            job = _ended(pending.get(), outcome)
+            job = _ended(pending.get(), outcome, name == "on_stopped")
             conn = connection if connection is not None else _connection(dsn)
-            if outcome.ok:
+            if name == "on_stopped":
+                func(job, conn)
+            elif outcome.ok:
                 func(job, conn, value)
             else:
                 func(job, conn, type(error), error, error.__traceback__ if error is not None else None)
@@ -560,6 +618,8 @@ def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] 
                 outcome, error, value = _attempt(task, dsn, allow, pending, started, connection, retry, handlers)
         except TimeUp as exc:
             outcome, error = _stopped(task, clock, exc, started, retry)
+            if outcome.error_type == CANCELED:
+                _forget_busy_connections()
         except HandOver:
             yield handed_over(task)
             return
@@ -576,3 +636,30 @@ def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] 
         yield _call_back(task, outcome, error, value, call, pending, dsn, allow, clock, connection)
     finally:
         _current_job.reset(token)
+
+
+def run_stopped(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str], clock: Clock) -> CallbackEnd:
+    """Run the on_stopped callback of ``task``, a canceled job whose process was killed (it did not stop within
+    the worker's cancel_grace): in the process that replaced it, before any other task."""
+    try:
+        call = stored_callback(task.callbacks or "{}", "stopped")
+    except ValueError as exc:
+        return CallbackEnd(task.id, task.claim, task.attempt, "on_stopped", "", "ValueError", str(exc), None)
+    if call is None:
+        return CallbackEnd(task.id, task.claim, task.attempt, "on_stopped", "", None, None, None)
+    started = time.perf_counter()
+    pending = _PendingJob(lambda: _job_of(task, dsn, worker_name, started))
+    token = _current_job.set(pending)
+    try:
+        outcome = Outcome(task.id, task.attempt, task.claim, False, None, None, CANCELED, "canceled")
+        return _call_back(task, outcome, None, None, call, pending, dsn, allow, clock, None)
+    finally:
+        _current_job.reset(token)
+
+
+def _forget_busy_connections() -> None:
+    """After a run a cancel interrupted: close this process's connections that it left mid-statement or
+    mid-transaction, so that the next job gets working ones."""
+    if _atomic_conn is not None:
+        _tidy(_atomic_conn)
+    _db.close_busy_connections()

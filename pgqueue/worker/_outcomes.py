@@ -118,6 +118,7 @@ class Outcomes:
         self.worker_name = worker_name
         self.finished: list[Outcome] = []
         self.failed: list[Outcome] = []
+        self.snoozed: list[Outcome] = []  # raised Snooze: scheduled again, nothing counted
         self.released: list[tuple[str, int]] = []  # (job id, claim) of claims that must not count
         self.callback_errors: list[tuple[str, str]] = []  # (job id, errors entry) of callbacks that failed
         self.finisher: Finisher | None = None
@@ -130,7 +131,7 @@ class Outcomes:
     @property
     def pending(self) -> bool:
         """Whether anything is still to be written, or in flight."""
-        return bool(self.finished or self.failed or self.released or self.callback_errors
+        return bool(self.finished or self.failed or self.released or self.callback_errors or self.snoozed
                     or (self.finisher and self.finisher.inflight))
 
     def callback_failed(self, job_id: str, attempt: int, name: str, func: str, error: str | None,
@@ -142,7 +143,7 @@ class Outcomes:
 
     def add(self, outcome: Outcome) -> None:
         if not outcome.ok:
-            self.failed.append(outcome)
+            (self.failed if outcome.snooze is None else self.snoozed).append(outcome)
         elif not outcome.recorded:
             self.finished.append(outcome)
         else:  # an atomic job's completion committed with its own writes
@@ -187,6 +188,8 @@ class Outcomes:
             self.finished = []
         if self.failed:
             woke += self._write_failed(conn, worker_id)
+        if self.snoozed:
+            woke += self._write_snoozed(conn, worker_id)
         if self.released:
             woke += _store.release_claims(conn, {
                 "ids": text_array([i for i, _ in self.released]),
@@ -202,6 +205,13 @@ class Outcomes:
             self.callback_errors = []
         return woke
 
+    def _write_snoozed(self, conn: psycopg.Connection[Any], worker_id: int | None) -> int:
+        snoozed = self.snoozed
+        rows = _store.snooze_jobs(conn, snooze_params(snoozed, worker_id))
+        self.snoozed = []
+        log_snoozes(snoozed, rows)
+        return rows[0].woken if rows else 0
+
     def _write_failed(self, conn: psycopg.Connection[Any], worker_id: int | None) -> int:
         failed = self.failed
         rows = _store.fail_jobs(conn, fail_params(failed, self.worker_name, worker_id))
@@ -212,6 +222,23 @@ class Outcomes:
         if self.observer is not None:
             self.observer(failed, recorded)
         return rows[0].woken if rows else 0
+
+
+def snooze_params(outcomes: Sequence[Outcome], worker_id: int | None) -> dict[str, Any]:
+    """snooze_jobs's parameters for these snoozed outcomes."""
+    return {"ids": text_array([o.id for o in outcomes]), "claims": number_array([o.claim for o in outcomes]),
+            "seconds": number_array([o.snooze or 0.0 for o in outcomes]), "worker_id": worker_id}
+
+
+def log_snoozes(snoozed: Sequence[Outcome], rows: Sequence[_store.SnoozeRow]) -> None:
+    """``Job snoozed for 60 s (ID)``, or why it was not recorded."""
+    recorded = {r.id: r for r in rows}
+    for o in snoozed:
+        row = recorded.get(o.id)
+        if row is None:
+            log.info("Job snoozed (%s); not recorded: the job is no longer this worker's", o.id)
+        else:
+            log.info("Job snoozed for %g s, snooze %d (%s)", o.snooze, row.snoozes, o.id)
 
 
 def log_failures(failed: Sequence[Outcome], rows: dict[str, _store.FailRow]) -> None:

@@ -17,22 +17,28 @@ import multiprocessing
 import os
 import signal
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._callbacks import stored_callback
 from .._db import ready
 from ._execute import (
+    CANCELED,
     Alarm,
     CallbackEnd,
     CallbackStart,
     ExceptionHandler,
     Outcome,
     Task,
+    cancel_running,
     execute,
     hand_over_async,
     run,
+    run_stopped,
+    running_key,
     timeout_message,
 )
 
@@ -157,6 +163,9 @@ class Slot:
         pass
 
 
+#: The signal that tells a job process to stop its job (the job sees pgqueue.JobCanceled raised in it).
+CANCEL_SIGNAL = signal.SIGUSR1
+
 # Both directions travel as frames on raw pipes: a 4-byte length, then marshal of plain tuples of
 # str/int/float/bool/None. Tasks go supervisor -> child as one frame per dispatched list; each outcome
 # comes back as its own frame as soon as the job ends (a child killed mid-job loses no earlier outcome),
@@ -229,12 +238,19 @@ def _message_frame(msg: Any) -> bytes:
     return _frame(("callback" if type(msg) is CallbackStart else "called", tuple(msg)))
 
 
-def child_setup() -> None:
+def child_setup(cancel: Any = None, begun: Any = None) -> None:
     """A job process's first steps: ignore the signals the supervisor handles (Ctrl-C reaches the whole
-    process group; the supervisor decides what happens to running jobs), and close the supervisor's ends
-    of the other job processes' pipes."""
+    process group; the supervisor decides what happens to running jobs), hear of cancels (``cancel``: the
+    supervisor names the task by number, then signals; only that task's function is interrupted, one that
+    has ended or not begun is not), and close the supervisor's ends of the other job processes' pipes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if cancel is not None:
+        def on_cancel(signum: int, frame: Any) -> None:
+            if cancel.value == begun.value:
+                cancel_running()
+
+        signal.signal(CANCEL_SIGNAL, on_cancel)
     for fd in _supervisor_fds:
         try:
             os.close(fd)
@@ -242,10 +258,10 @@ def child_setup() -> None:
             pass
 
 
-def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, dsn: str | None,
-                worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler],
+def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, begun: Any, cancel: Any,
+                dsn: str | None, worker_name: str, allow: Sequence[str], handlers: Sequence[ExceptionHandler],
                 hand_over: bool = False, hooks: JobHooks | None = None) -> None:
-    child_setup()
+    child_setup(cancel, begun)
     hand_over_async(hand_over)  # async jobs go to the worker's event-loop process (an AsyncSlot)
     clock = Alarm(always=False)  # only jobs with callbacks stop themselves; the supervisor kills the others
     while True:
@@ -255,6 +271,9 @@ def _child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: Any, b
             return
         if frame is None:
             return
+        if frame[0] == "stopped":  # a canceled job's on_stopped, after its process was killed
+            _write_all(out_fd, _message_frame(run_stopped(Task._make(frame[1]), dsn, worker_name, allow, clock)))
+            continue
         first, tasks = frame
         for i, fields in enumerate(tasks):
             with handover:  # the supervisor takes back what is numbered above ``begun``, never what started
@@ -294,6 +313,7 @@ class ChildSlot(Slot):
         # takes back has not started and never will.
         self._handover = self._ctx.Lock()
         self._cut, self._begun = self._ctx.RawValue("q", 0), self._ctx.RawValue("q", 0)
+        self._cancel = self._ctx.RawValue("q", 0)  # the number of the task a cancel stops
         self._numbered = 0
         self._number: dict[tuple[str, int], int] = {}  # (job id, claim) of each task held -> its number
         task_r, task_w = os.pipe()  # tasks: supervisor -> child
@@ -307,7 +327,7 @@ class ChildSlot(Slot):
         gc.freeze()
         try:
             self.process = self._ctx.Process(target=self._main, args=(
-                task_r, out_w, self.stop_flag, self._handover, self._cut, self._begun, *self._args),
+                task_r, out_w, self.stop_flag, self._handover, self._cut, self._begun, self._cancel, *self._args),
                                              name=self._name, daemon=False)
             self.process.start()
         finally:
@@ -452,6 +472,25 @@ class ChildSlot(Slot):
     def request_stop(self) -> None:
         self.stop_flag.value = 1
 
+    def stop_job(self, key: tuple[str, int]) -> bool:
+        """Tell the process to stop the job ``key`` (id, claim), a task it holds: JobCanceled is raised in the
+        job's function if it runs now. False if the slot does not hold it."""
+        number = self._number.get(key)
+        if number is None or not self.process.is_alive():
+            return False
+        self._cancel.value = number
+        os.kill(self.process.pid, CANCEL_SIGNAL)  # type: ignore[arg-type]
+        return True
+
+    def run_stopped(self, task: Task, now: float) -> None:
+        """Have the (new) process run the on_stopped callback of ``task``, a canceled job whose process was
+        killed, before anything else, if it has one: the slot is in that callback's phase until it ends."""
+        call = _stopped_callback(task)
+        if call is not None:
+            self._pending += _frame(("stopped", tuple(task)))
+            if self.pump():
+                self.callback_started(CallbackStart(task.id, task.claim, task.attempt, *call), now)
+
     def fence(self, reason: str) -> None:
         # Called from the lease's fence thread, under the supervisor's fence lock (so the process is not
         # being replaced meanwhile). A process not yet reaped keeps its pid: the kill cannot hit another.
@@ -471,6 +510,15 @@ class ChildSlot(Slot):
         self._close_fds()
 
 
+def _stopped_callback(task: Task) -> tuple[str, str, float] | None:
+    """(option, dotted path, timeout) of the task's on_stopped; None without one. For a callbacks column that
+    cannot be read, the process that runs it says why (a CallbackEnd), soon: a phase of no time."""
+    try:
+        return stored_callback(task.callbacks or "{}", "stopped")
+    except ValueError:
+        return ("on_stopped", "", 0.0)
+
+
 class InProcessSlot(Slot):
     """Runs tasks synchronously in the worker's process. Hard timeouts use SIGALRM, so they apply when
     the worker runs in the main thread (as the CLI does); so does stopping a job when the lease is lost."""
@@ -487,22 +535,64 @@ class InProcessSlot(Slot):
         self._announce = announce  # callable: logs a task as it starts
         self._give_back_after = give_back_after  # once the batch has run this long, the rest goes back
         self._done: list[Message] = []
-        self._clock = Alarm(always=True)  # the job's timeout, and the lease's fence (stop())
+        self._clock = Alarm(always=True)  # the job's timeout, the lease's fence and a cancel's grace (stop())
+        # While dispatch() runs its tasks, a cancel comes from another thread (pgqueue.worker._control's
+        # watch): the tasks of this dispatch, the index of the one running, and the job a cancel stops.
+        self.batch: Sequence[Task] = ()
+        self.position = 0
+        self.cut = False  # a cancel came: the tasks not begun go back to their queue
+        self.cancel_key: tuple[str, int] | None = None  # the job to raise JobCanceled in
+        self.stop_key: tuple[str, int] | None = None  # the job to stop as a timeout is, past its grace
 
     def dispatch(self, tasks: Sequence[Task]) -> bool:
         self._clock.reset()  # a claim is made only while the lease is held
         self.tasks.extend(tasks)
+        self.cut, self.cancel_key, self.stop_key, self.position, self.batch = False, None, None, 0, tasks
         self.current_start = start = time.monotonic()
         self.head_marked = tasks[0].marked
-        for i, task in enumerate(tasks):
-            if self._stopping() or self._clock.reason or (i and time.monotonic() - start >= self._give_back_after):
-                self._done.append(("skipped", [(t.id, t.claim) for t in tasks[i:]]))
-                break
-            self._announce(task)
-            # Each message is kept as it comes: the outcome is there before the callback runs.
-            for msg in execute(task, self._dsn, self._worker_name, self._allow, self._clock,
-                               handlers=self._handlers, hooks=self._hooks):
-                self._done.append(msg)
+        try:
+            for i, task in enumerate(tasks):
+                self.position = i
+                if (self._stopping() or self._clock.reason or self.cut
+                        or (i and time.monotonic() - start >= self._give_back_after)):
+                    self._done.append(("skipped", [(t.id, t.claim) for t in tasks[i:]]))
+                    break
+                self._announce(task)
+                # Each message is kept as it comes: the outcome is there before the callback runs.
+                for msg in execute(task, self._dsn, self._worker_name, self._allow, self._clock,
+                                   handlers=self._handlers, hooks=self._hooks):
+                    self._done.append(msg)
+        finally:
+            self.batch = ()
+        return True
+
+    def cancel(self, key: tuple[str, int]) -> bool:
+        """From the watch thread: the job ``key`` (id, claim) was canceled. If it is this dispatch's and has not
+        ended, nothing after it starts (interrupt() stops it if it runs). Whether it is held."""
+        batch, position = self.batch, self.position
+        if key not in [(t.id, t.claim) for t in batch[position:]]:
+            return False
+        self.cancel_key, self.cut = key, True
+        return True
+
+    def interrupt(self, key: tuple[str, int]) -> bool:
+        """From the watch thread: raise JobCanceled in the canceled job ``key`` if it runs now, through the
+        worker's handler of CANCEL_SIGNAL (pgqueue.worker._control), sent to the main thread: a real signal,
+        so that it also ends a sleep or a wait on a socket there. Whether the job was running."""
+        if running_key() != key:
+            return False
+        signal.pthread_kill(threading.main_thread().ident, CANCEL_SIGNAL)  # type: ignore[arg-type]
+        return True
+
+    def stop_canceled(self, key: tuple[str, int], message: str) -> bool:
+        """From the watch thread: the canceled job ``key`` did not stop within its grace: stop it as a timeout
+        is stopped (TimeUp, which an ``except Exception`` does not catch), recorded as ``CANCELED: message``.
+        Whether it was running."""
+        if running_key() != key:
+            return False
+        self._clock.reason = (CANCELED, message)
+        self.stop_key = key
+        signal.pthread_kill(threading.main_thread().ident, CANCEL_SIGNAL)  # type: ignore[arg-type]
         return True
 
     def fence(self, reason: str) -> None:

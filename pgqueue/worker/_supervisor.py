@@ -30,6 +30,7 @@ from ..connections import database
 from ..exceptions import ConfigurationError, DatabaseUnavailable
 from ._aslot import AsyncSlot
 from ._claiming import Claiming
+from ._control import CANCEL_GRACE, Cancels, install_watch
 from ._execute import AbortJob, CallbackEnd, CallbackStart, ExceptionHandler, Outcome, Task
 from ._execute import exception_handlers as _exception_handlers
 from ._hooks import JobHooks, WorkerHooks, attach_hooks, hooks_started, hooks_stopped, load_hooks
@@ -39,7 +40,7 @@ from ._maintenance import Maintenance
 from ._outcomes import Outcomes
 from ._queues import ClaimOrder, DequeueStrategy
 from ._scheduler import Scheduler, worker_schedules
-from ._slots import ChildSlot, InProcessSlot, Message, Slot
+from ._slots import CANCEL_SIGNAL, ChildSlot, InProcessSlot, Message, Slot
 
 log = logging.getLogger("pgqueue.worker")
 
@@ -78,6 +79,8 @@ class Worker(Claiming, WorkerInspection):
     ``hooks``: :class:`pgqueue.Hooks` objects (or classes, or their dotted paths) called around each job and
     at the worker's start and stop (docs/observability.md). ``metrics_port``: serve Prometheus metrics of
     this worker's runs on this port (``pgqueue[metrics]``; 0: any free port), through pgqueue.metrics' hooks.
+    ``cancel_grace``: seconds a running job that was canceled may take to stop once told (JobCanceled is
+    raised in it) before its process is killed (default 3; docs/job-control.md).
     """
 
     _in_process = False
@@ -90,8 +93,8 @@ class Worker(Claiming, WorkerInspection):
                  exception_handlers: Sequence[ExceptionHandler | str] = (),
                  dequeue_strategy: DequeueStrategy | str = DequeueStrategy.DEFAULT,
                  with_scheduler: bool = False, schedules: Any = None, async_concurrency: int = 100,
-                 hooks: Sequence[Any] = (), metrics_port: int | None = None, connection: Any = None,
-                 **rq_options: Any) -> None:
+                 hooks: Sequence[Any] = (), metrics_port: int | None = None, cancel_grace: float = CANCEL_GRACE,
+                 connection: Any = None, **rq_options: Any) -> None:
         refuse(type(self).__name__, rq_options, WORKER_OPTIONS)
         if isinstance(queues, str) or hasattr(queues, "name"):
             queues = [queues]
@@ -116,7 +119,7 @@ class Worker(Claiming, WorkerInspection):
             poll_interval = 5.0 if self.listen else 1.0
         for option, value, least in (("lease", lease, 0.0), ("poll_interval", poll_interval, 0.0),
                                      ("give_back_after", give_back_after, None), ("grace", grace, None),
-                                     ("lease_margin", lease_margin, 0.0)):
+                                     ("lease_margin", lease_margin, 0.0), ("cancel_grace", cancel_grace, None)):
             if value is None and option in ("grace", "lease_margin"):
                 continue
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value == least:
@@ -137,6 +140,8 @@ class Worker(Claiming, WorkerInspection):
         self.allow_modules = tuple(allow_modules)
         self.max_batch = max(1, max_batch)
         self.grace = grace
+        self.cancel_grace = float(cancel_grace)
+        self._cancels = Cancels(self.cancel_grace)
         # Claims are batched, so jobs wait in a slot behind the one running. Once it has run this long, the
         # jobs not started go back to their queue, no attempt used: what comes first by the queue order
         # and arrived meanwhile is claimed before them, and other workers may take them.
@@ -217,12 +222,10 @@ class Worker(Claiming, WorkerInspection):
         slots = self._slots = self._make_slots()
         self._outcomes = Outcomes(self.name)
         self._maintenance = Maintenance(self.name, self.lease)
-        self._hooks = attach_hooks(self, self._outcomes, self._maintenance.rescuer)  # None: none runs here
-        if self.schedules:  # only with_scheduler: a worker without it does nothing new
-            self._maintenance.services.append(Scheduler(self.name, self.schedules, self.dsn))
+        watch = self._services(slots, in_main)
         if self._in_process and not in_main:
-            log.warning("Worker %s: a SimpleWorker outside the main thread cannot stop a job: neither its timeout "
-                        "nor a lost lease interrupts it (run it in the main thread, or use Worker)", self.name)
+            log.warning("Worker %s: a SimpleWorker outside the main thread cannot stop a job: neither its timeout, "
+                        "a lost lease nor a cancel interrupts it (run it in the main thread, or use Worker)", self.name)
         ran = 0
         try:
             self._connect()
@@ -238,6 +241,9 @@ class Worker(Claiming, WorkerInspection):
         finally:
             self._shutdown(slots)
             hooks_stopped(self._hooks)
+            if watch is not None:
+                watch[0].stop()
+                signal.signal(CANCEL_SIGNAL, watch[1])
             if in_main:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -245,6 +251,16 @@ class Worker(Claiming, WorkerInspection):
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
         return ran > 0
+
+    def _services(self, slots: list[Slot], in_main: bool) -> tuple[Any, Any] | None:
+        """This run's hooks, cancels (for a SimpleWorker in the main thread, a thread that hears of them while
+        its job runs: returned, to be stopped) and scheduler."""
+        self._hooks = attach_hooks(self, self._outcomes, self._maintenance.rescuer)  # None: none runs here
+        self._cancels = Cancels(self.cancel_grace)
+        if self.schedules:  # only with_scheduler: a worker without it does nothing new
+            self._maintenance.services.append(Scheduler(self.name, self.schedules, self.dsn))
+        slot = slots[0]
+        return install_watch(self, slot, self._cancels) if isinstance(slot, InProcessSlot) and in_main else None
 
     def _make_slots(self) -> list[Slot]:
         hooks = JobHooks.of(self.hooks)  # None: no hook of ours is called in the job's process
@@ -343,6 +359,8 @@ class Worker(Claiming, WorkerInspection):
         """One turn of the loop; True once the worker is done."""
         self._timers()
         self._ran += self._collect(slots)
+        if self._cancels.asked or self._cancels.stopping:
+            self._cancels.apply(slots, self._outcomes)
         self._stopping(slots)
         if self._flush(slots):
             self._want_claim = True
@@ -366,6 +384,7 @@ class Worker(Claiming, WorkerInspection):
         if now >= self._next_poll:
             self._next_poll, self._want_claim = now + self.poll_interval, True
             self._order.stale = True  # the fallback poll reads the pauses again too
+            self._cancels.check(self._conn, self.worker_id, self._slots)  # and the cancels of the jobs held
         if self._order.stale:  # a queue may have become claimable again; a pause's end: read them then
             more, ends_in = self._order.read_pauses(self._conn)
             self._want_claim = self._want_claim or more
@@ -388,6 +407,8 @@ class Worker(Claiming, WorkerInspection):
         deadlines += [d for d in (s.deadline() for s in slots) if d is not None]
         deadlines += [s.current_start + _MARK_AFTER for s in slots if s.head_running and not s.head_marked]
         deadlines += [s.current_start + self.give_back_after for s in slots if s.waiting]
+        if self._cancels.stopping:
+            deadlines += self._cancels.deadlines()
         if self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
         if self._want_claim and not self._signals and self._hungry(slots) and self._lease and self._lease.held:
@@ -428,8 +449,9 @@ class Worker(Claiming, WorkerInspection):
         pgconn.consume_input()  # raises OperationalError if the connection broke
         wanted = False
         while (note := pgconn.notifies()) is not None:
-            if note.relname == b"pgqueue_control":  # a pause began or ended: read them before the next claim
-                self._order.heard(note.extra.decode())
+            if note.relname == b"pgqueue_control":  # a cancel; or a pause began or ended: read them before claiming
+                if not self._cancels.heard(note.extra.decode(), self.worker_id):
+                    self._order.heard(note.extra.decode())
             elif note.extra.decode() in self.queues:
                 wanted = True
         if pgconn.status != psycopg.pq.ConnStatus.OK:
@@ -457,16 +479,7 @@ class Worker(Claiming, WorkerInspection):
         for msg in messages:
             if isinstance(msg, Outcome):
                 ran += 1
-                if self._hooks is not None:
-                    self._hooks.received(slot.tasks, msg)
-                if not slot.concurrent:  # the batch size is the sync jobs'
-                    self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
-                slot.took(msg.id, now)
-                self._outcomes.add(msg)
-                if msg.ok and info:
-                    log.info("Job OK (%s)", msg.id)
-                if slot.tasks and slot.callback is None and not slot.announces and not self._signals:  # next started
-                    self._announce(slot.tasks[0])
+                self._took_outcome(slot, msg, now, info)
             elif isinstance(msg, CallbackStart):  # sent just before its job's outcome
                 slot.callback_started(msg, now)
             elif isinstance(msg, CallbackEnd):
@@ -481,6 +494,22 @@ class Worker(Claiming, WorkerInspection):
             else:  # ("skipped", [(id, claim), ...]): never started (what give_back took is gone already)
                 self._outcomes.release([(t.id, t.claim) for t in slot.drop({(i, c) for i, c in msg[1]})])
         return ran
+
+    def _took_outcome(self, slot: Slot, msg: Outcome, now: float, info: bool) -> None:
+        if self._hooks is not None:
+            self._hooks.received(slot.tasks, msg)
+        if not slot.concurrent:  # the batch size is the sync jobs'
+            self._avg_duration = 0.8 * self._avg_duration + 0.2 * (now - slot.current_start)
+        slot.took(msg.id, now)
+        cancels = self._cancels
+        if (cancels.asked or cancels.stopping) and cancels.ended((msg.id, msg.claim)):
+            pass  # canceled: its outcome is not recorded (the row says canceled)
+        else:
+            self._outcomes.add(msg)
+            if msg.ok and info:
+                log.info("Job OK (%s)", msg.id)
+        if slot.tasks and slot.callback is None and not slot.announces and not self._signals:  # next started
+            self._announce(slot.tasks[0])
 
     def _to_async_slot(self, slot: Slot, job_id: str, claim: int, now: float) -> None:
         """A job process handed over the async job it was to run next: send it to the event-loop process
@@ -532,11 +561,12 @@ class Worker(Claiming, WorkerInspection):
             return 0
         if lost:
             head, rest = lost[0], lost[1:]
-            outcome = Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind, reason,
-                              time.monotonic() - slot.current_start)
-            self._outcomes.add(outcome)
-            if self._hooks is not None:
-                self._hooks.received((head,), outcome)
+            if not self._cancels.lost(slot, head):  # a canceled job's outcome is not recorded
+                outcome = Outcome(head.id, head.attempt, head.claim, False, None, f"{kind}: {reason}", kind, reason,
+                                  time.monotonic() - slot.current_start)
+                self._outcomes.add(outcome)
+                if self._hooks is not None:
+                    self._hooks.received((head,), outcome)
             self._outcomes.release([(t.id, t.claim) for t in rest])
         log.info("Worker %s: replaced its child process (%s)", self.name, reason)
         return 1 if lost else 0
