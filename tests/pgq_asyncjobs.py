@@ -105,3 +105,14 @@ def sync_pid() -> int:
 async def fail_then_record(tag: str) -> None:
     await _record(tag)
     raise RuntimeError(f"attempt failed: {tag}")
+
+
+async def wait_to_be_canceled(tag: str) -> str:
+    """Record ``TAG:start``, then wait; a cancel records ``TAG:cancelled`` (and the job stops)."""
+    await _record(f"{tag}:start")
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        await _record(f"{tag}:cancelled")
+        raise
+    return tag

@@ -176,3 +176,21 @@ def test_async_concurrency_is_checked() -> None:
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="async_concurrency"):
             Worker(["x"], async_concurrency=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)
+def test_canceling_a_running_async_job_cancels_its_task_and_spares_the_others(
+        spawn_worker: Any, db: psycopg.Connection[Any]) -> None:
+    """A cancel reaches an async job as a cancellation of its asyncio task, in the event-loop process, which
+    is not killed: the job beside it goes on to its end."""
+    q = Queue("cancel-async")
+    doomed = q.enqueue(aj.wait_to_be_canceled, "doomed")
+    neighbour = q.enqueue(aj.sleep_and_record, 1.5, "neighbour")
+    worker = spawn_worker("cancel-async")
+    wait_for(lambda: {"doomed:start", "neighbour:start"} <= set(tags(db)), 20, message="both jobs to start")
+    assert doomed.cancel() is True
+    wait_for(lambda: "doomed:cancelled" in tags(db), 10, message="the job's task to be cancelled")
+    assert neighbour.wait(timeout=20) == "neighbour"
+    assert doomed.get_status() == JobStatus.CANCELED and "replaced its event-loop process" not in worker.output
+    pids = {r[0] for r in db.execute("SELECT pid FROM pgq_test.runs").fetchall()}
+    assert len(pids) == 1  # one event-loop process ran both, and it was never replaced
