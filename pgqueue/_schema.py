@@ -62,8 +62,8 @@ jobs = Table(
     Column("allow_dependency_failures", Boolean, nullable=False),
     Column("with_dependency_result", Boolean, nullable=False),
     Column("progress", JSONB),
-    Column("traceparent", Text),
     Column("snoozes", Integer),
+    Column("traceparent", Text),
 )
 
 workers = Table(

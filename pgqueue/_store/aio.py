@@ -71,7 +71,8 @@ async def job_status(conn: AConn, id: str) -> str | None:
 
 
 async def cancel_job(conn: AConn, id: str) -> bool:
-    return bool(await _fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id)}, CancelRow))
+    return bool(await _fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id),
+                                                 "stop": _notify.cancel_fits(id)}, CancelRow))
 
 
 async def queue_count(conn: AConn, queue: str) -> int:
