@@ -107,10 +107,41 @@ def per_unit(bin_: Path, prefix: list[str], root: Path, make: Any, n1: int, n2: 
     return (high - low) / (n2 - n1)
 
 
+def outcome_script(name: str, n: int, total: int) -> str:
+    """``total`` running jobs of a worker (each its own transaction, as a claim leaves them), then ``n``
+    executions of the outcome statement ``name``, one job each, with the worker's plan settings; the
+    statement's parameters as the worker sends them (arrays as text)."""
+    _, text, names = statement(name)
+    values = {"claims": "'{1}'", "results": "'{\"[1]\"}'", "durations": "'{0.1}'", "chunks": "'{0}'",
+              "worker_id": "1", "exc_infos": "'{\"Traceback: boom\"}'",
+              "errors": r"""'{"{\"type\": \"ValueError\"}"}'""", "retryables": "'{t}'"}
+    lines = ["TRUNCATE pgqueue.jobs, pgqueue.workers;",
+             "SET enable_sort = off; SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off;",
+             "INSERT INTO pgqueue.jobs (id, queue, func_name, status, worker_id, claim_count, attempts, started_at) "
+             f"SELECT 'job-' || i, 'bench', 'benchjobs.f', 'running', 1, 1, 1, now() FROM generate_series(1, {total}) i;",
+             f"PREPARE s AS {text.decode()};"]
+    for i in range(1, n + 1):
+        params = ", ".join(f"'{{job-{i}}}'" if p == "ids" else values[p] for p in names)
+        lines.append(f"EXECUTE s({params});")
+    return "\n\n".join(lines) + "\n\n"
+
+
+def outcome_cases(bin_: Path, prefix: list[str], root: Path, n1: int, n2: int) -> list[tuple[str, str, float, float]]:
+    """finish_jobs and fail_jobs, one outcome of a plain job (no batch, no dependents) per statement. The
+    same number of jobs is written in both runs, so that the difference is the statements' alone."""
+    cases = []
+    for name in ("finish_jobs", "fail_jobs"):
+        cost = per_unit(bin_, prefix, root, lambda n, name=name: outcome_script(name, n, n2), n1, n2, name)
+        cases.append((f"{name}, one plain job's outcome", "instructions per statement", float("nan"), cost))
+    return cases
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--statements", default="200,1200", help="N1,N2 executions of each INSERT")
     p.add_argument("--rows", default="10000,30000", help="N1,N2 rows of each COPY")
+    p.add_argument("--outcomes", action="store_true",
+                   help="also the worker's finish_jobs and fail_jobs, one outcome per statement (the plain job's)")
     args = p.parse_args()
     s1, s2 = map(int, args.statements.split(","))
     r1, r2 = map(int, args.rows.split(","))
@@ -150,6 +181,8 @@ def main() -> None:
                  root, "pgqueue.jobs (id, queue, func_name, args, timeout_seconds)",
                  lambda i: f"{job_id(i)}\tbench\tbenchjobs.f\t[{i}]\t180\n"), r1, r2, "pgq_copy")),
         ]
+        if args.outcomes:
+            cases += outcome_cases(bin_, prefix, root, s1, s2)
     version = subprocess.run([str(bin_ / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
     print(f"Server instructions (callgrind, {version}, single-user, fsync off)")
     print("| Statement | raw floor | pgqueue | pgqueue ÷ raw |")

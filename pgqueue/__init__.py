@@ -30,7 +30,7 @@ from .exceptions import (
     UniqueKeyHeld,
 )
 from .hooks import Hooks
-from .job import Job, JobStatus, Retry, atomic, get_current_job
+from .job import Dependency, Job, JobStatus, Retry, atomic, get_current_job
 from .queue import Queue
 from .registry import (
     CanceledJobRegistry,
@@ -44,17 +44,20 @@ from .results import Result
 from .scheduling import Schedule, periodic
 from .suspension import is_suspended, resume, suspend
 from .worker import SimpleWorker, Worker
+from .workflows import Batch, NoSuchBatchError, chain
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncQueue",
+    "Batch",
     "CanceledJobRegistry",
     "Callback",
     "ConfigurationError",
     "Connection",
     "DatabaseUnavailable",
     "DeferredJobRegistry",
+    "Dependency",
     "FailedJobRegistry",
     "FinishedJobRegistry",
     "Hooks",
@@ -65,6 +68,7 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "MigrationError",
+    "NoSuchBatchError",
     "NoSuchJobError",
     "PgQueueError",
     "Progress",
@@ -83,6 +87,7 @@ __all__ = [
     "Worker",
     "__version__",
     "atomic",
+    "chain",
     "configure",
     "get_current_job",
     "is_suspended",

@@ -3,6 +3,7 @@ copy_simple_jobs queries (pgqueue/sql/queries.sql)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,3 +44,13 @@ def plain_line(d: EnqueueData, id: str, queue: str, timeout: float) -> str:
 def simple_line(d: EnqueueData, id: str, queue: str, timeout: float) -> str:
     """A simple job (EnqueueData.simple) as one line for the copy_simple_jobs query: five columns."""
     return f"{id}\t{queue}\t{text_field(d.func_name)}\t{json_field(d.args_json)}\t{timeout!r}\n"
+
+
+def member_line(line: Callable[[EnqueueData, str, str, float], str], batch_id: str) -> Callable[..., str]:
+    """``line``, for the COPY of members of a batch: the batch's id is the last column."""
+    suffix = "\t" + text_field(batch_id) + "\n"
+
+    def member(d: EnqueueData, id: str, queue: str, timeout: float) -> str:
+        return line(d, id, queue, timeout)[:-1] + suffix
+
+    return member

@@ -10,7 +10,7 @@ expects it to be used.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, ClassVar
 
 from . import _store
@@ -68,6 +68,7 @@ class QueueMethods:
 
     name: str
     dsn: str | None
+    empty: Callable[[], int]  # Queue's
     #: RQ's ``Queue.job_class``: always pgqueue's Job (a subclass that sets another is refused when made).
     job_class: ClassVar[type[Job]] = Job
 
@@ -100,5 +101,4 @@ class QueueMethods:
             raise InvalidJobOperation(f"queue {self.name!r} cannot be deleted without its queued jobs: a pgqueue "
                                       "queue is only the name its jobs carry; delete(delete_jobs=True) deletes "
                                       "them, as empty() does")
-        with translate_errors(self.dsn):
-            return _store.queue_empty(shared_connection(self.dsn), self.name)
+        return self.empty()

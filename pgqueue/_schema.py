@@ -118,4 +118,5 @@ batches = Table(
     Column("callback_ids", ARRAY(Text)),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("completed_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
 )

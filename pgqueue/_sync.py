@@ -66,24 +66,26 @@ class SyncQueue(Queue):
     def __repr__(self) -> str:
         return f"Queue({self.name!r}, is_async=False)"
 
-    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
-        return self._insert(first + _take(more, None), connection)
+    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any,
+              batch_id: str | None = None) -> list[Job]:
+        return self._insert(first + _take(more, None), connection, batch_id)
 
-    def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+    def _insert(self, batch: list[EnqueueData], connection: Any, batch_id: str | None = None) -> list[Job]:
         with translate_errors(self.dsn):
             if connection is not None:
-                return self._insert_and_run(batch, caller_connection(connection))
+                return self._insert_and_run(batch, caller_connection(connection), batch_id)
             with own_connection(self.dsn) as conn:
-                return self._insert_and_run(batch, conn)
+                return self._insert_and_run(batch, conn, batch_id)
 
-    def _insert_and_run(self, batch: list[EnqueueData], conn: psycopg.Connection[Any]) -> list[Job]:
+    def _insert_and_run(self, batch: list[EnqueueData], conn: psycopg.Connection[Any],
+                        batch_id: str | None = None) -> list[Job]:
         """Write ``batch``, take the jobs it returned that run now (in one transaction: the caller's, or
         one of ours), run them one by one and record each outcome (in the caller's transaction, or as they
         come). Returns the Jobs, reloaded once run."""
         alone = conn.autocommit and conn.info.transaction_status == _IDLE  # ours, or a caller's outside one
         worker = f"sync:{socket.gethostname()}.{os.getpid()}"
         with conn.transaction() if alone else contextlib.nullcontext():
-            jobs = super()._insert(batch, conn)
+            jobs = super()._insert(batch, conn, batch_id)
             # As in RQ, jobs given a time (enqueue_at, enqueue_in) wait for it, and for a worker.
             wanted = [j for j, d in zip(jobs, batch, strict=True) if d.scheduled_at is None and d.scheduled_in is None]
             if not wanted:
@@ -123,7 +125,9 @@ class SyncQueue(Queue):
                     log_snoozes([msg], _store.snooze_jobs(conn, snooze_params([msg], task.worker_id)))
                     continue
                 if not msg.ok:
-                    _store.fail_jobs(conn, fail_params([msg], worker, task.worker_id))
+                    rows = _store.fail_jobs(conn, fail_params([msg], worker, task.worker_id))
+                    if rows and rows[0].dependents_canceled:  # jobs that depended on it (docs/workflows.md)
+                        _store.notify_done(conn, rows[0].dependents_canceled)
                     log.info("Job failed (%s): %s: %s", msg.id, msg.error_type, msg.error_message)
                     continue
                 if not msg.recorded:

@@ -177,7 +177,7 @@ class AsyncQueue:
         if len(part) == 1 and not (part[0].depends_on or part[0].unique_key or part[0].at_front or part[0].extras):
             inserted = await _astore.insert_job(conn, caller, q._single_params(part[0], part_ids[0]))
         else:
-            inserted = await _astore.insert_jobs(conn, q._batch_params(part, part_ids))
+            inserted = await _astore.insert_jobs(conn, q._batch_params(part, part_ids, None))
         rows = {r.id: r for r in inserted}
         again = []
         for i in which:

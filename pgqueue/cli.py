@@ -338,6 +338,34 @@ def schedules(schedule_modules: tuple[str, ...], as_json: bool, paths: tuple[str
 
 
 @main.command()
+@click.argument("batch_id", required=False)
+@click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(1, 10_000),
+              help="How many of the newest batches to show.")
+@click.option("--raw", "-r", is_flag=True,
+              help="Print `batch ID STATUS TOTAL FINISHED FAILED CANCELED PENDING` lines.")
+@dsn_option
+@_friendly
+def batches(batch_id: str | None, limit: int, raw: bool, dsn: str | None) -> None:
+    """Batches, newest first: status and how their members ended (BATCH_ID: that one, and its callbacks)."""
+    from .workflows import Batch
+
+    found = [Batch.fetch(batch_id, dsn)] if batch_id else Batch.recent(limit, dsn)
+    header = ("BATCH", "STATUS", "TOTAL", "FINISHED", "FAILED", "CANCELED", "PENDING", "CREATED", "DESCRIPTION")
+    rows = [(b.id, b.status, *map(str, (b.total, b.finished, b.failed, b.canceled, b.pending)),
+             f"{b.created_at:%Y-%m-%d %H:%M:%S}" if b.created_at else "-", b.description or "") for b in found]
+    if raw:
+        for r in rows:
+            click.echo(" ".join(("batch", *r[:7])))
+    else:
+        widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+        for r in [header, *rows]:
+            click.echo("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip())
+    if batch_id:
+        for job in found[0].callback_jobs():
+            click.echo(f"callback {job.id} {job.func_name} {job.status.value}")
+
+
+@main.command()
 @click.argument("queues", nargs=-1, callback=_queue_names("queue names"))
 @click.option("--all", "-a", "all_", is_flag=True, help="Empty every queue that has queued jobs.")
 @dsn_option

@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from . import _callbacks, _config, _progress, _serialize, _store, monitor
-from ._db import connect, readable, shared_connection, translate_errors
+from ._db import connect, own_connection, readable, shared_connection, translate_errors
+from ._store.workflows import cancel_all_dependents
 from .connections import database
 from .exceptions import JobFailed, NoSuchJobError
 from .results import Result, results_of
@@ -86,6 +87,27 @@ class Retry:
     def __repr__(self) -> str:
         on = "" if self.on is None else f", on={self.on!r}"
         return f"Retry(max={self.max}, interval={self.intervals!r}{on})"
+
+
+class Dependency:
+    """RQ's way to say what a job waits for: ``depends_on=Dependency(jobs=[a, b], allow_failure=True)``.
+    ``allow_failure=True`` is ``allow_dependency_failures=True``: the job runs once every one of ``jobs``
+    has ended, however it ended, instead of being canceled when one fails or is canceled."""
+
+    def __init__(self, jobs: Job | str | Sequence[Job | str], allow_failure: bool = False,
+                 enqueue_at_front: bool = False) -> None:
+        listed = [jobs] if isinstance(jobs, (Job, str)) else list(jobs)
+        if not listed or not all(isinstance(j, (Job, str)) for j in listed):
+            raise ValueError(f"Dependency(jobs=...) takes a Job, a job id, or a non-empty list of them, not {jobs!r}")
+        if enqueue_at_front:
+            raise ValueError("Dependency(enqueue_at_front=True) is not supported: a dependent job takes its place "
+                             "in its queue when it is enqueued; give it a priority instead")
+        self.jobs = listed
+        self.allow_failure = bool(allow_failure)
+
+    def __repr__(self) -> str:
+        ids = [j.id if isinstance(j, Job) else j for j in self.jobs]
+        return f"Dependency(jobs={ids!r}, allow_failure={self.allow_failure})"
 
 
 class _PendingJob:
@@ -499,12 +521,11 @@ class Job:
         """Cancel the job if it has not ended; returns whether it was canceled. A running job's worker is told
         at once and stops it: :class:`~pgqueue.JobCanceled` is raised in the job, whose process is killed if
         it has not stopped within the worker's ``cancel_grace``; its ``on_stopped`` callback runs. Either
-        way its outcome is not recorded (docs/job-control.md)."""
-        conn = shared_connection(self._dsn)
-        with translate_errors(self._dsn):
-            done = _store.cancel_job(conn, self.id)
+        way its outcome is not recorded (docs/job-control.md). The jobs that depend on it are canceled too
+        (and theirs), unless they allow dependency failures (docs/workflows.md)."""
+        canceled = monitor.cancel([self.id], self._dsn)[0].canceled
         self.refresh()
-        return done is not None
+        return canceled
 
     def requeue(self) -> bool:
         """Put a failed job back on its queue, allowing one more attempt. Returns whether it was failed;
@@ -516,10 +537,12 @@ class Job:
         return bool(requeued)
 
     def delete(self) -> None:
-        """Delete the job's row."""
-        conn = shared_connection(self._dsn)
-        with translate_errors(self._dsn):
-            _store.delete_job(conn, self.id)
+        """Delete the job's row. If it had not ended, the jobs that depend on it are canceled (unless they
+        allow dependency failures) and its batch counts it as canceled."""
+        with translate_errors(self._dsn), own_connection(self._dsn) as conn, conn.transaction():
+            row = _store.delete_job(conn, self.id)
+            if row is not None:
+                _store.notify_done(conn, cancel_all_dependents(conn, [self.id], row.dependents_canceled))
 
     def wait(self, timeout: float | None = None) -> Any:
         """Block until the job ends and return its result. Woken by the worker's NOTIFY, not by polling,

@@ -83,6 +83,7 @@ def cancel(job_ids: Sequence[str], dsn: str | None = None) -> list[Canceled]:
         for job_id in job_ids:
             row = _store.cancel_job(conn, job_id)
             if row is not None:
+                _store.notify_done(conn, row.dependents_canceled)
                 done.append(Canceled(job_id, True, row.running, "canceled"))
             else:
                 done.append(Canceled(job_id, False, False, _store.job_status(conn, job_id)))

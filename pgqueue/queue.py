@@ -19,9 +19,10 @@ from ._ids import new_id, new_ids
 from ._notify import check_queue_name
 from ._options import func_name_of
 from ._rq import QUEUE_OPTIONS, QueueMethods, refuse
+from ._store import workflows as _store_workflows
 from .connections import database
 from .exceptions import NoSuchJobError, PgQueueError
-from .job import Job, JobStatus, Retry
+from .job import Dependency, Job, JobStatus, Retry
 from .sql import number_array
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         ScheduledJobRegistry,
         StartedJobRegistry,
     )
+    from .workflows import Batch
 
 DEFAULT_TIMEOUT = 180.0
 #: What a duration option takes: seconds, a timedelta, or a string such as "30m" (see _options.seconds).
@@ -43,7 +45,7 @@ Duration = int | float | timedelta | str
 RESERVED_OPTIONS = frozenset({
     "job_id", "job_timeout", "result_ttl", "ttl", "failure_ttl", "retry", "priority", "depends_on",
     "at_front", "meta", "description", "unique_key", "connection", "on_success", "on_failure", "on_stopped",
-    "unique_key_conflict",
+    "unique_key_conflict", "allow_dependency_failures",
 })
 _PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "scheduled_in"}
 
@@ -51,6 +53,8 @@ _PREPARE_OPTIONS = RESERVED_OPTIONS - {"connection"} | {"scheduled_at", "schedul
 def _ids_of(depends_on: Any) -> Sequence[str]:
     if depends_on is None:
         return ()
+    if isinstance(depends_on, Dependency):
+        depends_on = depends_on.jobs
     if isinstance(depends_on, (Job, str)):
         depends_on = [depends_on]
     return list(dict.fromkeys(d.id if isinstance(d, Job) else str(d) for d in depends_on))
@@ -122,6 +126,8 @@ class EnqueueData:
     traceparent: str | None = None  # jobs.traceparent: set by pgqueue.tracing (the job is then not simple)
     extras = False  # callbacks or retry_on: columns only insert_jobs writes
     simple = True  # no kwargs, every option at its default
+    allow_dependency_failures = False  # run once every dependency ended, however (else: canceled with it)
+    with_dependency_result = False  # chain(pass_result=True): the dependency's result goes first in args
 
     def __init__(self, func: Callable[..., Any] | str, args: Sequence[Any] | None = None,
                  kwargs: dict[str, Any] | None = None, **options: Any) -> None:
@@ -140,7 +146,8 @@ class EnqueueData:
                      at_front: bool = False, meta: dict[str, Any] | None = None, description: str | None = None,
                      unique_key: str | None = None, scheduled_at: datetime | None = None,
                      scheduled_in: Duration | None = None, on_success: Any = None, on_failure: Any = None,
-                     on_stopped: Any = None, unique_key_conflict: str = "keep") -> None:
+                     on_stopped: Any = None, unique_key_conflict: str = "keep",
+                     allow_dependency_failures: bool = False) -> None:
         if kwargs:
             self.kwargs = dict(kwargs)
             self.kwargs_json = _serialize.dumps(self.kwargs)
@@ -160,6 +167,8 @@ class EnqueueData:
         self.description = description
         self._set_durations(job_timeout, result_ttl, failure_ttl, ttl)
         self.depends_on = _ids_of(depends_on)
+        if allow_dependency_failures or (isinstance(depends_on, Dependency) and depends_on.allow_failure):
+            self.allow_dependency_failures = True
         if self.custom_id and self.id in self.depends_on:
             raise ValueError(f"job {self.id!r} depends on itself, so it could never run: "
                              f"remove {self.id!r} from its depends_on")
@@ -306,13 +315,23 @@ class Queue(QueueMethods):
         ``"5m"``)."""
         return self._enqueue_scheduled({"scheduled_in": _options.delay("enqueue_in delay", delay)}, f, args, kwargs)
 
-    def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None) -> list[Job]:
+    def enqueue_many(self, items: Iterable[EnqueueData], connection: Any = None,
+                     batch: Batch | None = None) -> list[Job]:
         """Enqueue many prepared jobs; all or none are written. Plain jobs go in by one streamed COPY:
-        ``items`` may be a generator, consumed while the server writes the jobs that came before it."""
+        ``items`` may be a generator, consumed while the server writes the jobs that came before it.
+        ``batch``: an open :class:`~pgqueue.Batch` whose members they become, in its transaction."""
+        if batch is not None:
+            return batch.enqueue_many(items, queue=self, connection=connection)
         if _tracing.tracer is not None and not _tracing.inside():  # pgqueue.tracing.instrument(): in a span
             return _tracing.enqueue_many(self, items, connection)
+        return self._enqueue_many(items, connection, None)
+
+    def _enqueue_many(self, items: Iterable[EnqueueData], connection: Any, batch_id: str | None,
+                      stream: bool = False) -> list[Job]:
+        """``stream``: ``connection`` is in a transaction of pgqueue's own (a Batch's), which an error rolls back:
+        its items need not be refused before the first is written."""
         it = iter(items)
-        if connection is not None:  # the caller's transaction: refuse bad items before writing in it
+        if connection is not None and not stream:  # the caller's transaction: refuse bad items before writing
             taken = _take(it, None)
             _refuse_cycles(taken)
             it = iter(taken)
@@ -321,8 +340,8 @@ class Queue(QueueMethods):
             if not first:
                 return []
             if not first[0].plain:
-                return self._insert(first + _take(it, None), connection)
-            return self._copy(first, it, connection)
+                return self._insert(first + _take(it, None), connection, batch_id)
+            return self._copy(first, it, connection, batch_id)
 
     def _prepare(self, func: Callable[..., Any] | str, args: Sequence[Any] | None,
                  kwargs: dict[str, Any] | None, options: dict[str, Any]) -> EnqueueData:
@@ -334,7 +353,7 @@ class Queue(QueueMethods):
     def _connection(self, connection: Any) -> psycopg.Connection[Any]:
         return shared_connection(self.dsn) if connection is None else caller_connection(connection)
 
-    def _batch_params(self, batch: list[EnqueueData], ids: list[str]) -> dict[str, Any]:
+    def _batch_params(self, batch: list[EnqueueData], ids: list[str], batch_id: str | None) -> dict[str, Any]:
         return {
             "ids": ids, "queues": [self.name] * len(batch),
             "func_names": [d.func_name for d in batch], "args": [d.args_json for d in batch],
@@ -350,6 +369,8 @@ class Queue(QueueMethods):
             "delays": [d.scheduled_in for d in batch], "callbacks": [d.callbacks_json for d in batch],
             "retry_on": [None if d.retry_on is None else _serialize.dumps(list(d.retry_on)) for d in batch],
             "traceparents": [d.traceparent for d in batch],
+            "allow_failures": [d.allow_dependency_failures for d in batch],
+            "with_results": [d.with_dependency_result for d in batch], "batch_id": batch_id,
         }
 
     def _single_params(self, d: EnqueueData, id: str) -> dict[str, Any]:
@@ -366,15 +387,16 @@ class Queue(QueueMethods):
         return {"id": id, "unique_key": d.unique_key, "func_name": d.func_name, "args": d.args_json,
                 "kwargs": d.kwargs_json, "scheduled_at": d.scheduled_at, "delay": d.scheduled_in}
 
-    def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
+    def _insert(self, batch: list[EnqueueData], connection: Any, batch_id: str | None = None) -> list[Job]:
+        """Insert ``batch`` (members of the batch ``batch_id`` if given: in its transaction, ``connection``)."""
         if _tracing.tracer is not None and not _tracing.inside():  # pgqueue.tracing.instrument(): in a span
-            return _tracing.insert(self, batch, connection)
+            return _tracing.insert(self, batch, connection, batch_id)
         if len(batch) > 1:  # before anything is written (a COPY before this is in a transaction of ours)
             _refuse_cycles(batch)
         caller = connection is not None
         with translate_errors(self.dsn):
             conn = self._connection(connection)
-            if len(batch) == 1 and batch[0].simple:  # enqueue(f, *args): the shortest statement
+            if len(batch) == 1 and batch[0].simple and batch_id is None:  # enqueue(f, *args): the shortest
                 d, id, timeout = batch[0], new_id(), self.default_timeout
                 at = _store.insert_simple_job(conn, caller, id=id, queue=self.name, func_name=d.func_name,
                                               args=d.args_json, timeout=timeout).enqueued_at
@@ -383,7 +405,7 @@ class Queue(QueueMethods):
             jobs: list[Job | None] = [None] * len(batch)
             pending: Sequence[int] = range(len(batch))
             for _ in range(_CONFLICT_ATTEMPTS):
-                pending = self._insert_some(conn, caller, batch, ids, pending, jobs)
+                pending = self._insert_some(conn, caller, batch, ids, pending, jobs, batch_id)
                 if not pending:
                     return jobs  # type: ignore[return-value]  # every one filled in
         d, id = batch[pending[0]], ids[pending[0]]
@@ -394,7 +416,7 @@ class Queue(QueueMethods):
             "as they are enqueued; retry later")
 
     def _insert_some(self, conn: psycopg.Connection[Any], caller: bool, batch: list[EnqueueData], ids: list[str],
-                     which: Sequence[int], jobs: list[Job | None]) -> list[int]:
+                     which: Sequence[int], jobs: list[Job | None], batch_id: str | None = None) -> list[int]:
         """Insert ``batch[i]`` for each i in ``which`` (one statement) and fill in ``jobs[i]``: the new job,
         or the one it conflicted with (ON CONFLICT: the job with its id, or the live job with its unique key).
         Returns the i whose conflicting job ended before it could be read: nothing blocks them now, so the
@@ -402,10 +424,11 @@ class Queue(QueueMethods):
         statement after it runs as usual (no savepoint needed)."""
         part = [batch[i] for i in which]
         part_ids = [ids[i] for i in which]
-        if len(part) == 1 and not (part[0].depends_on or part[0].unique_key or part[0].at_front or part[0].extras):
-            inserted = _store.insert_job(conn, caller, self._single_params(part[0], part_ids[0]))
+        one = part[0]
+        if len(part) == 1 and not (one.depends_on or one.unique_key or one.at_front or one.extras or batch_id):
+            inserted = _store.insert_job(conn, caller, self._single_params(one, part_ids[0]))
         else:
-            inserted = _store.insert_jobs(conn, self._batch_params(part, part_ids))
+            inserted = _store.insert_jobs(conn, self._batch_params(part, part_ids, batch_id))
         rows = {r.id: r for r in inserted}
         again = []
         for i in which:
@@ -425,16 +448,18 @@ class Queue(QueueMethods):
                 existing._load_row(found)
         return again
 
-    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
+    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any,
+              batch_id: str | None = None) -> list[Job]:
         """COPY ``first``, then ``more`` in chunks, building each chunk's Jobs while the server writes it.
-        From the first job that COPY cannot write (see EnqueueData.plain) on, the rest go to _insert."""
+        From the first job that COPY cannot write (see EnqueueData.plain) on, the rest go to _insert.
+        Members of the batch ``batch_id`` go by the same COPYs with its id (in its transaction)."""
         if connection is None:
             with own_connection(self.dsn) as conn:
-                return self._copy_on(conn, first, more)
-        return self._copy_on(caller_connection(connection), first, more)
+                return self._copy_on(conn, first, more, batch_id)
+        return self._copy_on(caller_connection(connection), first, more, batch_id)
 
     def _copy_on(self, conn: psycopg.Connection[Any], first: list[EnqueueData],
-                 more: Iterator[EnqueueData]) -> list[Job]:
+                 more: Iterator[EnqueueData], batch_id: str | None = None) -> list[Job]:
         # An autocommit connection outside a transaction (ours, or a caller's): one transaction of our own.
         # A caller's open transaction: joined, never committed here (psycopg's transaction() would COMMIT
         # if the caller had not started one yet).
@@ -453,7 +478,10 @@ class Queue(QueueMethods):
                 chunk, simple = first, first[0].simple
                 while chunk:
                     line = _copy.simple_line if simple else _copy.plain_line
-                    with _store.copy_jobs(cur, simple) as copy:
+                    if batch_id is not None:
+                        line = _copy.member_line(line, batch_id)
+                    with (_store.copy_jobs(cur, simple) if batch_id is None
+                          else _store_workflows.copy_batch_jobs(cur, simple)) as copy:
                         while chunk:
                             for i, d in enumerate(chunk):
                                 if not (d.simple if simple else d.plain):
@@ -470,8 +498,10 @@ class Queue(QueueMethods):
                             chunk = [] if rest else _take(more, _COPY_CHUNK)
                     if simple and rest and rest[0].plain:  # a job with options: go on with the wide COPY
                         chunk, rest, simple = rest, [], False
+                if batch_id is not None:  # the batch counts the members COPYed
+                    _store_workflows.add_batch_members(conn, batch_id, len(jobs))
                 if rest:
-                    jobs += self._insert(rest + _take(more, None), conn)
+                    jobs += self._insert(rest + _take(more, None), conn, batch_id)
         return jobs
 
     # -- looking ---------------------------------------------------------------------------------
@@ -509,9 +539,12 @@ class Queue(QueueMethods):
             return None
 
     def empty(self) -> int:
-        """Delete this queue's queued jobs; returns how many."""
-        with translate_errors(self.dsn):
-            return _store.queue_empty(shared_connection(self.dsn), self.name)
+        """Delete this queue's queued jobs; returns how many. The jobs that depend on them are canceled
+        (unless they allow dependency failures), and their batches count them as canceled."""
+        with translate_errors(self.dsn), own_connection(self.dsn) as conn, conn.transaction():
+            row = _store.queue_empty(conn, self.name)
+            _store.notify_done(conn, _store_workflows.cancel_all_dependents(conn, row.deleted, row.dependents_canceled))
+            return row.jobs
 
     # -- RQ's inspection API: every queue, a job's place, the registries -------------------------
     @classmethod

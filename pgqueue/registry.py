@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import psycopg
 
 from . import _store
-from ._db import shared_connection, translate_errors
+from ._db import own_connection, shared_connection, translate_errors
 from ._notify import check_queue_name
 from ._rq import QUEUE_OPTIONS, refuse
+from ._store.workflows import cancel_all_dependents
 from .connections import database
 from .exceptions import InvalidJobOperation, NoSuchJobError, UniqueKeyHeld
 from .job import Job, JobStatus
@@ -146,9 +147,11 @@ class BaseRegistry:
                 f"{type(self).__name__}.remove({job_id!r}) needs delete_job=True: pgqueue's registries are "
                 f"queries over pgqueue.jobs, and a job is in the {self.title} because its status is "
                 f"{self.status.value}; it leaves by being requeued (requeue()) or deleted (delete_job=True)")
-        with translate_errors(self.dsn):
-            removed = _store.registry_remove(shared_connection(self.dsn), job_id, self.name, self.status.value)
-        return int(removed)
+        with translate_errors(self.dsn), own_connection(self.dsn) as conn, conn.transaction():
+            row = _store.registry_remove(conn, job_id, self.name, self.status.value)
+            if row is not None:  # its dependents are canceled with it (docs/workflows.md)
+                _store.notify_done(conn, cancel_all_dependents(conn, [job_id], row.dependents_canceled))
+        return int(row is not None)
 
     def cleanup(self, timestamp: float | None = None) -> None:
         """Nothing to do (RQ's registries need it): workers delete ended jobs past their ttl and rescue the

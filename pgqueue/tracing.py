@@ -92,7 +92,7 @@ def _attributes(queue: Queue) -> dict[str, Any]:
             "messaging.destination.name": queue.name, "pgqueue.job.queue": queue.name}
 
 
-def insert(queue: Queue, batch: list[EnqueueData], connection: Any) -> list[Job]:
+def insert(queue: Queue, batch: list[EnqueueData], connection: Any, batch_id: str | None = None) -> list[Job]:
     """Queue._insert (enqueue, enqueue_call, ...) in a span of its own."""
     from opentelemetry.trace import SpanKind
 
@@ -101,7 +101,7 @@ def insert(queue: Queue, batch: list[EnqueueData], connection: Any) -> list[Job]
         parent = traceparent(span)
         token = _inside.set(True)
         try:
-            jobs = queue._insert([_mark(d, parent) for d in batch] if parent else batch, connection)
+            jobs = queue._insert([_mark(d, parent) for d in batch] if parent else batch, connection, batch_id)
         finally:
             _inside.reset(token)
         if len(jobs) == 1:

@@ -87,7 +87,8 @@ def _clean(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     url = request.getfixturevalue("dsn")
     monkeypatch.setenv("PGQUEUE_DATABASE_URL", url)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE pgqueue.jobs, pgqueue.workers, pgqueue.pauses, pgq_test.runs")
+        conn.execute("TRUNCATE pgqueue.jobs, pgqueue.workers, pgqueue.pauses, pgqueue.batches, pgqueue.dependencies, "
+                     "pgq_test.runs")
     yield
 
 

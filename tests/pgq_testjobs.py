@@ -206,3 +206,30 @@ class CallableJob:
 
 
 jobs_instance = Jobs()  # a module-level instance: its methods have a dotted path a worker can import
+
+
+# -- workflows (tests/test_batches.py, test_dependency_policy.py, test_chains.py) ---------------------
+def batch_callback(batch_id: str, kind: str = "complete") -> dict[str, Any]:
+    """A batch's callback: records ``KIND:BATCH_ID`` and returns what Batch.fetch says of the batch."""
+    record(f"{kind}:{batch_id}")
+    batch = pgqueue.Batch.fetch(batch_id)
+    statuses: dict[str, int] = {}
+    for member in batch.iter_members(page=7):
+        statuses[member.status.value] = statuses.get(member.status.value, 0) + 1
+    return {"status": batch.status, "total": batch.total, "finished": batch.finished, "failed": batch.failed,
+            "canceled": batch.canceled, "pending": batch.pending, "members": statuses}
+
+
+def flaky_callback(batch_id: str) -> str:
+    """A callback whose first attempt raises (it is a job: it is retried)."""
+    record(f"flaky:{batch_id}")
+    job = pgqueue.get_current_job()
+    assert job is not None
+    if job.attempts == 1:
+        raise RuntimeError("the callback's first attempt fails")
+    return "second attempt"
+
+
+def prefixed(value: Any, *rest: Any) -> list[Any]:
+    """A chain's link: what it was passed, in order."""
+    return [value, *rest]

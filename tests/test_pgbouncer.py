@@ -361,3 +361,28 @@ def test_migrate_through_the_pooler(pooled: str, pgbouncer: PgBouncer, new_datab
     with client(url) as conn:
         assert conn.execute("SELECT count(*) FROM pgqueue.jobs").fetchone() == (0,)
     assert left_behind(url, pgbouncer.pool_size) == {}
+
+
+def test_workflows_through_the_pooler(pooled: str, pgbouncer: PgBouncer, spawn_worker: Any,
+                                      db: psycopg.Connection[Any]) -> None:
+    """A batch (its own transaction through the pooler), a failed member's dependent canceled and a chain,
+    by a worker whose outcome statements carry their plan settings: the callbacks once, nothing left."""
+    with pgqueue.Batch(Queue("bouncer"), on_complete=tj.batch_callback) as batch:
+        batch.enqueue_many([Queue.prepare_data(tj.add, args=(i, i)) for i in range(50)])
+        failing = batch.enqueue(tj.fail)
+        doomed = batch.enqueue(tj.noop, depends_on=failing)
+    links = pgqueue.chain(Queue.prepare_data(tj.add, args=(1, 2)), Queue.prepare_data(tj.add, args=(3,)),
+                          queue="bouncer", pass_result=True)
+    worker = spawn_worker("bouncer", "--poll-interval", "0.2")
+    wait_for(lambda: pgqueue.Batch.fetch(batch.id).is_complete and Job.fetch(links[1].id).status.is_final,
+             timeout=30, message="the batch and the chain")
+    wait_for(lambda: db.execute("SELECT status::text FROM pgqueue.jobs WHERE func_name = "
+                                "'pgq_testjobs.batch_callback'").fetchall() == [("finished",)], timeout=30,
+             message="the one callback")
+    done = pgqueue.Batch.fetch(batch.id)
+    assert (done.finished, done.failed, done.canceled) == (50, 1, 1)
+    assert Job.fetch(doomed.id).exc_info == f"dependency failed: {failing.id}"
+    assert Job.fetch(links[1].id).result == 6
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    assert left_behind(pooled, pgbouncer.pool_size) == {}

@@ -22,6 +22,7 @@ from . import dashboard as _store_dashboard
 from . import metrics as _store_metrics
 from . import ops as _store_ops
 from . import schedules as _store_schedules
+from . import workflows as _store_workflows
 from .inspect import *  # noqa: F403
 from .inspect import (  # noqa: F401 - ROWS's row types
     _REGISTRY_NAMES,
@@ -32,6 +33,7 @@ from .inspect import (  # noqa: F401 - ROWS's row types
     PauseRow,
     PositionRow,
     RegistryJobRow,
+    RemovedRow,
     ResumedRow,
     WorkerRow,
 )
@@ -39,6 +41,8 @@ from .jobs import *  # noqa: F403
 from .jobs import (  # noqa: F401 - ROWS's row types
     CancelRow,
     CountRow,
+    DeletedRow,
+    EmptiedRow,
     FailedJobRow,
     IdRow,
     InsertedRow,
@@ -76,8 +80,8 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "insert_jobs": InsertedRow, "insert_simple_job": SimpleInsertedRow, "insert_job": InsertedRow,
     "copy_simple_jobs": None, "copy_jobs": None, "wake_queues": NowRow, "find_live_duplicate": JobRow,
     "fetch_job": JobRow, "job_status": StatusRow, "queue_count": CountRow, "queue_job_ids": IdRow,
-    "queue_empty": None, "save_meta": IdRow, "cancel_job": CancelRow, "requeue_jobs": RequeueRow,
-    "delete_job": None, "failed_jobs": FailedJobRow, "claim": ClaimRow, "mark_started": None,
+    "queue_empty": EmptiedRow, "save_meta": IdRow, "cancel_job": CancelRow, "requeue_jobs": RequeueRow,
+    "delete_job": DeletedRow, "failed_jobs": FailedJobRow, "claim": ClaimRow, "mark_started": None,
     "finish_jobs": FinishRow, "fail_jobs": FailRow, "release_claims": WokenRow, "next_scheduled": SecondsRow,
     "register_worker": WorkerIdRow, "schema_revision": RevisionRow, "heartbeat": None, "deregister_worker": None,
     "rescue_lost_jobs": RescuedRow,
@@ -88,7 +92,8 @@ ROWS: dict[str, type[tuple[Any, ...]] | None] = {
     "claim_by_id": ClaimRow, "pause": PausedRow, "resume": ResumedRow,
     "pauses": PauseRow, "listen_control": None, "fetch_jobs": JobRow, "job_meta": MetaRow,
     "job_position": PositionRow,
-    "queue_names": NameRow, "registry_job": RegistryJobRow, "registry_remove": IdRow, "registry_requeue": RequeueRow,
+    "queue_names": NameRow, "registry_job": RegistryJobRow, "registry_remove": RemovedRow,
+    "registry_requeue": RequeueRow,
     "worker_details": WorkerRow,
     **{f"registry_{_REGISTRY_NAMES.get(s, s)}_{op}": row for s in REGISTRY_STATUSES
        for op, row in (("ids", IdRow), ("count", CountRow))},
@@ -101,3 +106,4 @@ ROWS.update({  # job control (docs/job-control.md): canceling running jobs, snoo
     "canceled_jobs": CanceledRow, "snooze_jobs": SnoozeRow, "job_progress": ProgressRow,
     "set_progress": ProgressSetRow, "listen_progress": None, "replace_unique": JobRow,
 })
+ROWS.update(_store_workflows.ROWS)  # batches: their statements' functions live there

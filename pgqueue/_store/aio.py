@@ -16,6 +16,7 @@ from ..exceptions import ConfigurationError
 from ..sql import q
 from ._run import _one
 from .jobs import CancelRow, CountRow, InsertedRow, JobRow, NowRow, SimpleInsertedRow, StatusRow
+from .worker import NotifiedRow
 
 AConn = psycopg.AsyncConnection[Any]
 R = TypeVar("R", bound=tuple[Any, ...])
@@ -71,8 +72,13 @@ async def job_status(conn: AConn, id: str) -> str | None:
 
 
 async def cancel_job(conn: AConn, id: str) -> bool:
-    return bool(await _fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id),
-                                                 "stop": _notify.cancel_fits(id)}, CancelRow))
+    """As _store.cancel_job; wakes the waiters of the dependents canceled with the job too."""
+    rows = await _fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id), "stop": _notify.cancel_fits(id)},
+                       CancelRow)
+    payloads = _notify.payloads(rows[0].dependents_canceled) if rows else []
+    if payloads:
+        await _execute(conn, "notify_done", {"payloads": payloads}, NotifiedRow)
+    return bool(rows)
 
 
 async def queue_count(conn: AConn, queue: str) -> int:

@@ -92,9 +92,14 @@ def registry_job(conn: Conn, id: str) -> RegistryJobRow | None:
     return _one(_fast(conn, "registry_job", {"id": id}, RegistryJobRow))
 
 
-def registry_remove(conn: Conn, id: str, queue: str, status: str) -> bool:
-    """Delete the job if it has ``status`` in ``queue``; whether it did."""
-    return bool(_fast(conn, "registry_remove", {"id": id, "queue": queue, "status": status}, IdRow))
+class RemovedRow(NamedTuple):
+    id: str
+    dependents_canceled: list[str]
+
+
+def registry_remove(conn: Conn, id: str, queue: str, status: str) -> RemovedRow | None:
+    """Delete the job if it has ``status`` in ``queue``: None if it did not, else the dependents canceled."""
+    return _one(_execute(conn, "registry_remove", {"id": id, "queue": queue, "status": status}, RemovedRow))
 
 
 def registry_requeue(conn: Conn, id: str, queue: str, status: str, at_front: bool) -> RequeueRow | None:

@@ -11,7 +11,7 @@ import psycopg
 
 from .. import _notify
 from ..sql import q
-from ._run import Conn, _do, _execute, _fast, _one, _rows
+from ._run import Conn, _execute, _fast, _one, _rows
 
 
 # -- enqueueing ------------------------------------------------------------------------------------
@@ -119,11 +119,13 @@ class StatusRow(NamedTuple):
 
 
 class CancelRow(NamedTuple):
-    """A job cancel_job canceled: whether it was running, and then whether its worker was told to stop it."""
+    """A job cancel_job canceled: whether it was running, and then whether its worker was told to stop it; the
+    dependents canceled with it."""
     id: str
     notified: Any
     running: bool
     stopping: Any
+    dependents_canceled: list[str]
 
 
 class ProgressRow(NamedTuple):
@@ -136,6 +138,17 @@ class ProgressRow(NamedTuple):
 class ProgressSetRow(NamedTuple):
     id: str
     notified: Any
+
+
+class DeletedRow(NamedTuple):
+    dependents_canceled: list[str]
+
+
+class EmptiedRow(NamedTuple):
+    """``deleted``: the jobs deleted, if some of their dependents may still be deferred (else empty)."""
+    jobs: int
+    deleted: list[str]
+    dependents_canceled: list[str]
 
 
 class CountRow(NamedTuple):
@@ -157,7 +170,8 @@ def save_meta(conn: Conn, id: str, meta_json: str) -> bool:
 
 
 def cancel_job(conn: Conn, id: str) -> CancelRow | None:
-    """The job, if it had not ended and is now canceled; None if it had ended, or there is none."""
+    """The job, if it had not ended and is now canceled, with the dependents canceled with it; None if it
+    had ended, or there is none."""
     return _one(_fast(conn, "cancel_job", {"id": id, "notify": _notify.fits(id), "stop": _notify.cancel_fits(id)},
                       CancelRow))
 
@@ -172,8 +186,9 @@ def set_progress(conn: Conn, id: str, progress_json: str) -> bool:
                       ProgressSetRow))
 
 
-def delete_job(conn: Conn, id: str) -> None:
-    _do(conn, "delete_job", {"id": id})
+def delete_job(conn: Conn, id: str) -> DeletedRow | None:
+    """The job's deletion: None if there was none; else the dependents canceled (if it had not ended)."""
+    return _one(_execute(conn, "delete_job", {"id": id}, DeletedRow))
 
 
 # -- queues and monitoring -------------------------------------------------------------------------
@@ -207,12 +222,14 @@ class FailedJobRow(NamedTuple):
 
 
 class RequeueRow(NamedTuple):
-    """One failed job asked for: whether it went back, else the live job holding its unique_key."""
+    """One failed job asked for: whether it went back, else the live job holding its unique_key
+    (``reopened``: how many batches count members requeued here as pending again)."""
     id: str
     requeued: bool
     holder: str | None
     unique_key: str | None
     woken: int
+    reopened: int
 
 
 def queue_count(conn: Conn, queue: str) -> int:
@@ -223,9 +240,9 @@ def queue_job_ids(conn: Conn, queue: str, offset: int, limit: int | None) -> lis
     return [r.id for r in _fast(conn, "queue_job_ids", {"queue": queue, "offset": offset, "limit": limit}, IdRow)]
 
 
-def queue_empty(conn: Conn, queue: str) -> int:
-    """Delete the queue's queued jobs; returns how many."""
-    return _do(conn, "queue_empty", {"queue": queue})
+def queue_empty(conn: Conn, queue: str) -> EmptiedRow:
+    """Delete the queue's queued jobs; how many, and the dependents canceled."""
+    return _execute(conn, "queue_empty", {"queue": queue}, EmptiedRow)[0]
 
 
 def queue_summary(conn: Conn, queues: Sequence[str] | None) -> list[QueueSummaryRow]:

@@ -41,7 +41,9 @@ class FinishRow(NamedTuple):
 
 
 class FailRow(NamedTuple):
-    """An attempt recorded as failed: the job is ``failed``, or ``scheduled`` for a retry in ``retry_in`` s."""
+    """An attempt recorded as failed: the job is ``failed``, or ``scheduled`` for a retry in ``retry_in`` s.
+    ``dependents_canceled``: the jobs canceled because one of the batch's jobs failed for good (the same in
+    every row; None if none of those jobs had dependents or a batch)."""
     id: str
     status: str
     attempts: int
@@ -49,6 +51,7 @@ class FailRow(NamedTuple):
     retry_in: float | None
     notified: int
     woken: int
+    dependents_canceled: list[str] | None
 
 
 class CanceledRow(NamedTuple):
@@ -73,21 +76,27 @@ class WorkerIdRow(NamedTuple):
 
 
 class RescuedRow(NamedTuple):
-    """A job of a lost worker, now ``queued`` again or ``failed``."""
+    """A job of a lost worker, now ``queued`` again or ``failed`` (``dependents_canceled``: the jobs canceled
+    because those that failed here ended; the same in every row)."""
     id: str
     queue: str
     status: str
     woken: int
+    dependents_canceled: list[str] | None
 
 
 class PromoteRow(NamedTuple):
+    """``canceled``: the deferred jobs canceled, as a dependency of theirs had failed or was canceled."""
     promoted: int
     woken: int
+    canceled: list[str]
 
 
 class PruneRow(NamedTuple):
+    """``expired``: the jobs canceled, expired or as dependents of those; ``batches``: of the members deleted."""
     expired: list[str]
     deleted: int
+    batches: list[str]
 
 
 class NotifiedRow(NamedTuple):

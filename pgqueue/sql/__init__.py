@@ -30,26 +30,25 @@ SCHEMA: str = _read("schema.sql")
 REVISION = "0006"
 """The schema revision these statements need (the alembic head: tests/test_schema.py checks)."""
 
-QUERIES: dict[str, str] = _parse(_read("queries.sql"))
-_INSPECT = _parse(_read("inspect.sql"))  # RQ's inspection API (registries, Queue.all, Worker.all)
-assert not set(_INSPECT) & set(QUERIES), "a statement name is used in both .sql files"
-QUERIES.update(_INSPECT)
-_SCHEDULES = _parse(_read("schedules.sql"))  # periodic jobs: the worker's scheduler, `pgqueue schedules`
-assert not set(_SCHEDULES) & set(QUERIES), "a statement name of schedules.sql is used in another .sql file"
-QUERIES.update(_SCHEDULES)
-_OPS = _parse(_read("ops.sql"))  # `pgqueue jobs`, `show`, `purge` and `doctor`
-assert not set(_OPS) & set(QUERIES), "a statement name of ops.sql is used in another .sql file"
-QUERIES.update(_OPS)
-_DASHBOARD = _parse(_read("dashboard.sql"))  # the web dashboard's reads (pgqueue/dashboard/)
-assert not set(_DASHBOARD) & set(QUERIES), "a statement name of dashboard.sql is used in another .sql file"
-QUERIES.update(_DASHBOARD)
-_METRICS = _parse(_read("metrics.sql"))  # pgqueue.metrics' database collector (`pgqueue metrics`)
-assert not set(_METRICS) & set(QUERIES), "a statement name of metrics.sql is used in another .sql file"
-QUERIES.update(_METRICS)
+#: Each file's statements, by purpose; a name is unique across them all.
+_FILES = (
+    "queries.sql",  # enqueueing, the worker's claim and completion, job control
+    "inspect.sql",  # RQ's inspection API (registries, Queue.all, Worker.all)
+    "schedules.sql",  # periodic jobs: the worker's scheduler, `pgqueue schedules`
+    "ops.sql",  # `pgqueue jobs`, `show`, `purge` and `doctor`
+    "dashboard.sql",  # the web dashboard's reads (pgqueue/dashboard/)
+    "metrics.sql",  # pgqueue.metrics' database collector (`pgqueue metrics`)
+    "workflows.sql",  # batches, the dependency failure policy, chains
+)
+QUERIES: dict[str, str] = {}
+for _file in _FILES:
+    _queries = _parse(_read(_file))
+    assert not set(_queries) & set(QUERIES), f"a statement name of {_file} is used in another .sql file"
+    QUERIES.update(_queries)
 
 
 def q(name: str) -> str:
-    """The named query ``name`` from queries.sql, inspect.sql, schedules.sql, ops.sql or dashboard.sql."""
+    """The named query ``name`` from one of this package's .sql files (names are unique across them)."""
     return QUERIES[name]
 
 

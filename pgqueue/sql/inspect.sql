@@ -111,9 +111,17 @@ SELECT j.status::text AS status, j.queue, j.delete_at, j.scheduled_at,
 FROM pgqueue.jobs j WHERE j.id = %(id)s
 
 -- name: registry_remove
-DELETE FROM pgqueue.jobs
-WHERE id = %(id)s AND queue = %(queue)s AND status = %(status)s::pgqueue.job_status
-RETURNING id
+-- Workflows: a job deleted before it ended cancels its dependents and counts as canceled in its batch, as in
+-- delete_job (queries.sql).
+WITH d AS (
+    DELETE FROM pgqueue.jobs
+    WHERE id = %(id)s AND queue = %(queue)s AND status = %(status)s::pgqueue.job_status
+    RETURNING id, status IN ('scheduled', 'queued', 'deferred', 'running') AS live, batch_id
+)
+SELECT d.id,
+       CASE WHEN d.live THEN pgqueue.jobs_ended(ARRAY[d.id], 'deleted', ARRAY_REMOVE(ARRAY[d.batch_id], NULL))
+            ELSE '{}' END AS dependents_canceled
+FROM d
 
 -- name: registry_requeue
 -- One job of a registry (its status and queue) back to its queue, queued now: a job that ended gets one
@@ -142,10 +150,16 @@ WITH j AS (
                         ELSE x.priority END,
         position = CASE WHEN %(at_front)s::bool THEN -nextval('pgqueue.job_position_seq') ELSE x.position END
     FROM h WHERE x.id = h.id AND h.holder IS NULL
-    RETURNING x.id, x.queue
+    RETURNING x.id, x.queue, x.batch_id
+), reopened AS (
+    -- Workflows: a member of a batch that had ended counts as pending in it again (workflows.sql)
+    SELECT pgqueue.batch_reopened(ARRAY(SELECT batch_id FROM r WHERE batch_id IS NOT NULL), %(status)s::text)
+           AS batches
+    WHERE %(status)s::text IN ('finished', 'failed', 'canceled')
 )
 SELECT h.id, r.id IS NOT NULL AS requeued, h.holder, h.unique_key,
-       (SELECT count(pg_notify('pgqueue_jobs', r.queue)) FROM r) AS woken
+       (SELECT count(pg_notify('pgqueue_jobs', r.queue)) FROM r) AS woken,
+       coalesce((SELECT batches FROM reopened), 0) AS reopened
 FROM h LEFT JOIN r ON r.id = h.id
 
 -- name: worker_details

@@ -6,6 +6,9 @@
 -- name: insert_jobs
 -- Inserts a batch of jobs (one for enqueue) in one statement and wakes idle workers of their
 -- queues. The NOTIFY is part of the caller's transaction, so a rollback wakes nobody.
+-- A job waits (deferred) while a dependency has not ended; one whose dependency failed or was canceled
+-- is canceled at once, unless it allows dependency failures (a missing dependency counts as finished).
+-- `batch_id`: the open batch (pgqueue.batches) the jobs are members of, which counts them here.
 WITH input AS (
     SELECT * FROM unnest(
         %(ids)s::text[], %(queues)s::text[], %(func_names)s::text[], %(args)s::jsonb[],
@@ -13,21 +16,34 @@ WITH input AS (
         %(metas)s::jsonb[], %(max_attempts)s::int[], %(retry_intervals)s::jsonb[],
         %(timeouts)s::float8[], %(result_ttls)s::int[], %(failure_ttls)s::int[], %(ttls)s::int[],
         %(depends_on)s::jsonb[], %(unique_keys)s::text[], %(scheduled_ats)s::timestamptz[],
-        %(delays)s::float8[], %(callbacks)s::jsonb[], %(retry_on)s::jsonb[], %(traceparents)s::text[]
+        %(delays)s::float8[], %(callbacks)s::jsonb[], %(retry_on)s::jsonb[], %(allow_failures)s::bool[],
+        %(with_results)s::bool[], %(traceparents)s::text[]
     ) WITH ORDINALITY AS t(id, queue, func_name, args, kwargs, priority, at_front, description, meta,
                            max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl, ttl,
-                           depends_on, unique_key, scheduled_at, delay, callbacks, retry_on, traceparent, ord)
+                           depends_on, unique_key, scheduled_at, delay, callbacks, retry_on, allow_failures,
+                           with_result, traceparent, ord)
 ), rows AS (
     SELECT i.*, ARRAY(SELECT jsonb_array_elements_text(i.depends_on)) AS deps,
            coalesce(i.scheduled_at, now() + make_interval(secs => i.delay), now()) AS run_at
     FROM input i
+), waits AS (
+    -- Workflows: for each job with dependencies, whether one has not ended (or is in this batch), and
+    -- the first that ended without finishing (the reason a job that does not allow it is canceled)
+    SELECT r.ord, r.deps && ARRAY(SELECT id FROM rows) OR coalesce(w.waiting, false) AS waiting, w.unmet
+    FROM rows r CROSS JOIN LATERAL (
+        SELECT bool_or(d.status IN ('scheduled', 'queued', 'deferred', 'running')) AS waiting,
+               min(CASE WHEN d.status IN ('failed', 'canceled') THEN 'dependency ' || d.status || ': ' || d.id END)
+                   AS unmet
+        FROM pgqueue.jobs d WHERE d.id = ANY (r.deps)) w
+    WHERE cardinality(r.deps) > 0
 ), ins AS (
     INSERT INTO pgqueue.jobs (id, queue, func_name, args, kwargs, status, priority, position, description,
                               meta, max_attempts, retry_intervals, timeout_seconds, result_ttl, failure_ttl,
-                              ttl, depends_on, unique_key, scheduled_at, callbacks, retry_on, traceparent)
+                              ttl, depends_on, unique_key, scheduled_at, callbacks, retry_on, batch_id,
+                              allow_dependency_failures, with_dependency_result, ended_at, exc_info, traceparent)
     SELECT r.id, r.queue, r.func_name, r.args, r.kwargs,
-           CASE WHEN EXISTS (SELECT 1 FROM pgqueue.jobs d WHERE d.id = ANY (r.deps) AND d.status <> 'finished')
-                     OR r.deps && ARRAY(SELECT id FROM rows) THEN 'deferred'
+           CASE WHEN w.waiting THEN 'deferred'
+                WHEN w.unmet IS NOT NULL AND NOT r.allow_failures THEN 'canceled'
                 WHEN r.run_at > now() THEN 'scheduled'
                 ELSE 'queued' END::pgqueue.job_status,
            CASE WHEN r.at_front THEN LEAST(r.priority, (
@@ -42,16 +58,32 @@ WITH input AS (
            r.timeout_seconds, r.result_ttl, r.failure_ttl, r.ttl, r.deps, r.unique_key,
            r.run_at, r.callbacks,
            CASE WHEN r.retry_on IS NOT NULL THEN ARRAY(SELECT jsonb_array_elements_text(r.retry_on)) END,
+           %(batch_id)s::text, r.allow_failures, r.with_result,
+           CASE WHEN NOT w.waiting AND w.unmet IS NOT NULL AND NOT r.allow_failures THEN now() END,
+           CASE WHEN NOT w.waiting AND w.unmet IS NOT NULL AND NOT r.allow_failures THEN w.unmet END,
            r.traceparent
-    FROM rows r ORDER BY r.ord
+    FROM rows r LEFT JOIN waits w ON w.ord = r.ord ORDER BY r.ord
     ON CONFLICT DO NOTHING
     RETURNING id, queue, status, priority, position, enqueued_at, scheduled_at
 ), wake AS (
     SELECT pg_notify('pgqueue_jobs', q.queue)
     FROM (SELECT DISTINCT queue FROM ins WHERE status IN ('queued', 'scheduled')) q
+), batch_added AS (
+    -- Workflows: the open batch counts the members written here (and those canceled at once as ended)
+    UPDATE pgqueue.batches b
+    SET total = b.total + n.total, pending = b.pending + n.total - n.canceled, canceled = b.canceled + n.canceled
+    FROM (SELECT count(*) AS total, count(*) FILTER (WHERE status = 'canceled') AS canceled FROM ins) n
+    WHERE b.id = %(batch_id)s::text AND b.closed_at IS NULL
+    RETURNING b.id
+), depended AS (
+    -- Workflows: the jobs that the deferred ones wait for are listed in pgqueue.dependencies (a function, called
+    -- only if one waits: workflows.sql)
+    SELECT pgqueue.jobs_depended_on(ARRAY(SELECT unnest(r.deps) FROM rows r JOIN ins ON ins.id = r.id
+                                          WHERE ins.status = 'deferred')) AS marked
+    WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'deferred')
 )
 SELECT ins.id, ins.status::text AS status, ins.priority, ins.position, ins.enqueued_at, ins.scheduled_at,
-       (SELECT count(*) FROM wake) AS woken
+       (SELECT count(*) FROM wake) + (SELECT count(*) FROM depended) AS woken
 FROM ins
 
 -- name: insert_simple_job
@@ -169,8 +201,21 @@ ORDER BY priority, position
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: queue_empty
-DELETE FROM pgqueue.jobs
-WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = 'queued'
+-- Workflows: the jobs deleted cancel their dependents and count as canceled in their batches, as in
+-- delete_job; `deleted`: their ids when their dependents may not all be canceled yet (else empty).
+WITH d AS (
+    DELETE FROM pgqueue.jobs
+    WHERE hashtext(queue) = hashtext(%(queue)s) AND queue = %(queue)s AND status = 'queued'
+    RETURNING id, batch_id
+), ended AS (
+    SELECT pgqueue.jobs_ended(ARRAY(SELECT id FROM d), 'deleted',
+                              ARRAY(SELECT batch_id FROM d WHERE batch_id IS NOT NULL)) AS canceled
+    WHERE EXISTS (SELECT 1 FROM d)
+)
+SELECT (SELECT count(*) FROM d) AS jobs,
+       CASE WHEN (SELECT cardinality(canceled) FROM ended) >= 1000 THEN ARRAY(SELECT id FROM d) ELSE '{}' END
+       AS deleted,
+       coalesce((SELECT canceled FROM ended), '{}') AS dependents_canceled
 
 -- name: save_meta
 UPDATE pgqueue.jobs SET meta = %(meta)s::jsonb WHERE id = %(id)s RETURNING id
@@ -179,6 +224,8 @@ UPDATE pgqueue.jobs SET meta = %(meta)s::jsonb WHERE id = %(id)s RETURNING id
 -- Cancels a job that has not ended. A running job's result can no longer be recorded (the completion is
 -- fenced on status = 'running'), and its worker is told to stop it: 'cancel:WORKER_ID:CLAIM:ID' on
 -- pgqueue_control (pgqueue._notify), if `stop` (it fits); the worker also finds it at its fallback poll.
+-- Workflows: its dependents are canceled with it, unless they allow dependency failures, and its batch counts
+-- it (pgqueue.jobs_ended: workflows.sql); dependents_canceled: their ids, for the caller to notify.
 WITH c AS (
     UPDATE pgqueue.jobs j SET status = 'canceled', ended_at = now()
     FROM (SELECT id, status::text = 'running' AS running FROM pgqueue.jobs WHERE id = %(id)s FOR UPDATE) o
@@ -188,7 +235,8 @@ WITH c AS (
 SELECT c.id, CASE WHEN %(notify)s::bool THEN pg_notify('pgqueue_done', c.id) END AS notified, c.running,
        CASE WHEN c.running AND %(stop)s::bool
             THEN pg_notify('pgqueue_control', 'cancel:' || c.worker_id || ':' || c.claim_count || ':' || c.id)
-       END AS stopping
+       END AS stopping,
+       pgqueue.jobs_ended(ARRAY[c.id], 'canceled') AS dependents_canceled
 FROM c
 
 -- name: requeue_jobs
@@ -213,16 +261,29 @@ WITH c AS (
     UPDATE pgqueue.jobs j SET status = 'queued', scheduled_at = now(), ended_at = NULL, started_at = NULL,
                               worker_id = NULL, max_attempts = attempts + 1, delete_at = NULL
     FROM h WHERE j.id = h.id AND h.holder IS NULL
-    RETURNING j.id, j.queue
+    RETURNING j.id, j.queue, j.batch_id
 ), wake AS (
     SELECT pg_notify('pgqueue_jobs', q.queue) FROM (SELECT DISTINCT queue FROM r) q
+), reopened AS (
+    -- Workflows: batches count their members that went back as pending again (workflows.sql)
+    SELECT pgqueue.batch_reopened(ARRAY(SELECT batch_id FROM r WHERE batch_id IS NOT NULL), 'failed') AS batches
 )
-SELECT h.id, r.id IS NOT NULL AS requeued, h.holder, h.unique_key, (SELECT count(*) FROM wake) AS woken
+SELECT h.id, r.id IS NOT NULL AS requeued, h.holder, h.unique_key,
+       (SELECT count(*) FROM wake) AS woken, (SELECT batches FROM reopened) AS reopened
 FROM h LEFT JOIN r ON r.id = h.id
 ORDER BY h.id
 
 -- name: delete_job
-DELETE FROM pgqueue.jobs WHERE id = %(id)s
+-- Workflows: a job deleted before it ended cancels its dependents (unless they allow dependency failures)
+-- and counts as canceled in its batch (pgqueue.jobs_ended: workflows.sql). One row if a job was deleted:
+-- the dependents canceled (the caller repeats cancel_dependents while there may be more).
+WITH d AS (
+    DELETE FROM pgqueue.jobs WHERE id = %(id)s
+    RETURNING id, status IN ('scheduled', 'queued', 'deferred', 'running') AS live, batch_id
+)
+SELECT CASE WHEN d.live THEN pgqueue.jobs_ended(ARRAY[d.id], 'deleted', ARRAY_REMOVE(ARRAY[d.batch_id], NULL))
+            ELSE '{}' END AS dependents_canceled
+FROM d
 
 -- name: failed_jobs
 SELECT id, queue, func_name, exc_info, attempts, ended_at FROM pgqueue.jobs
@@ -280,6 +341,11 @@ WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
 -- each chunk's ids fit in one payload; -1 marks an id too long to send). exc_info stays the text of the last failure, if an attempt failed.
 -- The end is statement_timestamp(), not now(): an atomic job runs this in its own transaction, whose now()
 -- is when the job began.
+-- Workflows: a dependent that allows dependency failures is promoted once all its dependencies have ended;
+-- a chain's link (with_dependency_result) gets the result of the link before it (its one dependency,
+-- finished here) as its first argument; members of batches are counted by pgqueue.batch_ends, called only
+-- if there are any (pgqueue/sql/workflows.sql). A promoted job wakes its queue; PostgreSQL sends one of a
+-- transaction's identical notifications, so they go unsorted (a DISTINCT here cost the statement 2%).
 WITH r AS (
     SELECT * FROM unnest(%(ids)s::text[], %(claims)s::int[], %(results)s::jsonb[], %(durations)s::float8[],
                          %(chunks)s::int[]) AS r(id, claim, result, duration, chunk)
@@ -292,29 +358,39 @@ WITH r AS (
     FROM r
     WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
-    RETURNING j.id, r.chunk
+    RETURNING j.id, r.chunk, j.batch_id
 ), promoted AS (
     UPDATE pgqueue.jobs d
-    SET status = CASE WHEN d.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status
+    SET status = CASE WHEN d.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status,
+        args = CASE WHEN d.with_dependency_result
+                    THEN jsonb_build_array((%(results)s::jsonb[])[array_position(%(ids)s::text[], d.depends_on[1])])
+                         || d.args
+                    ELSE d.args END
     WHERE d.status = 'deferred' AND d.depends_on && ARRAY(SELECT id FROM done)
       AND NOT EXISTS (SELECT 1 FROM pgqueue.jobs x
                       WHERE x.id = ANY (d.depends_on) AND x.status <> 'finished'
-                        AND x.id NOT IN (SELECT id FROM done))
+                        AND x.id NOT IN (SELECT id FROM done)
+                        AND (NOT d.allow_dependency_failures
+                             OR x.status IN ('scheduled', 'queued', 'deferred', 'running')))
     RETURNING d.queue
 )
-SELECT (SELECT count(*) FROM done) AS finished,
+SELECT f.finished,
        (SELECT count(pg_notify('pgqueue_done', ids))
         FROM (SELECT string_agg(id, ',') AS ids FROM done WHERE chunk >= 0 GROUP BY chunk) s) AS notified,
-       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM promoted) p) AS woken
+       (SELECT count(pg_notify('pgqueue_jobs', queue)) FROM promoted)
+       + CASE WHEN f.batches IS NULL THEN 0 ELSE pgqueue.batch_ends(f.batches, '{}', '{}', NULL) END AS woken
+FROM (SELECT count(*) AS finished, array_agg(batch_id) FILTER (WHERE batch_id IS NOT NULL) AS batches FROM done) f
 
 -- name: fail_jobs
 -- Records failed attempts of a batch (`chunk` as in finish_jobs; -1: an id too long to notify). A job with attempts left goes back to
 -- `scheduled` after its retry interval (retry_intervals[attempt], the last one repeating); otherwise it
 -- is `failed`. So is a job whose failure is not `retryable`: an exception not in its retry_on (Retry(on=)),
 -- or a run of Queue(is_async=False), which retries nothing (as RQ's).
+-- Workflows: `follows`, whether the job's end sets something off: it is in a batch, or jobs wait for it.
 WITH r AS (
     SELECT r.*, j.attempts + (j.started_at IS NULL)::int AS runs,
-           r.retryable AND j.attempts + (j.started_at IS NULL)::int < j.max_attempts AS again
+           r.retryable AND j.attempts + (j.started_at IS NULL)::int < j.max_attempts AS again,
+           j.batch_id IS NOT NULL OR EXISTS (SELECT 1 FROM pgqueue.dependencies d WHERE d.job_id = r.id) AS follows
     FROM unnest(%(ids)s::text[], %(claims)s::int[], %(exc_infos)s::text[], %(errors)s::jsonb[],
                 %(durations)s::float8[], %(chunks)s::int[], %(retryables)s::bool[])
          AS r(id, claim, exc_info, error, duration, chunk, retryable)
@@ -336,16 +412,22 @@ WITH r AS (
     FROM r
     WHERE j.id = r.id AND j.claim_count = r.claim AND j.status::text = 'running'
       AND j.worker_id IS NOT DISTINCT FROM %(worker_id)s
-    RETURNING j.id, j.queue, j.status, j.attempts, j.max_attempts, j.scheduled_at, r.chunk
+    RETURNING j.id, j.queue, j.status, j.attempts, j.max_attempts, j.scheduled_at, r.chunk, r.follows
 )
--- One row per attempt recorded (an outcome fenced off has none), for the worker's log line.
+-- One row per attempt recorded (an outcome fenced off has none), for the worker's log line. A retry wakes
+-- its queue (PostgreSQL sends one of a transaction's identical notifications: no DISTINCT needed, which
+-- cost the statement 2%).
+-- Workflows: the jobs that failed for good end their dependents and count in their batches
+-- (pgqueue.jobs_ended, called only if one of them `follows`: workflows.sql);
+-- dependents_canceled: the ids of the dependents it canceled, for the caller to notify (NULL: not called).
 SELECT u.id, u.status::text AS status, u.attempts, u.max_attempts,
        extract(epoch FROM u.scheduled_at - now())::float8 AS retry_in,
        (SELECT count(pg_notify('pgqueue_done', ids))
         FROM (SELECT string_agg(id, ',') AS ids FROM upd WHERE status = 'failed' AND chunk >= 0 GROUP BY chunk) s)
        AS notified,
-       (SELECT count(pg_notify('pgqueue_jobs', q))
-        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'scheduled') p) AS woken
+       (SELECT count(pg_notify('pgqueue_jobs', queue)) FROM upd WHERE status = 'scheduled') AS woken,
+       (SELECT pgqueue.jobs_ended(ARRAY(SELECT id FROM upd WHERE status = 'failed'), 'failed')
+        WHERE EXISTS (SELECT 1 FROM upd WHERE status = 'failed' AND follows)) AS dependents_canceled
 FROM upd u
 
 -- name: snooze_jobs
@@ -473,9 +555,13 @@ WITH lost AS (
     FROM lost WHERE j.id = lost.id
     RETURNING j.id, j.queue, j.status
 )
+-- Workflows: the jobs failed here end their dependents and count in their batches (pgqueue.jobs_ended:
+-- workflows.sql); dependents_canceled: the ids of the dependents it canceled, for the caller to notify.
 SELECT u.id, u.queue, u.status::text AS status,
        (SELECT count(pg_notify('pgqueue_jobs', q))
-        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p) AS woken
+        FROM (SELECT DISTINCT queue AS q FROM upd WHERE status = 'queued') p) AS woken,
+       (SELECT pgqueue.jobs_ended(ARRAY(SELECT id FROM upd WHERE status = 'failed'), 'failed')
+        WHERE EXISTS (SELECT 1 FROM upd WHERE status = 'failed')) AS dependents_canceled
 FROM upd u
 
 -- name: shortest_lease
@@ -490,21 +576,42 @@ WHERE w.stopped_at IS NULL AND w.heartbeat_at >= now() - make_interval(secs => 2
 SELECT count(pg_notify('pgqueue_done', p)) AS notified FROM unnest(%(payloads)s::text[]) p
 
 -- name: promote_deferred
--- Safety net for a dependency that finished while its dependent was being enqueued: up to `limit`
--- deferred jobs whose dependencies are all there and finished (a failed one deleted by its failure_ttl
--- releases nobody).
-WITH p AS (
+-- Safety net for what the statements that end jobs could not settle: a dependency that ended while its
+-- dependent was being enqueued, a dependent another transaction held, the rest past a statement's bound.
+-- Up to `limit` deferred jobs that should wait no longer: those whose dependencies have all ended (a
+-- dependency that is not there counts as finished), which become runnable if all finished or if they
+-- allow dependency failures; and those with a dependency that failed or was canceled, which are canceled
+-- (the reason in exc_info) with their own dependents (pgqueue.jobs_ended: workflows.sql) unless they allow
+-- dependency failures. `canceled`: the ids of the jobs canceled, for the caller to notify.
+WITH settled AS (
+    SELECT x.id, x.allow_dependency_failures AS allow, s.unmet
+    FROM pgqueue.jobs x CROSS JOIN LATERAL (
+        SELECT bool_or(f.status IN ('scheduled', 'queued', 'deferred', 'running')) AS waiting,
+               min(CASE WHEN f.status IN ('failed', 'canceled') THEN 'dependency ' || f.status || ': ' || f.id END)
+                   AS unmet
+        FROM pgqueue.jobs f WHERE f.id = ANY (x.depends_on)) s
+    WHERE x.status = 'deferred'
+      AND (NOT coalesce(s.waiting, false) OR (s.unmet IS NOT NULL AND NOT x.allow_dependency_failures))
+    LIMIT %(limit)s
+    FOR UPDATE OF x SKIP LOCKED
+), p AS (
     UPDATE pgqueue.jobs d
-    SET status = CASE WHEN d.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status
-    WHERE d.id IN (SELECT x.id FROM pgqueue.jobs x
-                   WHERE x.status = 'deferred'
-                     AND cardinality(x.depends_on) = (SELECT count(*) FROM pgqueue.jobs f
-                                                      WHERE f.id = ANY (x.depends_on) AND f.status = 'finished')
-                   LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+    SET status = CASE WHEN d.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END::pgqueue.job_status,
+        args = CASE WHEN d.with_dependency_result
+                    THEN jsonb_build_array((SELECT f.result FROM pgqueue.jobs f
+                                            WHERE f.id = d.depends_on[1] AND f.status = 'finished')) || d.args
+                    ELSE d.args END
+    FROM settled s WHERE d.id = s.id AND (s.unmet IS NULL OR s.allow)
     RETURNING d.queue
+), c AS (
+    UPDATE pgqueue.jobs d SET status = 'canceled', ended_at = now(), exc_info = s.unmet
+    FROM settled s WHERE d.id = s.id AND s.unmet IS NOT NULL AND NOT s.allow
+    RETURNING d.id
 )
 SELECT (SELECT count(*) FROM p) AS promoted,
-       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM p) s) AS woken
+       (SELECT count(pg_notify('pgqueue_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM p) s) AS woken,
+       ARRAY(SELECT id FROM c) || coalesce((SELECT pgqueue.jobs_ended(ARRAY(SELECT id FROM c), 'canceled')
+                                            WHERE EXISTS (SELECT 1 FROM c)), '{}') AS canceled
 
 -- name: prune_jobs
 -- Cancels up to `limit` jobs that did not start within their ttl, and deletes up to `limit` ended jobs
@@ -521,9 +628,15 @@ WITH expired AS (
 ), deleted AS (
     DELETE FROM pgqueue.jobs
     WHERE id IN (SELECT id FROM pgqueue.jobs WHERE delete_at < now() LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-    RETURNING id
+    RETURNING id, batch_id
 )
-SELECT ARRAY(SELECT id FROM expired) AS expired, (SELECT count(*) FROM deleted) AS deleted
+-- Workflows: expired jobs end their dependents and count in their batches (pgqueue.jobs_ended:
+-- workflows.sql); `batches`: the batches of the members deleted, which prune_batches may delete next.
+SELECT ARRAY(SELECT id FROM expired)
+       || coalesce((SELECT pgqueue.jobs_ended(ARRAY(SELECT id FROM expired), 'expired')
+                    WHERE EXISTS (SELECT 1 FROM expired)), '{}') AS expired,
+       (SELECT count(*) FROM deleted) AS deleted,
+       ARRAY(SELECT DISTINCT batch_id FROM deleted WHERE batch_id IS NOT NULL) AS batches
 
 -- name: prune_workers
 -- Up to `limit` rows of workers that stopped (or were lost) over an hour ago and hold no job.

@@ -2,9 +2,11 @@
 
 - :class:`Rescuer`: jobs of lost workers go back to their queue (or fail, without attempts left).
 - :class:`Pruner`: jobs that did not start within their ``ttl`` are canceled; ended jobs past their
-  ``result_ttl`` / ``failure_ttl`` are deleted.
-- :class:`Promoter`: deferred jobs whose dependencies all finished become runnable (a safety net: the
-  statement that records a job's end promotes its dependents already).
+  ``result_ttl`` / ``failure_ttl`` are deleted, and so are the batches and the rows of pgqueue.dependencies
+  that only they kept.
+- :class:`Promoter`: deferred jobs whose dependencies all ended become runnable, or are canceled if one
+  failed or was canceled (the dependency failure policy, docs/workflows.md). A safety net: the statement
+  that records a job's end settles its dependents already, up to a bound.
 - :class:`WorkerPruner`: rows of workers that stopped long ago are deleted.
 
 Every worker runs them; every statement is safe to run from many workers at once (``SKIP LOCKED``). Each
@@ -27,6 +29,7 @@ from typing import Any
 import psycopg
 
 from .. import _store
+from .._store import workflows as _store_workflows
 from ..exceptions import DatabaseUnavailable
 
 log = logging.getLogger("pgqueue.worker")
@@ -73,7 +76,7 @@ class Rescuer(Service):
     def run(self, conn: Conn) -> tuple[bool, int]:
         rows = self._rescued = _store.rescue_lost_jobs(conn, BATCH)
         if rows:
-            _store.notify_done(conn, [r.id for r in rows if r.status == "failed"])
+            _store.notify_done(conn, [r.id for r in rows if r.status == "failed"] + (rows[0].dependents_canceled or []))
             failed = sum(r.status == "failed" for r in rows)
             log.warning("Worker %s: rescued %d job(s) of lost workers (%d back on their queue, %d failed)",
                         self.worker_name, len(rows), len(rows) - failed, failed)
@@ -92,7 +95,9 @@ class Pruner(Service):
 
     def run(self, conn: Conn) -> tuple[bool, int]:
         row = _store.prune_jobs(conn, BATCH)
-        _store.notify_done(conn, row.expired)
+        _store.notify_done(conn, row.expired)  # and the dependents canceled with them
+        _store_workflows.prune_batches(conn, row.batches)
+        _store_workflows.prune_dependencies(conn, BATCH)  # looks at BATCH rows: once a tick is enough
         return len(row.expired) >= BATCH or row.deleted >= BATCH, 0
 
 
@@ -101,7 +106,8 @@ class Promoter(Service):
 
     def run(self, conn: Conn) -> tuple[bool, int]:
         row = _store.promote_deferred(conn, BATCH)
-        return row.promoted >= BATCH, row.woken
+        _store.notify_done(conn, row.canceled)
+        return row.promoted + len(row.canceled) >= BATCH, row.woken + len(row.canceled)
 
 
 class WorkerPruner(Service):

@@ -221,7 +221,14 @@ class Outcomes:
         log_failures(failed, recorded)
         if self.observer is not None:
             self.observer(failed, recorded)
-        return rows[0].woken if rows else 0
+        if not rows:
+            return 0
+        # Workflows: a job that failed for good canceled its dependents, released those that allow it, or
+        # completed its batch (whose callbacks are jobs to run): notify, and claim again.
+        canceled = rows[0].dependents_canceled
+        if canceled:
+            _store.notify_done(conn, canceled)
+        return rows[0].woken + (canceled is not None)
 
 
 def snooze_params(outcomes: Sequence[Outcome], worker_id: int | None) -> dict[str, Any]:

@@ -149,11 +149,12 @@ class Queue(_Queue):
     def __repr__(self) -> str:
         return f"Queue({self.name!r})" if self.using is None else f"Queue({self.name!r}, using={self.using!r})"
 
-    def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
-        return super()._insert(batch, _caller(self.using, connection))
+    def _insert(self, batch: list[EnqueueData], connection: Any, batch_id: str | None = None) -> list[Job]:
+        return super()._insert(batch, _caller(self.using, connection), batch_id)
 
-    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
-        return super()._copy(first, more, _caller(self.using, connection))
+    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any,
+              batch_id: str | None = None) -> list[Job]:
+        return super()._copy(first, more, _caller(self.using, connection), batch_id)
 
 
 class _OnDjango:
@@ -162,11 +163,12 @@ class _OnDjango:
 
     using: str | None
 
-    def _insert(self, batch: list[EnqueueData], connection: Any) -> list[Job]:
-        return super()._insert(batch, _caller(self.using, connection))  # type: ignore[misc]
+    def _insert(self, batch: list[EnqueueData], connection: Any, batch_id: str | None = None) -> list[Job]:
+        return super()._insert(batch, _caller(self.using, connection), batch_id)  # type: ignore[misc]
 
-    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any) -> list[Job]:
-        return super()._copy(first, more, _caller(self.using, connection))  # type: ignore[misc]
+    def _copy(self, first: list[EnqueueData], more: Iterator[EnqueueData], connection: Any,
+              batch_id: str | None = None) -> list[Job]:
+        return super()._copy(first, more, _caller(self.using, connection), batch_id)  # type: ignore[misc]
 
 
 def _caller(using: str | None, given: Any) -> Any:
