@@ -37,10 +37,6 @@ from ..job import _current_job, _PendingJob
 from ._execute import (
     _NO_CLOCK,
     CANCELED,
-    CallbackEnd,
-    ExceptionHandler,
-    Outcome,
-    Task,
     _call_back,
     _callback_of,
     _exception_classes,
@@ -51,6 +47,7 @@ from ._execute import (
     timeout_message,
 )
 from ._hooks import JobHooks
+from ._messages import CallbackEnd, ExceptionHandler, Outcome, Task
 from ._slots import _FRAME, CANCEL_SIGNAL, _message_frame, _write_all, child_setup
 
 

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from ._aexecute import async_child_main
-from ._execute import ExceptionHandler, Outcome, Task
+from ._messages import ExceptionHandler, Outcome, Task
 from ._slots import CALLBACK_GRACE, ChildSlot, _frame, timeout_message
 
 

@@ -15,8 +15,8 @@ import psycopg
 
 from .. import _serialize, _store
 from ._aslot import AsyncSlot
-from ._execute import Task
 from ._lease import Lease
+from ._messages import Task
 from ._outcomes import Outcomes
 from ._queues import ClaimOrder
 from ._slots import Slot

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
@@ -30,6 +30,7 @@ from .._db import connect
 from ..exceptions import JobCanceled, JobTimeoutError, PgQueueError, Snooze
 from ..job import Job, JobStatus, _current_job, _PendingJob
 from ..sql import number_array, text_array
+from ._messages import CallbackEnd, CallbackStart, ExceptionHandler, Message, Outcome, Task, handed_over
 
 if TYPE_CHECKING:
     from ._hooks import JobHooks
@@ -37,10 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pgqueue.worker")
 
 _cache: dict[str, Callable[..., Any]] = {}
-
-#: RQ's exception handler: ``handler(job, exc_type, exc_value, traceback)``; returning False (anything false
-#: but None) stops the chain.
-ExceptionHandler = Callable[..., Any]
 
 
 class AbortJob(BaseException):
@@ -86,76 +83,6 @@ def _awaited(coro: Any) -> Any:
         coro.close()  # never started: nothing ran, nothing to warn about
         raise HandOver()
     return run_coroutine(coro)
-
-
-def handed_over(task: Task) -> tuple[str, tuple[str, int]]:
-    """What a child process sends instead of an outcome for a job it hands over (see HandOver)."""
-    return ("async", (task.id, task.claim))
-
-
-class Task(NamedTuple):
-    """A claimed job as the supervisor hands it to whatever runs it."""
-
-    id: str
-    queue: str
-    func_name: str
-    args_json: str
-    kwargs_json: str
-    timeout: float
-    attempt: int  # the run number this will be if it starts (attempts so far + 1)
-    meta_json: str
-    claim: int  # the job's claim_count for this claim: what completions are fenced on
-    marked: bool  # the claim already recorded the run as started (it went to an idle process)
-    worker_id: int
-    callbacks: str | None = None  # jobs.callbacks (JSON text), None for most jobs
-    retry_on: Sequence[str] | None = None  # jobs.retry_on: dotted paths of the exceptions retried (None: all)
-    traceparent: str | None = None  # jobs.traceparent: the span that enqueued the job (pgqueue.tracing)
-
-
-class Outcome(NamedTuple):
-    """What running a task produced: ``ok`` with ``result_json``, or not, with ``exc_info`` (text) and
-    ``error`` (type and message) for the job's history."""
-
-    id: str
-    attempt: int
-    claim: int
-    ok: bool
-    result_json: str | None
-    exc_info: str | None
-    error_type: str | None
-    error_message: str | None
-    duration: float = 0.0  # seconds the run took, so started_at = ended_at - duration
-    recorded: bool = False  # an atomic job's completion was already committed with its own writes
-    retryable: bool = True  # False: a failure that fails the job at once (not in its Retry(on=...))
-    snooze: float | None = None  # the job raised Snooze(seconds): it runs again that long after (not ok)
-
-
-class CallbackStart(NamedTuple):
-    """Sent just before the outcome of a job that has a callback for it: after the outcome, the job's process
-    runs this callback, so the supervisor gives the callback its own deadline and records how it ends."""
-
-    id: str
-    claim: int
-    attempt: int
-    name: str  # the option: on_success, on_failure, on_stopped
-    func: str
-    timeout: float  # seconds; infinity for none
-
-
-class CallbackEnd(NamedTuple):
-    """The callback returned (``error_type`` None), or failed: it raised, or was stopped at its timeout."""
-
-    id: str
-    claim: int
-    attempt: int
-    name: str
-    func: str
-    error_type: str | None
-    message: str | None
-    traceback: str | None
-
-
-Message = Outcome | CallbackStart | CallbackEnd
 
 
 def import_func(name: str, allow: Sequence[str] = ()) -> Callable[..., Any]:
@@ -598,7 +525,7 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
 def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = (), clock: Clock | None = None,
             connection: psycopg.Connection[Any] | None = None, retry: bool = True,
             handlers: Sequence[ExceptionHandler] = (), hooks: JobHooks | None = None
-            ) -> Iterator[Message | tuple[str, tuple[str, int]]]:
+            ) -> Iterator[Message]:
     """Run one task and yield its Outcome; when the job has a callback for that outcome, yield a CallbackStart
     first and, once the callback has run in this process, a CallbackEnd. Never raises for the job's or the
     callback's own errors.

@@ -27,7 +27,7 @@ import psycopg
 from .. import _db, _notify, _serialize, _store
 from ..exceptions import DatabaseUnavailable
 from ..sql import bool_array, number_array, text_array
-from ._execute import Outcome
+from ._messages import Outcome
 
 log = logging.getLogger("pgqueue.worker")
 

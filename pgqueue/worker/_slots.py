@@ -28,11 +28,6 @@ from .._db import ready
 from ._execute import (
     CANCELED,
     Alarm,
-    CallbackEnd,
-    CallbackStart,
-    ExceptionHandler,
-    Outcome,
-    Task,
     cancel_running,
     execute,
     hand_over_async,
@@ -41,15 +36,13 @@ from ._execute import (
     running_key,
     timeout_message,
 )
+from ._messages import CallbackEnd, CallbackStart, ExceptionHandler, Message, Outcome, Task
 
 if TYPE_CHECKING:
     from ._hooks import JobHooks
 
-__all__ = ["ChildSlot", "InProcessSlot", "Message", "Slot", "timeout_message"]
+__all__ = ["ChildSlot", "InProcessSlot", "Slot", "timeout_message"]
 
-# An outcome, the start or end of a callback, ("skipped", [(job id, claim), ...]) for tasks not started:
-# told to stop, or given back; or ("async", (job id, claim)) for an async job handed over (_execute.HandOver).
-Message = Outcome | CallbackStart | CallbackEnd | tuple[str, Any]
 
 # A job with callbacks stops itself at its timeout (so that its on_failure runs), and a callback at its own:
 # the supervisor kills the process only this long after either, if it has not.
