@@ -544,20 +544,24 @@ class InProcessSlot(Slot):
         self.current_start = start = time.monotonic()
         self.head_marked = tasks[0].marked
         try:
-            for i, task in enumerate(tasks):
-                self.position = i
-                if (self._stopping() or self._clock.reason or self.cut
-                        or (i and time.monotonic() - start >= self._give_back_after)):
-                    self._done.append(("skipped", [(t.id, t.claim) for t in tasks[i:]]))
-                    break
-                self._announce(task)
-                # Each message is kept as it comes: the outcome is there before the callback runs.
-                for msg in execute(task, self._dsn, self._worker_name, self._allow, self._clock,
-                                   handlers=self._handlers, hooks=self._hooks):
-                    self._done.append(msg)
+            with self._clock.installed():
+                self._run_batch(tasks, start)
         finally:
             self.batch = ()
         return True
+
+    def _run_batch(self, tasks: Sequence[Task], start: float) -> None:
+        for i, task in enumerate(tasks):
+            self.position = i
+            if (self._stopping() or self._clock.reason or self.cut
+                    or (i and time.monotonic() - start >= self._give_back_after)):
+                self._done.append(("skipped", [(t.id, t.claim) for t in tasks[i:]]))
+                break
+            self._announce(task)
+            # Each message is kept as it comes: the outcome is there before the callback runs.
+            for msg in execute(task, self._dsn, self._worker_name, self._allow, self._clock,
+                               handlers=self._handlers, hooks=self._hooks):
+                self._done.append(msg)
 
     def cancel(self, key: tuple[str, int]) -> bool:
         """From the watch thread: the job ``key`` (id, claim) was canceled. If it is this dispatch's and has not
