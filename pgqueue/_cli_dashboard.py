@@ -7,7 +7,9 @@ import sys
 
 import click
 
+from ._cli_ops import threshold_options
 from .exceptions import ConfigurationError
+from .health import Thresholds
 
 EXTRA = "pip install 'pgqueue[dashboard]'"
 
@@ -24,11 +26,13 @@ EXTRA = "pip install 'pgqueue[dashboard]'"
               help="Live refresh of open pages every SECONDS (0: none).")
 @click.option("--root-path", default="", metavar="PATH", help="URL prefix when served behind a proxy under one "
                                                                "(e.g. /pgqueue).")
+@threshold_options
 @click.option("--dsn", "-u", "dsn", default=None, metavar="URL",
               help="PostgreSQL URL (default: $PGQUEUE_DATABASE_URL, $DATABASE_URL, else embedded).")
 def dashboard(host: str, port: int, read_only: bool, token: str | None, refresh: float, root_path: str,
-              dsn: str | None) -> None:
-    """The web dashboard: queues, jobs, workers, and actions on them."""
+              thresholds: Thresholds, dsn: str | None) -> None:
+    """The web dashboard: queues, jobs, workers, the database's health (judged by the --max-... options, as
+    `pgqueue doctor`'s), and actions on them."""
     try:
         from .dashboard.server import serve
     except ImportError as exc:
@@ -36,7 +40,8 @@ def dashboard(host: str, port: int, read_only: bool, token: str | None, refresh:
     if token is not None and not token.strip():
         raise click.BadParameter("must not be empty.", param_hint="--token")
     try:
-        serve(dsn, host, port, read_only=read_only, token=token, refresh=refresh, root_path=root_path.rstrip("/"))
+        serve(dsn, host, port, read_only=read_only, token=token, refresh=refresh, root_path=root_path.rstrip("/"),
+              thresholds=thresholds)
     except ValueError as exc:  # a non-loopback host without a token: one line, nothing listens
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

@@ -7,7 +7,9 @@ import logging
 
 import click
 
+from ._cli_ops import threshold_options
 from ._notify import check_queue_name
+from .health import Thresholds
 
 
 @click.command()
@@ -16,11 +18,13 @@ from ._notify import check_queue_name
 @click.option("--addr", default="0.0.0.0", show_default=True, help="Address to listen on.")
 @click.option("--queue", "-q", "queues", multiple=True, metavar="QUEUE",
               help="Always report this queue, zeros included (repeatable; queues seen with jobs are reported).")
+@threshold_options
 @click.option("--dsn", "-u", "dsn", default=None, metavar="URL",
               help="PostgreSQL URL (default: $PGQUEUE_DATABASE_URL, $DATABASE_URL, else embedded).")
-def metrics(port: int, addr: str, queues: tuple[str, ...], dsn: str | None) -> None:
+def metrics(port: int, addr: str, queues: tuple[str, ...], thresholds: Thresholds, dsn: str | None) -> None:
     """Serve the database's Prometheus gauges: live jobs by queue and status, the oldest runnable job's age,
-    live workers. One per database is enough; each worker serves its own counters (--metrics-port)."""
+    live workers, the problems `pgqueue doctor` finds (judged by the --max-... options, as the doctor's). One
+    per database is enough; each worker serves its own counters (--metrics-port)."""
     from . import metrics as metrics_module
     from .cli import _log_to_stderr
 
@@ -30,4 +34,4 @@ def metrics(port: int, addr: str, queues: tuple[str, ...], dsn: str | None) -> N
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--queue") from None
     _log_to_stderr(logging.INFO)
-    metrics_module.serve(port, addr, dsn, queues)
+    metrics_module.serve(port, addr, dsn, queues, thresholds=thresholds)

@@ -6,8 +6,11 @@ docs/operations.md documents them; :mod:`pgqueue.cli` registers them."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -215,37 +218,51 @@ class _Bar:
 
 
 _DEFAULTS = health.Thresholds()
+_THRESHOLD_OPTIONS = [
+    click.option("--max-transaction-age", default=_DEFAULTS.max_transaction_age, type=_Age(), metavar="DURATION",
+                 show_default=True, help="A transaction (or prepared one) holding back the xmin horizon longer: a "
+                                         "problem. Seconds, or e.g. 30s, 5m."),
+    click.option("--max-slot-xmin-age", default=_DEFAULTS.max_slot_xmin_age, type=click.IntRange(0), metavar="XIDS",
+                 show_default=True, help="A replication slot's xmin older by more transactions: a problem."),
+    click.option("--max-dead-rows", default=_DEFAULTS.max_dead_rows, type=click.IntRange(0), metavar="N",
+                 show_default=True, help="More dead rows in pgqueue.jobs than this and than --max-dead-ratio of the "
+                                         "live ones: a problem."),
+    click.option("--max-dead-ratio", default=_DEFAULTS.max_dead_ratio, type=click.FloatRange(0), metavar="RATIO",
+                 show_default=True, help="See --max-dead-rows."),
+    click.option("--max-claim-index-bloat", default=_DEFAULTS.max_claim_index_bloat, type=click.FloatRange(0),
+                 metavar="FACTOR", show_default=True,
+                 help="The claim index bigger than this many times what its entries need, and than "
+                      "--min-claim-index-mb: a problem."),
+    click.option("--min-claim-index-mb", default=_DEFAULTS.min_claim_index_mb, type=click.FloatRange(0),
+                 metavar="MB", show_default=True, help="See --max-claim-index-bloat."),
+    click.option("--stuck-margin", default=_DEFAULTS.stuck_margin, type=_Age(), metavar="DURATION",
+                 show_default=True, help="A running job this long past its timeout: a problem."),
+]
+
+
+def threshold_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The doctor's thresholds as options (``pgqueue doctor``, ``dashboard``, ``metrics``), given to the
+    command as one ``thresholds`` argument (a health.Thresholds)."""
+    names = [f.name for f in dataclasses.fields(health.Thresholds)]
+
+    @functools.wraps(command)
+    def with_thresholds(**kwargs: Any) -> Any:
+        limits = health.Thresholds(**{name: kwargs.pop(name) for name in names})
+        return command(thresholds=limits, **kwargs)
+
+    for option in reversed(_THRESHOLD_OPTIONS):
+        with_thresholds = option(with_thresholds)
+    return with_thresholds
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, checked_at, thresholds, findings.")
-@click.option("--max-transaction-age", default=_DEFAULTS.max_transaction_age, type=_Age(), metavar="DURATION",
-              show_default=True, help="A transaction (or prepared one) holding back the xmin horizon longer: a "
-                                      "problem. Seconds, or e.g. 30s, 5m.")
-@click.option("--max-slot-xmin-age", default=_DEFAULTS.max_slot_xmin_age, type=click.IntRange(0), metavar="XIDS",
-              show_default=True, help="A replication slot's xmin older by more transactions: a problem.")
-@click.option("--max-dead-rows", default=_DEFAULTS.max_dead_rows, type=click.IntRange(0), metavar="N",
-              show_default=True, help="More dead rows in pgqueue.jobs than this and than --max-dead-ratio of the "
-                                      "live ones: a problem.")
-@click.option("--max-dead-ratio", default=_DEFAULTS.max_dead_ratio, type=click.FloatRange(0), metavar="RATIO",
-              show_default=True, help="See --max-dead-rows.")
-@click.option("--max-claim-index-bloat", default=_DEFAULTS.max_claim_index_bloat, type=click.FloatRange(0),
-              metavar="FACTOR", show_default=True,
-              help="The claim index bigger than this many times what its entries need, and than "
-                   "--min-claim-index-mb: a problem.")
-@click.option("--min-claim-index-mb", default=_DEFAULTS.min_claim_index_mb, type=click.FloatRange(0), metavar="MB",
-              show_default=True, help="See --max-claim-index-bloat.")
-@click.option("--stuck-margin", default=_DEFAULTS.stuck_margin, type=_Age(), metavar="DURATION", show_default=True,
-              help="A running job this long past its timeout: a problem.")
+@threshold_options
 @dsn_option
 @_friendly
-def doctor(as_json: bool, max_transaction_age: float, max_slot_xmin_age: int, max_dead_rows: int,
-           max_dead_ratio: float, max_claim_index_bloat: float, min_claim_index_mb: float, stuck_margin: float,
-           dsn: str | None) -> None:
+def doctor(as_json: bool, thresholds: health.Thresholds, dsn: str | None) -> None:
     """Check what in PostgreSQL hurts the queue; exit 1 if anything is wrong (see docs/operations.md)."""
-    limits = health.Thresholds(max_transaction_age, max_slot_xmin_age, max_dead_rows, max_dead_ratio,
-                               max_claim_index_bloat, min_claim_index_mb, stuck_margin)
-    report = health.health(dsn, limits)
+    report = health.health(dsn, thresholds)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

@@ -1,5 +1,6 @@
 """What in PostgreSQL hurts a queue, checked: ``pgqueue doctor`` and :func:`health` (re-exported as
-``pgqueue.monitor.health``, for dashboards and health probes).
+``pgqueue.monitor.health``, for dashboards and health probes), the dashboard's health page and the
+``pgqueue_health_problems`` gauge of ``pgqueue metrics``.
 
 A queue table churns: every job is inserted, updated two or three times and deleted, and each leaves a
 dead row version that only VACUUM removes, and only once no transaction could still see it. So what hurts a
@@ -111,19 +112,18 @@ def ago(seconds: float) -> str:
 def health(dsn: str | None = None, thresholds: Thresholds | None = None) -> Health:
     """Check the database at ``dsn`` (see the module's docstring); returns every finding. Raises
     pgqueue's errors (DatabaseUnavailable, SchemaMissing, ...) when it cannot check at all."""
-    limits = thresholds or Thresholds()
-    found: list[Finding] = []
     with translate_errors(dsn):
-        conn = shared_connection(dsn)
-        checked_at = datetime.now(timezone.utc)
-        found += _transactions(conn, limits)
-        found += _prepared(conn, limits)
-        found += _slots(conn, limits)
-        found += _visibility(conn)
-        found += _table(conn, limits)
-        found += _lost_workers(conn)
-        found += _stuck_jobs(conn, limits)
-        found += _pauses(conn)
+        return check(shared_connection(dsn), thresholds)
+
+
+def check(conn: psycopg.Connection[Any], thresholds: Thresholds | None = None) -> Health:
+    """:func:`health` on ``conn``, an autocommit connection outside a transaction (one check may fail on its
+    own, which would abort a transaction): for those that keep a connection of their own, the dashboard's
+    health page and the ``pgqueue metrics`` collector. Raises psycopg's errors as they are."""
+    limits = thresholds or Thresholds()
+    checked_at = datetime.now(timezone.utc)
+    found = [*_transactions(conn, limits), *_prepared(conn, limits), *_slots(conn, limits), *_visibility(conn),
+             *_table(conn, limits), *_lost_workers(conn), *_stuck_jobs(conn, limits), *_pauses(conn)]
     order = {name: i for i, name in enumerate(CHECKS)}
     return Health(sorted(found, key=lambda f: order[f.check]), limits, checked_at)
 

@@ -8,9 +8,9 @@ Two sources, so that nothing is counted twice when Prometheus adds them up:
   hooks (:mod:`pgqueue.hooks`), so ``Worker(hooks=[WorkerMetrics(registry=...)])`` adds them to a
   registry of your own instead.
 - :class:`DatabaseCollector`: the state of the database, the same whoever asks: live jobs by queue and
-  status, the age of the oldest runnable job, live workers. Read on each scrape, through partial indexes
-  only. ``pgqueue metrics --port N`` serves them (run one per database); or register a collector in your
-  application's registry.
+  status, the age of the oldest runnable job, live workers, and the problems ``pgqueue doctor`` finds. Read
+  on each scrape, through partial indexes and the server's statistics views only. ``pgqueue metrics --port
+  N`` serves them (run one per database); or register a collector in your application's registry.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from .exceptions import ConfigurationError, PgQueueError
+from .health import CHECKS, Health, Thresholds
+from .health import check as check_health
 from .hooks import Hooks, JobOutcome, RescuedJob
 
 if TYPE_CHECKING:
@@ -135,15 +137,18 @@ class WorkerMetrics(Hooks):
 
 class DatabaseCollector:
     """Database-wide gauges, read from ``dsn`` on each scrape (a prometheus_client collector): live jobs by
-    queue and status, the age of each queue's oldest runnable job, live workers idle and busy.
+    queue and status, the age of each queue's oldest runnable job, live workers idle and busy, and what
+    ``pgqueue doctor`` finds wrong (``pgqueue_health_problems`` per check, judged by ``thresholds``).
 
     A queue keeps reporting (zeros) once it has been seen, or if it is in ``queues``, so that a queue that
     empties shows 0 rather than no series. A scrape that cannot read the database reports
     ``pgqueue_database_up 0`` and logs why."""
 
-    def __init__(self, dsn: str | None = None, queues: Iterable[str] = (), statement_timeout: float = 5.0) -> None:
+    def __init__(self, dsn: str | None = None, queues: Iterable[str] = (), statement_timeout: float = 5.0,
+                 thresholds: Thresholds | None = None) -> None:
         prometheus()
         self.dsn = dsn
+        self.thresholds = thresholds or Thresholds()
         self.statement_timeout = statement_timeout
         self.queues: set[str] = set(queues)
         self._conn: Any = None
@@ -164,16 +169,23 @@ class DatabaseCollector:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = _db.connect(self.dsn, role="metrics")
 
-    def _snapshot(self) -> tuple[list[Any], Any]:
+    def _snapshot(self) -> tuple[list[Any], Any, Health | None]:
+        """Live jobs and workers, and the doctor's report (None if it could not be made: logged)."""
         from ._store.metrics import metrics_snapshot
 
         with self._lock:
             self._connected()
             try:
-                return metrics_snapshot(self._conn, self.statement_timeout)
+                rows, workers = metrics_snapshot(self._conn, self.statement_timeout)
             except Exception:
                 self._conn.close()  # the next scrape connects afresh
                 raise
+            try:
+                return rows, workers, check_health(self._conn, self.thresholds)
+            except psycopg.Error as exc:
+                log.error("metrics: cannot check the database's health: %s",
+                          (str(exc).strip().splitlines() or [repr(exc)])[0])
+                return rows, workers, None
 
     @staticmethod
     def _families() -> dict[str, Any]:
@@ -188,6 +200,9 @@ class DatabaseCollector:
                               "runnable first has waited (0: none waits)", labels=["queue"]),
             GaugeMetricFamily("pgqueue_workers", "Live workers (heartbeat within their lease): busy running a job, "
                               "or idle", labels=["state"]),
+            GaugeMetricFamily("pgqueue_health_problems", "Problems `pgqueue doctor` finds, by check (0: none): "
+                              "a transaction holding back the xmin horizon, dead rows, lost workers, stuck jobs, ...",
+                              labels=["check"]),
             GaugeMetricFamily("pgqueue_scrape_duration_seconds", "How long reading these gauges took"))}
 
     def describe(self) -> Iterator[Any]:
@@ -199,7 +214,7 @@ class DatabaseCollector:
         families = self._families()
         up = families.pop("pgqueue_database_up")
         try:
-            rows, workers = self._snapshot()
+            rows, workers, report = self._snapshot()
         except (PgQueueError, psycopg.Error) as exc:
             log.error("metrics: cannot read the database: %s", (str(exc).strip().splitlines() or [repr(exc)])[0])
             up.add_metric([], 0)
@@ -217,6 +232,11 @@ class DatabaseCollector:
             oldest.add_metric([queue], max(0.0, waiting.oldest_seconds or 0.0) if waiting else 0.0)
         families["pgqueue_workers"].add_metric(["idle"], workers.idle)
         families["pgqueue_workers"].add_metric(["busy"], workers.busy)
+        problems = families.pop("pgqueue_health_problems")
+        if report is not None:
+            for name in CHECKS:
+                problems.add_metric([name], sum(f.check == name for f in report.problems))
+            families["pgqueue_health_problems"] = problems
         families["pgqueue_scrape_duration_seconds"].add_metric([], time.perf_counter() - started)
         yield up
         yield from families.values()
@@ -229,12 +249,12 @@ class DatabaseCollector:
 
 
 def serve(port: int, addr: str = "0.0.0.0", dsn: str | None = None, queues: Iterable[str] = (),
-          stop: threading.Event | None = None) -> None:
+          stop: threading.Event | None = None, thresholds: Thresholds | None = None) -> None:
     """Serve :class:`DatabaseCollector`'s gauges on http://addr:port/metrics until ``stop`` is set (or
     forever): ``pgqueue metrics``."""
     pc = prometheus()
     registry = pc.CollectorRegistry()
-    collector = DatabaseCollector(dsn, queues)
+    collector = DatabaseCollector(dsn, queues, thresholds=thresholds)
     collector.check()  # a wrong URL or a missing schema: one clear error now, not a gauge saying 0 later
     registry.register(collector)
     server, bound = _listen(registry, port, addr)

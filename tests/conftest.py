@@ -122,6 +122,28 @@ def pgbouncer(server_dsn: str) -> Iterator[PgBouncer]:
         yield bouncer
 
 
+@pytest.fixture
+def snapshot_holder(dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    """Another connection (application_name nightly-report) in a REPEATABLE READ transaction that has read a
+    row, so it holds a snapshot (and with it the xmin horizon) until it ends; rolled back and closed at the
+    end of the test."""
+    conn = psycopg.connect(dsn, application_name="nightly-report")
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    conn.execute("SELECT count(*) FROM pgqueue.jobs\n  -- the report's second line")
+    try:
+        yield conn
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def snapshot_aged(db: psycopg.Connection[Any], holder: psycopg.Connection[Any], seconds: float = 1.0) -> None:
+    """Wait until ``holder``'s transaction (snapshot_holder's) is older than ``seconds``."""
+    wait_for(lambda: db.execute("SELECT now() - xact_start > make_interval(secs => %s) FROM pg_stat_activity "
+                                "WHERE pid = %s", [seconds, holder.info.backend_pid]).fetchone() == (True,),
+             message=f"the transaction to age {seconds:g} s")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "nodb: the test does not use the shared test database")
 

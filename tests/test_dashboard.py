@@ -17,10 +17,11 @@ from typing import Any
 import pgq_testjobs as tj
 import psycopg
 import pytest
-from conftest import run_cli, wait_for
+from conftest import run_cli, snapshot_aged, wait_for
 from dashboard_browser import DashboardServer, browser_missing, start_browser, stop_browser
 
 from pgqueue import Job, JobStatus, Queue, Retry, SimpleWorker, is_suspended
+from pgqueue.health import CHECKS
 
 pytest.importorskip("starlette", reason="the dashboard extra is not installed (pip install -e '.[dev]')")
 
@@ -55,6 +56,12 @@ def server(dsn: str, logs: Path) -> Iterator[DashboardServer]:
 @pytest.fixture(scope="module")
 def live_server(dsn: str, logs: Path) -> Iterator[DashboardServer]:
     yield from _server(dsn, logs, "live", "--refresh", "0.3")
+
+
+@pytest.fixture(scope="module")
+def health_server(dsn: str, logs: Path) -> Iterator[DashboardServer]:
+    """Calling a transaction older than 1 s a problem, as `pgqueue doctor --max-transaction-age 1` does."""
+    yield from _server(dsn, logs, "health", "--refresh", "0", "--max-transaction-age", "1")
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +306,31 @@ def test_workers_page_shows_a_worker_and_its_current_job(server: DashboardServer
     assert cells[8] == "0"  # finished so far
     page.get(server.url + "/")
     assert "dash-worker" in page.find_element(By.ID, "workers").text
+
+
+def test_health_page_names_the_transaction_holding_back_vacuum(health_server: DashboardServer, page: Any,
+                                                               db: psycopg.Connection[Any],
+                                                               snapshot_holder: psycopg.Connection[Any]) -> None:
+    pid = snapshot_holder.info.backend_pid
+    snapshot_aged(db, snapshot_holder)
+    page.get(health_server.url + "/")
+    page.find_element(By.LINK_TEXT, "Health").click()
+    wait(page).until(EC.presence_of_element_located((By.ID, "findings")))
+    assert page.current_url.endswith("/health")
+    assert page.find_element(By.ID, "health-summary").text.startswith("1 problem(s) found at ")
+    row = page.find_element(By.CSS_SELECTOR, 'tr[data-check="transactions"]')
+    assert row.get_attribute("data-severity") == "problem"
+    assert f"pid {pid} (nightly-report, role " in row.text and "idle in transaction since " in row.text, row.text
+    assert "query: SELECT count(*) FROM pgqueue.jobs" in row.text, row.text
+    first = page.find_element(By.CSS_SELECTOR, "#findings tbody tr")  # problems come first
+    assert first.get_attribute("data-check") == "transactions"
+
+    snapshot_holder.rollback()
+    page.refresh()
+    row = page.find_element(By.CSS_SELECTOR, 'tr[data-check="transactions"]')
+    assert row.get_attribute("data-severity") == "ok" and str(pid) not in row.text
+    checks = {r.get_attribute("data-check") for r in page.find_elements(By.CSS_SELECTOR, "#findings tbody tr")}
+    assert checks == set(CHECKS)  # every check is shown, the ones that found nothing too
 
 
 # -- actions ------------------------------------------------------------------------------------------------

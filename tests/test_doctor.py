@@ -13,7 +13,7 @@ from typing import Any
 import pgq_testjobs as tj
 import psycopg
 import pytest
-from conftest import run_cli, wait_for
+from conftest import run_cli, snapshot_aged, wait_for
 from psycopg import sql
 
 import pgqueue
@@ -26,25 +26,10 @@ def _findings(result: Any, check: str) -> list[dict[str, Any]]:
     return [f for f in report["findings"] if f["check"] == check]
 
 
-@pytest.fixture
-def snapshot_holder(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    """Another connection in a REPEATABLE READ transaction that has read a row, so it holds a snapshot (and
-    with it the xmin horizon) until it ends; rolled back and closed at the end of the test."""
-    conn = psycopg.connect(dsn, application_name="nightly-report")
-    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-    conn.execute("SELECT count(*) FROM pgqueue.jobs\n  -- the report's second line")
-    try:
-        yield conn
-    finally:
-        conn.rollback()
-        conn.close()
-
-
 def test_a_transaction_holding_a_snapshot_is_named_with_its_pid_and_age_and_fails(
         db: psycopg.Connection[Any], snapshot_holder: psycopg.Connection[Any]) -> None:
     pid = snapshot_holder.info.backend_pid
-    wait_for(lambda: db.execute("SELECT now() - xact_start > interval '1 second' FROM pg_stat_activity "
-                                "WHERE pid = %s", [pid]).fetchone() == (True,), message="the transaction to age 1 s")
+    snapshot_aged(db, snapshot_holder)
     result = run_cli("doctor", "--max-transaction-age", "1")
     assert result.returncode == 1, result
     line = next(line for line in result.stdout.splitlines() if line.startswith("PROBLEM  transactions"))
@@ -175,8 +160,7 @@ def test_without_pg_read_all_stats_other_roles_transactions_are_hidden_and_it_sa
         server_dsn: str, monitor_role: str, snapshot_holder: psycopg.Connection[Any],
         db: psycopg.Connection[Any]) -> None:
     pid = snapshot_holder.info.backend_pid
-    wait_for(lambda: db.execute("SELECT now() - xact_start > interval '1 second' FROM pg_stat_activity "
-                                "WHERE pid = %s", [pid]).fetchone() == (True,), message="the transaction to age 1 s")
+    snapshot_aged(db, snapshot_holder)
     hidden = run_cli("doctor", "--max-transaction-age", "1", "--dsn", monitor_role)
     assert hidden.returncode == 0, hidden.stdout + hidden.stderr  # it cannot see the transaction: no error
     line = next(line for line in hidden.stdout.splitlines() if line.startswith("notice   visibility"))

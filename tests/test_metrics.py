@@ -17,11 +17,12 @@ from typing import Any
 import pgq_testjobs as tj
 import psycopg
 import pytest
-from conftest import wait_for
+from conftest import snapshot_aged, wait_for
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from pgqueue import ConfigurationError, JobStatus, Queue, Retry, Worker
+from pgqueue.health import CHECKS
 from pgqueue.metrics import DatabaseCollector, WorkerMetrics
 from pgqueue.sql import q
 
@@ -175,11 +176,23 @@ def test_the_database_gauges_match_the_database(metrics_server: Callable[..., in
     assert samples[("pgqueue_workers", (("state", "busy"),))] == 1
     assert samples[("pgqueue_workers", (("state", "idle"),))] == 1
     assert samples[("pgqueue_database_up", ())] == 1
+    problems = {labels[0][1]: value for (name, labels), value in samples.items() if name == "pgqueue_health_problems"}
+    assert problems == {check: 1 if check == "lost_workers" else 0 for check in CHECKS}  # the doctor's findings
 
     db.execute("DELETE FROM pgqueue.jobs WHERE queue = 'a'")  # a queue that empties reports zeros
     after = scrape(port)
     assert all(after[("pgqueue_jobs", (("queue", "a"), ("status", s)))] == 0 for s in
                ("queued", "scheduled", "deferred", "running"))
+
+
+def test_the_health_gauge_counts_a_transaction_holding_back_vacuum(
+        metrics_server: Callable[..., int], db: psycopg.Connection[Any],
+        snapshot_holder: psycopg.Connection[Any]) -> None:
+    port = metrics_server("--max-transaction-age", "1")  # the doctor's thresholds, as its options
+    snapshot_aged(db, snapshot_holder)
+    assert scrape(port)[("pgqueue_health_problems", (("check", "transactions"),))] == 1
+    snapshot_holder.rollback()
+    assert scrape(port)[("pgqueue_health_problems", (("check", "transactions"),))] == 0
 
 
 def test_a_scrape_reads_partial_indexes_only(db: psycopg.Connection[Any]) -> None:

@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..exceptions import PgQueueError
+from ..health import Thresholds
 from . import data
 from .security import AUTH_COOKIE, AuthHook, Guard, GuardMiddleware, safe_next
 
@@ -91,8 +92,10 @@ def _utc(value: datetime) -> datetime:
 class Dashboard:
     """The app's state: where its data comes from, its guard, its templates, and its options."""
 
-    def __init__(self, dsn: str | None, read_only: bool, guard: Guard, refresh: float, limits: data.Limits) -> None:
+    def __init__(self, dsn: str | None, read_only: bool, guard: Guard, refresh: float, limits: data.Limits,
+                 thresholds: Thresholds) -> None:
         self.dsn = dsn
+        self.thresholds = thresholds
         self.read_only = read_only
         self.guard = guard
         self.refresh = refresh
@@ -172,6 +175,9 @@ class Dashboard:
 
     async def workers(self, request: Request) -> Response:
         return await self.page(request, "workers.html", data.workers_page, self.reader)
+
+    async def health(self, request: Request) -> Response:
+        return await self.page(request, "health.html", data.health_page, self.reader, self.thresholds)
 
     # -- actions ------------------------------------------------------------------------------------
     async def action(self, request: Request) -> Response:
@@ -258,7 +264,7 @@ def _read_flash(request: Request) -> str | None:
 
 def create_app(dsn: str | None = None, *, read_only: bool = False, token: str | None = None,
                auth: AuthHook | None = None, allowed_hosts: list[str] | None = None, refresh: float = 5.0,
-               limits: data.Limits | None = None) -> Starlette:
+               limits: data.Limits | None = None, health: Thresholds | None = None) -> Starlette:
     """The dashboard as an ASGI app, to serve with any ASGI server or mount in your own app.
 
     ``dsn``: the database (default: as everywhere in pgqueue). ``read_only``: no action is shown, and every
@@ -267,16 +273,18 @@ def create_app(dsn: str | None = None, *, read_only: bool = False, token: str | 
     it may go through, e.g. your own app's session check. Without either, only requests whose ``Host`` is
     a loopback name are answered, unless ``allowed_hosts`` lists the names to answer. ``refresh``: seconds
     between two live refreshes of an open page (0: none). ``limits``: the bounds that keep pages cheap on a
-    big history (data.Limits).
+    big history (data.Limits). ``health``: when the health page calls a finding a problem (as ``pgqueue
+    doctor``'s options: health.Thresholds).
     """
     guard = Guard(token, auth, allowed_hosts)
-    dash = Dashboard(dsn, read_only, guard, refresh, limits or data.Limits())
+    dash = Dashboard(dsn, read_only, guard, refresh, limits or data.Limits(), health or Thresholds())
     routes = [
         Route("/", dash.overview),
         Route("/queue", dash.queue),
         Route("/jobs", dash.jobs),
         Route("/job", dash.job),
         Route("/workers", dash.workers),
+        Route("/health", dash.health),
         Route("/action/{name}", dash.action, methods=["POST"]),
         Route("/login", dash.login, methods=["GET", "POST"]),
         Mount("/static", StaticFiles(packages=[("pgqueue.dashboard", "static")]), name="static"),

@@ -20,6 +20,8 @@ from .. import _db, _notify, _options, _serialize, monitor, suspension
 from .._store import dashboard as store
 from .._store import pauses as store_pauses
 from ..exceptions import NoSuchJobError, UniqueKeyHeld
+from ..health import Thresholds
+from ..health import check as check_health
 from ..job import Job
 from ..queue import Queue
 
@@ -71,6 +73,17 @@ class Reader:
             try:
                 with conn.transaction():
                     yield conn, store.begin_page(conn, self.limits.statement_timeout_ms)
+            finally:
+                self._give(conn)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection outside any transaction (autocommit), for work that a page's transaction cannot
+        hold: the health checks, one of which may fail on its own."""
+        with _db.translate_errors(self.dsn):
+            conn = self._take()
+            try:
+                yield conn
             finally:
                 self._give(conn)
 
@@ -242,6 +255,15 @@ def workers_page(reader: Reader) -> dict[str, Any]:
         suspended, _ = _pauses(conn)
         workers = _workers(conn, reader.limits, suspended is not None)
     return {"now": now, "workers": workers, "suspended": suspended, "limits": reader.limits}
+
+
+def health_page(reader: Reader, thresholds: Thresholds) -> dict[str, Any]:
+    """What `pgqueue doctor` finds, problems first, then notices, then the checks that found nothing."""
+    with reader.connection() as conn:
+        report = check_health(conn, thresholds)
+    rank = {"problem": 0, "notice": 1, "ok": 2}
+    findings = sorted(report.findings, key=lambda f: rank[f.severity])  # stable: CHECKS order within each
+    return {"now": report.checked_at, "report": report, "findings": findings}
 
 
 # -- job lists -----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import sys
 
 from .. import _db
 from .._store import pauses
+from ..health import Thresholds
 from .app import create_app
 from .data import Limits, Reader
 from .security import check_bind, is_loopback
@@ -29,14 +30,14 @@ def check_database(dsn: str | None) -> None:
 
 
 def serve(dsn: str | None, host: str, port: int, *, read_only: bool = False, token: str | None = None,
-          refresh: float = 5.0, root_path: str = "") -> None:
+          refresh: float = 5.0, root_path: str = "", thresholds: Thresholds | None = None) -> None:
     """Serve the dashboard until SIGINT or SIGTERM. ValueError (before listening) if ``host`` is not a
     loopback address and there is no ``token``."""
     import uvicorn
 
     check_bind(host, token)
     check_database(dsn)
-    app = create_app(dsn, read_only=read_only, token=token, refresh=refresh)
+    app = create_app(dsn, read_only=read_only, token=token, refresh=refresh, health=thresholds)
     notes = ["read-only" if read_only else "actions enabled",
              "token required" if token else "no token: loopback only"]
     where = _db._describe(dsn) if dsn else "PGQUEUE_DATABASE_URL / DATABASE_URL"
