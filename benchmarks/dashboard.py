@@ -105,6 +105,7 @@ def pages(dsn: str) -> dict[str, str]:
         "job (failed)": "/job?" + q({"id": failed}),
         "job (deferred)": "/job?" + q({"id": deferred}),
         "workers": "/workers",
+        "health": "/health",
     }
 
 
