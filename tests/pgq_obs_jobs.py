@@ -92,6 +92,11 @@ def request_id() -> str:
     return REQUEST_ID.get()
 
 
+async def async_request_id() -> str:
+    """The same, as an ``async def`` job (run on the worker's event loop)."""
+    return REQUEST_ID.get()
+
+
 # -- tracing in a worker process: spans written to a file, one JSON object per line ------------------------
 def file_tracing() -> Hooks:
     """pgqueue.tracing.Tracing with an SDK provider of its own that writes spans to the file $PGQ_SPANS (the
@@ -115,3 +120,8 @@ def current_span() -> dict[str, str]:
 
     context = trace.get_current_span().get_span_context()
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
+
+
+async def async_current_span() -> dict[str, str]:
+    """current_span as an ``async def`` job: its run's span is current in its asyncio task."""
+    return current_span()

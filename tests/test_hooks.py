@@ -8,6 +8,7 @@ import logging
 import os
 from typing import Any
 
+import pgq_asyncjobs as aj
 import pgq_obs_jobs as obs
 import pgq_testjobs as tj
 import psycopg
@@ -93,10 +94,48 @@ def test_a_simple_workers_hooks_get_the_job_the_result_and_the_exception() -> No
 
 
 @pytest.mark.parametrize("cls", [Worker, SimpleWorker])
-def test_what_before_job_sets_in_a_context_variable_the_job_sees(cls: type[Worker]) -> None:
-    job = Queue().enqueue(obs.request_id)
+@pytest.mark.parametrize("func", [obs.request_id, obs.async_request_id])
+def test_what_before_job_sets_in_a_context_variable_the_job_sees(cls: type[Worker], func: Any) -> None:
+    jobs = [Queue().enqueue(func) for _ in range(3)]  # async ones: each in its own asyncio task
     cls(["default"], hooks=[obs.Recorder]).work(burst=True)
-    assert job.wait(timeout=5) == f"first:{job.id}"
+    assert [job.wait(timeout=5) for job in jobs] == [f"first:{job.id}" for job in jobs]
+
+
+def test_async_jobs_call_their_hooks_once_in_the_event_loop_process(db: psycopg.Connection[Any]) -> None:
+    """The first job of an async function is handed over by a job process to the event-loop process: its
+    hooks run there, once, as every later job's do."""
+    ok = [Queue("hooked").enqueue(aj.add, i, 1) for i in range(3)]
+    bad = Queue("hooked").enqueue(aj.fail, "no luck")
+    assert Worker(["hooked"], hooks=["pgq_obs_jobs.Recorder", obs.Second()]).work(burst=True)
+
+    rows = notes(db)
+    for i, job in enumerate(ok):
+        assert [tag for job_id, tag, _ in rows if job_id == job.id] == [
+            f"first:before:pgq_asyncjobs.add:hooked:1:[{i}, 1]:running",
+            f"second:before:pgq_asyncjobs.add:hooked:1:[{i}, 1]:running",
+            f"second:after:{i + 1}", f"first:after:{i + 1}",
+            "first:outcome:pgq_asyncjobs.add:hooked:1:finished:None",
+            "second:outcome:pgq_asyncjobs.add:hooked:1:finished:None"]
+    assert [tag for job_id, tag, _ in rows if job_id == bad.id] == [
+        "first:before:pgq_asyncjobs.fail:hooked:1:['no luck']:running",
+        "second:before:pgq_asyncjobs.fail:hooked:1:['no luck']:running",
+        "second:failure:ValueError:no luck:True", "first:failure:ValueError:no luck:True",
+        "first:outcome:pgq_asyncjobs.fail:hooked:1:failed:ValueError",
+        "second:outcome:pgq_asyncjobs.fail:hooked:1:failed:ValueError"]
+    loop_pids = {pid for _, tag, pid in rows if tag.split(":")[1] in ("before", "after", "failure")}
+    assert len(loop_pids) == 1 and os.getpid() not in loop_pids  # one process: the event loop's
+
+
+def test_a_canceled_async_job_calls_on_failure_with_job_canceled(spawn_worker: Any,
+                                                                 db: psycopg.Connection[Any]) -> None:
+    job = Queue("hooked").enqueue(aj.wait_to_be_canceled, "doomed")
+    spawn_worker("hooked", "--hooks", "pgq_obs_jobs.Recorder")
+    wait_for(lambda: any(tag == "doomed:start" for _, tag, _ in notes(db)), 20, message="the job to start")
+    assert job.cancel() is True
+    wait_for(lambda: any(":failure:" in tag for job_id, tag, _ in notes(db) if job_id == job.id), 20,
+             message="on_failure")
+    assert [tag for job_id, tag, _ in notes(db) if job_id == job.id and ":failure:" in tag] == [
+        f"first:failure:JobCanceled:job {job.id} was canceled:True"]
 
 
 def test_a_raising_hook_is_logged_and_the_outcome_kept(caplog: pytest.LogCaptureFixture,

@@ -90,18 +90,21 @@ def test_the_span_that_enqueued_a_job_is_the_parent_of_its_run(spans: Spans, db:
     assert bad.get_status(refresh=True) == JobStatus.FAILED
 
 
+@pytest.mark.parametrize("func", [obs.current_span, obs.async_current_span])
 def test_the_trace_goes_from_the_enqueuer_to_a_worker_process(spans: Spans, tmp_path: Path,
-                                                              db: psycopg.Connection[Any]) -> None:
-    """The worker is another process (the CLI), the run in its child: spans come back through a file."""
+                                                              db: psycopg.Connection[Any], func: Any) -> None:
+    """The worker is another process (the CLI), the run in its child (an async job's: its event-loop
+    process): spans come back through a file."""
+    name = f"pgq_obs_jobs.{func.__name__}"
     with spans.tracer.start_as_current_span("request") as request:
-        job = Queue().enqueue(obs.current_span)
-    [enqueue] = spans.named("enqueue pgq_obs_jobs.current_span")
+        job = Queue().enqueue(func)
+    [enqueue] = spans.named(f"enqueue {name}")
     path = tmp_path / "spans.jsonl"
     done = run_cli("worker", "--burst", "--hooks", "pgq_obs_jobs.file_tracing", env={"PGQ_SPANS": str(path)})
     assert done.returncode == 0, done.stderr
     [run] = [json.loads(line) for line in path.read_text().splitlines()]
     trace_id = f"{request.get_span_context().trace_id:032x}"
-    assert run["name"] == "run pgq_obs_jobs.current_span" and run["kind"] == "SpanKind.CONSUMER"
+    assert run["name"] == f"run {name}" and run["kind"] == "SpanKind.CONSUMER"
     assert run["context"]["trace_id"] == "0x" + trace_id
     assert run["parent_id"] == f"0x{enqueue.context.span_id:016x}"
     assert run["attributes"]["pgqueue.job.id"] == job.id and run["attributes"]["pgqueue.job.status"] == "finished"

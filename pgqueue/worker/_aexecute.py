@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import _serialize
-from ..exceptions import JobTimeoutError
+from ..exceptions import JobCanceled, JobTimeoutError
 from ..job import _current_job, _PendingJob
 from ._execute import (
     _NO_CLOCK,
@@ -57,17 +57,18 @@ def async_child_main(task_fd: int, out_fd: int, stop: Any, handover: Any, cut: A
                      hand_over: bool = False, hooks: JobHooks | None = None) -> None:
     """The process of an AsyncSlot (same arguments as a ChildSlot's; ``handover``, ``cut``, ``begun`` and
     ``cancel`` are not used: every task it is sent starts at once, and a cancel comes as a frame, which cancels the
-    job's asyncio task; the job hooks are not called around async jobs yet: docs/observability.md)."""
+    job's asyncio task). The job hooks run in each job's asyncio task, around its coroutine."""
     child_setup()
     signal.signal(CANCEL_SIGNAL, signal.SIG_IGN)  # a cancel comes by the pipe here (AsyncSlot.stop_job)
-    asyncio.run(_Runner(task_fd, out_fd, dsn, worker_name, allow, handlers).serve())
+    asyncio.run(_Runner(task_fd, out_fd, dsn, worker_name, allow, handlers, hooks).serve())
 
 
 class _Runner:
     def __init__(self, task_fd: int, out_fd: int, dsn: str | None, worker_name: str, allow: Sequence[str],
-                 handlers: Sequence[ExceptionHandler]) -> None:
+                 handlers: Sequence[ExceptionHandler], hooks: JobHooks | None = None) -> None:
         self.task_fd, self.out_fd = task_fd, out_fd
         self.dsn, self.worker_name, self.allow, self.handlers = dsn, worker_name, tuple(allow), tuple(handlers)
+        self.hooks = hooks
         self.frames: asyncio.Queue[Any] = asyncio.Queue()
         self.buffer = b""
         self.running: set[asyncio.Task[None]] = set()
@@ -134,7 +135,11 @@ class _Runner:
         started = time.perf_counter()
         pending = _PendingJob(lambda: _job_of(task, self.dsn, self.worker_name, started))
         _current_job.set(pending)  # this asyncio task's own context
+        # The job hooks (pgqueue.hooks) in this task's context too: what before_job sets, the job sees.
+        job = None if self.hooks is None else self.hooks.begin(task, self.dsn, self.worker_name)
         outcome, error, value = await self.attempt(task, pending, started)
+        if self.hooks is not None and job is not None:
+            self.hooks.end(job, outcome, error, value)
         call = _callback_of(task, outcome, _NO_CLOCK)
         self.send(outcome)
         if isinstance(call, CallbackEnd):
@@ -162,8 +167,9 @@ class _Runner:
             if not timed_out and isinstance(exc, asyncio.CancelledError):
                 if task.id in self.canceled:  # canceled: not a failure, and its outcome is not recorded
                     self.canceled.discard(task.id)
-                    return Outcome(task.id, task.attempt, task.claim, False, None, f"{CANCELED}: canceled",
-                                   CANCELED, "canceled", time.perf_counter() - started, False, False), None, None
+                    return (Outcome(task.id, task.attempt, task.claim, False, None, f"{CANCELED}: canceled",
+                                    CANCELED, "canceled", time.perf_counter() - started, False, False),
+                            JobCanceled(f"job {task.id} was canceled").with_traceback(exc.__traceback__), None)
                 raise  # the process is being shut down
             if timed_out:
                 return self._timed_out(task, started, exc)

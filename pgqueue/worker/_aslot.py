@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from ._aexecute import async_child_main
+from ._hooks import JobHooks
 from ._messages import ExceptionHandler, Outcome, Task
 from ._slots import CALLBACK_GRACE, ChildSlot, _frame, timeout_message
 
@@ -28,7 +29,8 @@ class AsyncSlot(ChildSlot):
     announces = True  # each task is logged as it is sent (it starts then)
 
     def __init__(self, index: int, dsn: str | None, worker_name: str, allow: Sequence[str],
-                 handlers: Sequence[ExceptionHandler], concurrency: int, announce: Callable[[Task], None]) -> None:
+                 handlers: Sequence[ExceptionHandler], concurrency: int, announce: Callable[[Task], None],
+                 hooks: JobHooks | None = None) -> None:
         self.concurrency = concurrency
         self._announce = announce
         self.running: dict[str, tuple[Task, float]] = {}  # job id -> (task, monotonic time it was sent)
@@ -36,7 +38,7 @@ class AsyncSlot(ChildSlot):
         self.marked: set[str] = set()  # running tasks whose run is recorded as started
         self.late: str | None = None  # the job whose lateness got the process killed
         self.appetite = 1  # how many jobs to claim for it: grows while claims bring it async jobs
-        super().__init__(index, dsn, worker_name, allow, handlers)
+        super().__init__(index, dsn, worker_name, allow, handlers, hooks=hooks)
 
     # -- claiming and dispatch ---------------------------------------------------------------------
     def hungry(self, half: int, late: float) -> bool:

@@ -7,11 +7,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ._aslot import AsyncSlot
 from ._claiming import Claiming
 from ._control import Cancels
-from ._hooks import WorkerHooks
+from ._hooks import JobHooks, WorkerHooks
 from ._messages import CallbackEnd, CallbackStart, ExceptionHandler, Message, Outcome, Task
 from ._slots import ChildSlot, Slot
 
@@ -25,6 +26,7 @@ class Collecting(Claiming):
     allow_modules: tuple[str, ...]
     exception_handlers: list[ExceptionHandler]
     async_concurrency: int
+    hooks: list[Any]
     _hooks: WorkerHooks | None
     _cancels: Cancels
 
@@ -96,7 +98,8 @@ class Collecting(Claiming):
                 return
             if self._async_slot is None:
                 self._async_slot = AsyncSlot(len(self._slots), self.dsn, self.name, self.allow_modules,
-                                             self.exception_handlers, self.async_concurrency, self._announce)
+                                             self.exception_handlers, self.async_concurrency, self._announce,
+                                             JobHooks.of(self.hooks))
                 self._slots.append(self._async_slot)
             if not self._async_slot.dispatch([task]):
                 self._outcomes.release([(task.id, task.claim)])

@@ -77,6 +77,17 @@ def run_coroutine(coro: Any) -> Any:
         return pool.submit(contextvars.copy_context().run, asyncio.run, coro).result()
 
 
+def _handed_over_first(task: Task, allow: Sequence[str]) -> bool:
+    """Whether this process hands the job over without calling it (see HandOver): its function is a coroutine
+    function. Asked before the job hooks run, so that they run once, where the job runs (the event loop)."""
+    if not _hand_over:
+        return False
+    try:
+        return inspect.iscoroutinefunction(import_func(task.func_name, allow))
+    except Exception:  # not importable: the run says why
+        return False
+
+
 def _awaited(coro: Any) -> Any:
     """The value of an async job's coroutine (see HandOver, run_coroutine)."""
     if _hand_over:
@@ -530,6 +541,8 @@ def run(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] = ()
     try:
         if hooks is None:
             return _attempt(task, dsn, allow, pending, started, None, True, handlers)[0]
+        if _handed_over_first(task, allow):
+            return handed_over(task)
         job = hooks.begin(task, dsn, worker_name)  # the worker's job hooks (pgqueue.hooks), around the function
         outcome, error, value = _attempt(task, dsn, allow, pending, started, None, True, handlers)
         hooks.end(job, outcome, error, value)
@@ -557,6 +570,9 @@ def execute(task: Task, dsn: str | None, worker_name: str, allow: Sequence[str] 
     token = _current_job.set(pending)
     try:
         value = None
+        if hooks is not None and _handed_over_first(task, allow):
+            yield handed_over(task)
+            return
         job = None if hooks is None else hooks.begin(task, dsn, worker_name)  # the job hooks (pgqueue.hooks)
         try:
             with clock.limit(task.timeout) if clock.always or task.callbacks is not None else _UNLIMITED:
