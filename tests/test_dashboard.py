@@ -25,6 +25,7 @@ from pgqueue.health import CHECKS
 
 pytest.importorskip("starlette", reason="the dashboard extra is not installed (pip install -e '.[dev]')")
 
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -104,14 +105,19 @@ def cell(driver: Any, queue: str, count: str) -> str:
 
 
 def press(driver: Any, action: str, confirm: bool = False, within: Any = None) -> None:
-    """Press the action's button (answering its confirmation) and wait for the page it leads to."""
+    """Press the action's button (answering its confirmation) and wait for the page it leads to: a new
+    document (without the mark set on this one), fully loaded. Not by waiting for this page's elements to go
+    stale: while the page changes, chromedriver may answer a question about one with an error of its own
+    ("Node with given id does not belong to the document") instead of saying it is stale."""
     root = within or driver
     button = root.find_element(By.CSS_SELECTOR, f'button[data-action="{action}"]')
-    old = driver.find_element(By.TAG_NAME, "html")
+    driver.execute_script("window.pgqueuePressed = true")
     button.click()
     if confirm:
         wait(driver).until(EC.alert_is_present()).accept()
-    wait(driver).until(EC.staleness_of(old))
+    # A question asked while the page changes may fail; the next one is asked of the new page.
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(lambda d: d.execute_script(
+        "return window.pgqueuePressed === undefined && document.readyState === 'complete'"))
 
 
 def at(path: str, **params: str) -> str:
