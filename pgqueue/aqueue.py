@@ -187,7 +187,9 @@ class AsyncQueue:
                 jobs[i] = data.to_job(id, self.name, self.dsn, data.timeout or self.default_timeout,
                                       JobStatus(row.status), row.enqueued_at, row.scheduled_at, row.priority)
                 continue
-            found = await _astore.find_live_duplicate(conn, caller, id=id, unique_key=data.unique_key)
+            # Read on the same connection: the job may be in the caller's uncommitted transaction.
+            found = await _astore.replace_unique(conn, caller, q._replace_params(data, id)) if data.replace else None
+            found = found or await _astore.find_live_duplicate(conn, caller, id=id, unique_key=data.unique_key)
             if found is None:
                 again.append(i)
             else:

@@ -91,6 +91,22 @@ def test_each_enqueue_writes_what_the_sync_api_writes(db: psycopg.Connection[Any
     assert jobs[1].meta == {"user": 7} and jobs[1].max_attempts == 3 and jobs[3].status == JobStatus.SCHEDULED
 
 
+def test_unique_key_conflict_replace_debounces_as_the_sync_api_does(db: psycopg.Connection[Any]) -> None:
+    async def enqueue() -> list[Any]:
+        q = AsyncQueue("debounce")
+        first = await q.enqueue_in(60, tj.identity, "v1", unique_key="user:7", unique_key_conflict="replace")
+        second = await q.enqueue_in(60, tj.echo, "v2", x=1, unique_key="user:7", unique_key_conflict="replace")
+        kept = await q.enqueue(tj.identity, "v3", unique_key="user:7")  # "keep", the default
+        return [first, second, kept]
+
+    first, second, kept = asyncio.run(enqueue())
+    assert second.id == first.id and (second.func_name, second.args, second.kwargs) == ("pgq_testjobs.echo", ["v2"],
+                                                                                       {"x": 1})
+    assert (kept.id, kept.args) == (first.id, ["v2"])
+    assert db.execute("SELECT func_name, args, kwargs FROM pgqueue.jobs").fetchall() == [
+        ("pgq_testjobs.echo", ["v2"], {"x": 1})]
+
+
 def test_bad_arguments_and_options_raise_before_anything_is_written(db: psycopg.Connection[Any]) -> None:
     async def attempts() -> None:
         q = AsyncQueue("bad")

@@ -62,6 +62,11 @@ async def find_live_duplicate(conn: AConn, caller: bool, *, id: str, unique_key:
     return _one(await _rows(conn, caller, "find_live_duplicate", {"id": id, "unique_key": unique_key}, JobRow))
 
 
+async def replace_unique(conn: AConn, caller: bool, params: dict[str, Any]) -> JobRow | None:
+    """jobs.replace_unique, awaited (unique_key_conflict="replace")."""
+    return _one(await _rows(conn, caller, "replace_unique", params, JobRow))
+
+
 async def fetch_job(conn: AConn, id: str, caller: bool = False) -> JobRow | None:
     return _one(await _rows(conn, caller, "fetch_job", {"id": id}, JobRow))
 
