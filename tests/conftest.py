@@ -7,6 +7,7 @@ and the user's own data are never touched. Each test starts with empty pgqueue t
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -142,6 +143,29 @@ def snapshot_aged(db: psycopg.Connection[Any], holder: psycopg.Connection[Any], 
     wait_for(lambda: db.execute("SELECT now() - xact_start > make_interval(secs => %s) FROM pg_stat_activity "
                                 "WHERE pid = %s", [seconds, holder.info.backend_pid]).fetchone() == (True,),
              message=f"the transaction to age {seconds:g} s")
+
+
+def count_jobs(db: psycopg.Connection[Any]) -> int:
+    """How many rows pgqueue.jobs has, as ``db`` sees them."""
+    return int(db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0])  # type: ignore[index]
+
+
+@pytest.fixture
+def listener(dsn: str) -> Iterator[Callable[[float], list[str]]]:
+    """Notifications on pgqueue_jobs (the worker wake-up channel) as another session sees them."""
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute("LISTEN pgqueue_jobs")
+
+    def received(wait: float) -> list[str]:
+        select.select([conn.fileno()], [], [], wait)
+        conn.pgconn.consume_input()
+        payloads = []
+        while (note := conn.pgconn.notifies()) is not None:
+            payloads.append(note.extra.decode())
+        return payloads
+
+    yield received
+    conn.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

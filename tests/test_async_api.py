@@ -5,8 +5,7 @@ wait. Each test drives its coroutines with asyncio.run, as an application would.
 from __future__ import annotations
 
 import asyncio
-import select
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -16,7 +15,7 @@ import pgq_testjobs as tj
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import wait_for
+from conftest import count_jobs, wait_for
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from pgqueue import (
@@ -40,28 +39,6 @@ def row(db: psycopg.Connection[Any], job_id: str) -> tuple[Any, ...]:
     found = db.execute(f"SELECT {COLUMNS} FROM pgqueue.jobs WHERE id = %s", (job_id,)).fetchone()
     assert found is not None, f"no row for job {job_id}"
     return tuple(found)
-
-
-def count_jobs(db: psycopg.Connection[Any]) -> int:
-    return int(db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0])  # type: ignore[index]
-
-
-@pytest.fixture
-def listener(dsn: str) -> Iterator[Callable[[float], list[str]]]:
-    """Notifications on pgqueue_jobs (the worker wake-up channel) as another session sees them."""
-    conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute("LISTEN pgqueue_jobs")
-
-    def received(wait: float) -> list[str]:
-        select.select([conn.fileno()], [], [], wait)
-        conn.pgconn.consume_input()
-        payloads = []
-        while (note := conn.pgconn.notifies()) is not None:
-            payloads.append(note.extra.decode())
-        return payloads
-
-    yield received
-    conn.close()
 
 
 def test_each_enqueue_writes_what_the_sync_api_writes(db: psycopg.Connection[Any]) -> None:

@@ -16,7 +16,7 @@ import pgq_callbacks as cb
 import pgq_testjobs as tj
 import psycopg
 import pytest
-from conftest import wait_for
+from conftest import count_jobs, wait_for
 
 import pgqueue
 from pgqueue import Callback, Job, JobStatus, Queue, Retry, SimpleWorker, Worker
@@ -43,10 +43,6 @@ def job_pids(db: psycopg.Connection[Any], job: Job) -> set[int]:
 def callback_errors(job: Job) -> list[dict[str, Any]]:
     job.refresh()
     return [e for e in job.errors if e["type"] == "CallbackFailed"]
-
-
-def count_jobs(db: psycopg.Connection[Any]) -> int:
-    return db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0]  # type: ignore[index]
 
 
 # -- what enqueue takes and stores -----------------------------------------------------------------

@@ -17,15 +17,10 @@ from typing import Any
 import pgq_testjobs as tj
 import psycopg
 import pytest
+from conftest import count_jobs
 
 import pgqueue
 from pgqueue import Job, JobStatus, Queue, Retry, SimpleWorker, Worker
-
-
-def count_jobs(db: psycopg.Connection[Any]) -> int:
-    row = db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def every_way_to_enqueue(func: Any) -> list[Any]:

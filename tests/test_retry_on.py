@@ -11,6 +11,7 @@ import pgq_callbacks as cb
 import pgq_testjobs as tj
 import psycopg
 import pytest
+from conftest import count_jobs
 
 from pgqueue import JobStatus, Queue, Retry, SimpleWorker, Worker
 
@@ -19,10 +20,6 @@ WORKERS = [Worker, SimpleWorker]
 
 def attempts_run(db: psycopg.Connection[Any], job_id: str) -> int:
     return db.execute("SELECT count(*) FROM pgq_test.runs WHERE job_id = %s", (job_id,)).fetchone()[0]  # type: ignore[index]
-
-
-def count_jobs(db: psycopg.Connection[Any]) -> int:
-    return db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("worker", WORKERS)

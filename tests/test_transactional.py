@@ -4,7 +4,6 @@ job row and the worker wake-up exist only if the caller's transaction commits.""
 from __future__ import annotations
 
 import functools
-import select
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import pgq_testjobs as tj
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import wait_for
+from conftest import count_jobs, wait_for
 from sqlalchemy.orm import Session
 
 from pgqueue import ConfigurationError, JobStatus, Queue
@@ -53,28 +52,6 @@ def sa_session_txn(dsn: str, first: bool = True) -> Iterator[Any]:
 # commits nothing and the pool's rollback loses the job).
 KINDS = {"psycopg": psycopg_txn, "sqlalchemy-connection": sa_connection_txn, "sqlalchemy-session": sa_session_txn}
 KINDS.update({f"{name}, enqueue first": functools.partial(kind, first=False) for name, kind in list(KINDS.items())})
-
-
-def count_jobs(db: psycopg.Connection[Any]) -> int:
-    return int(db.execute("SELECT count(*) FROM pgqueue.jobs").fetchone()[0])  # type: ignore[index]
-
-
-@pytest.fixture
-def listener(dsn: str) -> Iterator[Callable[[float], list[str]]]:
-    """Notifications on pgqueue_jobs (the worker wake-up channel) as another session sees them."""
-    conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute("LISTEN pgqueue_jobs")
-
-    def received(wait: float) -> list[str]:
-        select.select([conn.fileno()], [], [], wait)
-        conn.pgconn.consume_input()
-        payloads = []
-        while (note := conn.pgconn.notifies()) is not None:
-            payloads.append(note.extra.decode())
-        return payloads
-
-    yield received
-    conn.close()
 
 
 @pytest.mark.parametrize("kind", KINDS)
