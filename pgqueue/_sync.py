@@ -26,7 +26,8 @@ from . import _store
 from ._db import caller_connection, own_connection, translate_errors
 from .job import Job
 from .queue import EnqueueData, Queue, _take
-from .worker._execute import Alarm, execute
+from .worker._clock import Alarm
+from .worker._execute import execute
 from .worker._messages import CallbackEnd, Outcome, Task
 from .worker._outcomes import (
     callback_error,

@@ -34,9 +34,8 @@ from typing import Any
 from .. import _serialize
 from ..exceptions import JobCanceled, JobTimeoutError
 from ..job import _current_job, _PendingJob
+from ._clock import _NO_CLOCK, CANCELED, timeout_message
 from ._execute import (
-    _NO_CLOCK,
-    CANCELED,
     _call_back,
     _callback_of,
     _exception_classes,
@@ -44,7 +43,6 @@ from ._execute import (
     _job_of,
     _refuse_arguments,
     import_func,
-    timeout_message,
 )
 from ._hooks import JobHooks
 from ._messages import CallbackEnd, ExceptionHandler, Outcome, Task

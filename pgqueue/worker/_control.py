@@ -41,7 +41,7 @@ import psycopg
 
 from .. import _notify, _store
 from .._db import connect, readable, ready
-from ._execute import CANCELED, TimeUp, cancel_running, running_key
+from ._clock import CANCELED, TimeUp, cancel_running, running_key
 from ._messages import Task
 from ._outcomes import Outcomes
 from ._slots import CANCEL_SIGNAL, ChildSlot, InProcessSlot, Slot

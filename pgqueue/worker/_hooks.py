@@ -18,7 +18,8 @@ from .._store import FailRow, RescuedRow
 from ..exceptions import PgQueueError
 from ..hooks import Hooks, JobOutcome, RescuedJob
 from ..job import Job, JobStatus
-from ._execute import AbortJob, import_func
+from ._clock import AbortJob
+from ._execute import import_func
 from ._messages import Outcome, Task
 
 if TYPE_CHECKING:

@@ -25,17 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._callbacks import stored_callback
 from .._db import ready
-from ._execute import (
-    CANCELED,
-    Alarm,
-    cancel_running,
-    execute,
-    hand_over_async,
-    run,
-    run_stopped,
-    running_key,
-    timeout_message,
-)
+from ._clock import CANCELED, Alarm, cancel_running, running_key, timeout_message
+from ._execute import execute, hand_over_async, run, run_stopped
 from ._messages import CallbackEnd, CallbackStart, ExceptionHandler, Message, Outcome, Task
 
 if TYPE_CHECKING:

@@ -29,9 +29,9 @@ from .._rq import WORKER_OPTIONS, refuse
 from ..connections import database
 from ..exceptions import ConfigurationError, DatabaseUnavailable
 from ._aslot import AsyncSlot
+from ._clock import AbortJob
 from ._collect import Collecting
 from ._control import CANCEL_GRACE, Cancels, install_watch
-from ._execute import AbortJob
 from ._execute import exception_handlers as _exception_handlers
 from ._hooks import JobHooks, WorkerHooks, attach_hooks, hooks_started, hooks_stopped, load_hooks
 from ._inspect import WorkerInspection
